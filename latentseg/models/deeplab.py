@@ -1,0 +1,58 @@
+"""The two-branch segmentation network of section 3: one trunk, a semantic and a latent ASPP head.
+
+The latent head is trained only through the latent loss (eq. 3) and is not used at inference.
+Logits come out at the feature resolution; callers upsample bilinearly to the input size
+(``upsample``), so that losses and evaluation decide the size they need.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from latentseg.models.aspp import ASPP
+from latentseg.models.resnet import build_backbone
+
+
+@dataclass(frozen=True)
+class SegOutput:
+    semantic: Tensor  # (N, |C|, h, w) logits
+    latent: Tensor | None  # (N, k, h, w) logits, None when the model has no latent head
+
+
+class DeepLabV2(nn.Module):
+    def __init__(self, num_classes: int, num_latent: int | None, backbone: str = "resnet101",
+                 aspp_dilations: tuple[int, ...] = (6, 12, 18, 24), aspp_branches: int | None = None) -> None:
+        super().__init__()
+        self.backbone = build_backbone(backbone)
+        channels = self.backbone.out_channels
+        self.semantic_head = ASPP(channels, num_classes, aspp_dilations, aspp_branches)
+        self.latent_head = (
+            ASPP(channels, num_latent, aspp_dilations, aspp_branches) if num_latent else None
+        )
+
+    def forward(self, x: Tensor, with_latent: bool = True) -> SegOutput:
+        features = self.backbone(x)
+        latent = self.latent_head(features) if (with_latent and self.latent_head is not None) else None
+        return SegOutput(self.semantic_head(features), latent)
+
+    def param_groups(self, lr: float, head_lr_mult: float) -> list[dict]:
+        """SGD groups as in DeepLab-v2: the trunk at ``lr``, the ASPP heads at ``head_lr_mult * lr``."""
+        trunk = [p for p in self.backbone.parameters() if p.requires_grad]
+        heads = [p for n, p in self.named_parameters() if not n.startswith("backbone.") and p.requires_grad]
+        return [{"params": trunk, "lr": lr, "base_lr": lr},
+                {"params": heads, "lr": lr * head_lr_mult, "base_lr": lr * head_lr_mult}]
+
+
+def upsample(logits: Tensor, size: tuple[int, int]) -> Tensor:
+    """Bilinear upsampling to the input size (``align_corners=True`` as in DeepLab-v2's code)."""
+    if tuple(logits.shape[-2:]) == tuple(size):
+        return logits
+    return F.interpolate(logits, size=size, mode="bilinear", align_corners=True)
+
+
+def build_segmenter(num_classes: int, num_latent: int | None, backbone: str = "resnet101",
+                    aspp_branches: int | None = None) -> DeepLabV2:
+    return DeepLabV2(num_classes, num_latent, backbone=backbone, aspp_branches=aspp_branches)
