@@ -18,6 +18,8 @@ class ModelConfig:
     backbone: str = "resnet101"  # "tiny" for CPU runs of the demo
     # DeepLab-v2 sums all four ASPP branches; 2 reproduces AdvSemiSeg's early return (see models/aspp.py).
     aspp_branches: int = 4
+    # DeepLab-v2 freezes batch-norm statistics; False normalises with batch statistics (AdvSemiSeg's port).
+    freeze_bn_stats: bool = True
     discriminator_width: int = 64
 
 
@@ -136,7 +138,7 @@ def from_dict(cls: type, values: dict[str, Any] | None, where: str = "") -> Any:
     unknown = sorted(set(values) - names)
     if unknown:
         raise KeyError(f"unknown configuration key(s) {', '.join(f'{where}{k}' for k in unknown)}; "
-                       f"valid keys of {where.rstrip(".") or "the run"}: {', '.join(sorted(names))}")
+                       f"valid keys of {where.rstrip('.') or 'the run'}: {', '.join(sorted(names))}")
     kwargs = {}
     for name, value in values.items():
         kwargs[name] = _coerce(hints[name], value, f"{where}{name}")

@@ -15,7 +15,7 @@ from torch import Tensor, nn
 EPS = 1e-12
 
 
-def _joint_counts(latent_prob: Tensor, target: Tensor, num_classes: int, ignore_index: int) -> tuple[Tensor, Tensor]:
+def joint_counts(latent_prob: Tensor, target: Tensor, num_classes: int, ignore_index: int) -> tuple[Tensor, Tensor]:
     """``sum_{n,h,w} Y^(c) S_l^(l)`` as a ``(C, k)`` matrix, and the number of valid pixels (a tensor).
 
     Written without boolean indexing so that it never waits on the device (no host synchronisation).
@@ -78,7 +78,7 @@ def latent_loss(latent_prob: Tensor, target: Tensor, num_classes: int, ignore_in
     ``latent_prob`` (N, k, H, W) is the latent softmax, ``target`` (N, H, W). The gradient reaches the latent
     branch through both ``P_b(c,l)`` and ``P_b(c|l)``; it is computed on this batch alone.
     """
-    joint, count = _joint_counts(latent_prob, target, num_classes, ignore_index)
+    joint, count = joint_counts(latent_prob, target, num_classes, ignore_index)
     joint = joint / count.clamp_min(1)  # a batch without a valid pixel gives joint = 0 and loss = 0
     cond = joint / joint.sum(0, keepdim=True).clamp_min(EPS)
     return -(joint * cond.clamp_min(EPS).log()).sum()
@@ -106,7 +106,7 @@ class CoOccurrence(nn.Module):
 
     @torch.no_grad()
     def update(self, latent_prob: Tensor, target: Tensor) -> None:
-        counts, _ = _joint_counts(latent_prob.detach(), target, self.num_classes, self.ignore_index)
+        counts, _ = joint_counts(latent_prob.detach(), target, self.num_classes, self.ignore_index)
         if dist.is_available() and dist.is_initialized():
             dist.all_reduce(counts)
         self.matrix.mul_(1 - self.alpha).add_(counts, alpha=self.alpha)

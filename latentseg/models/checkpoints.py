@@ -8,7 +8,7 @@ Sources:
   and is dropped otherwise (Cityscapes), as in Hung et al.'s code.
 - ``torchvision_resnet``: torchvision's ImageNet ``resnet101`` (``conv1.weight`` ... ``fc.bias``); ``fc`` is
   dropped. Its strides sit on the 3x3 convolutions; shapes are the same, so the weights load unchanged.
-- ``latentseg``: our own checkpoints (``model`` entry of a training checkpoint, or a bare state dict).
+- ``latentseg``: our own weights (the COCO pretraining stage's output), keys already ours.
 """
 
 from __future__ import annotations
@@ -26,7 +26,10 @@ def map_state_dict(state: Mapping[str, Tensor], source: str, num_classes: int) -
     if source not in SOURCES:
         raise ValueError(f"unknown checkpoint source {source!r}; choose one of {SOURCES}")
     if source == "latentseg":
-        return dict(state)
+        # Our own weights (a pretraining run): the latent head is never carried over, and a semantic head
+        # trained for another class count is dropped, as for the published file.
+        return {k: v for k, v in state.items() if not k.startswith("latent_head.")
+                and not (k.startswith("semantic_head.") and v.shape[0] != num_classes)}
     mapped: dict[str, Tensor] = {}
     for key, value in state.items():
         if source == "deeplab_coco":
@@ -59,8 +62,6 @@ def load_initialisation(model: nn.Module, state: Mapping[str, Tensor], source: s
     mismatched = sorted(f"{k}: checkpoint {tuple(mapped[k].shape)} vs model {tuple(own[k].shape)}"
                         for k in mapped if k in own and mapped[k].shape != own[k].shape)
     required = [k for k in own if k.startswith("backbone.") and not k.endswith("num_batches_tracked")]
-    if source == "latentseg":
-        required = [k for k in own if not k.endswith("num_batches_tracked")]
     missing = sorted(k for k in required if k not in mapped)
     problems = [f"missing tensor {k}" for k in missing] + [f"unexpected tensor {k}" for k in unexpected]
     problems += [f"wrong shape {m}" for m in mismatched]

@@ -7,7 +7,7 @@ Logits come out at the feature resolution; callers upsample bilinearly to the in
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -16,22 +16,33 @@ from latentseg.models.aspp import ASPP
 from latentseg.models.resnet import build_backbone
 
 
-@dataclass(frozen=True)
-class SegOutput:
+class SegOutput(NamedTuple):  # a tuple, so DistributedDataParallel can walk it
     semantic: Tensor  # (N, |C|, h, w) logits
     latent: Tensor | None  # (N, k, h, w) logits, None when the model has no latent head
 
 
 class DeepLabV2(nn.Module):
     def __init__(self, num_classes: int, num_latent: int | None, backbone: str = "resnet101",
-                 aspp_dilations: tuple[int, ...] = (6, 12, 18, 24), aspp_branches: int | None = None) -> None:
+                 aspp_dilations: tuple[int, ...] = (6, 12, 18, 24), aspp_branches: int | None = None,
+                 freeze_bn_stats: bool = True) -> None:
         super().__init__()
+        self.freeze_bn_stats = freeze_bn_stats
         self.backbone = build_backbone(backbone)
         channels = self.backbone.out_channels
         self.semantic_head = ASPP(channels, num_classes, aspp_dilations, aspp_branches)
         self.latent_head = (
             ASPP(channels, num_latent, aspp_dilations, aspp_branches) if num_latent else None
         )
+
+    def train(self, mode: bool = True) -> DeepLabV2:
+        """DeepLab-v2 trains with frozen batch-norm statistics (Caffe's ``use_global_stats``); with
+        ``freeze_bn_stats=False`` the layers normalise with batch statistics, as AdvSemiSeg's port does."""
+        super().train(mode)
+        if self.freeze_bn_stats:
+            for m in self.modules():
+                if isinstance(m, nn.BatchNorm2d):
+                    m.eval()
+        return self
 
     def forward(self, x: Tensor, with_latent: bool = True) -> SegOutput:
         features = self.backbone(x)
@@ -54,5 +65,6 @@ def upsample(logits: Tensor, size: tuple[int, int]) -> Tensor:
 
 
 def build_segmenter(num_classes: int, num_latent: int | None, backbone: str = "resnet101",
-                    aspp_branches: int | None = None) -> DeepLabV2:
-    return DeepLabV2(num_classes, num_latent, backbone=backbone, aspp_branches=aspp_branches)
+                    aspp_branches: int | None = None, freeze_bn_stats: bool = True) -> DeepLabV2:
+    return DeepLabV2(num_classes, num_latent, backbone=backbone, aspp_branches=aspp_branches,
+                     freeze_bn_stats=freeze_bn_stats)

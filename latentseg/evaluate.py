@@ -1,0 +1,102 @@
+"""Evaluation: confusion-matrix mIoU, ``P(l|c)`` on the validation set, effective latent classes, and
+Mittal et al.'s classifier filter.
+
+mIoU here is the standard one: IoU averaged over every class that occurs in the ground truth or the prediction
+(AdvSemiSeg's script averages only classes with a non-zero true-positive count, which reads higher when a class
+is never predicted correctly). Pixels labeled 255 are ignored, including the padding of VOC's 505x505 protocol.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+from torch.utils.data import DataLoader
+
+from latentseg.losses import joint_counts
+from latentseg.models.deeplab import DeepLabV2, upsample
+
+
+def confusion_matrix(pred: Tensor, target: Tensor, num_classes: int, ignore_index: int = 255) -> Tensor:
+    """(C, C) counts, rows = ground truth, columns = prediction (``torch.bincount``)."""
+    valid = target != ignore_index
+    index = num_classes * target[valid].long() + pred[valid].long()
+    return torch.bincount(index, minlength=num_classes**2).reshape(num_classes, num_classes)
+
+
+def iou_per_class(confusion: Tensor) -> Tensor:
+    """IoU of each class; NaN for a class absent from both ground truth and prediction."""
+    conf = confusion.double()
+    tp = conf.diag()
+    union = conf.sum(0) + conf.sum(1) - tp
+    return torch.where(union > 0, tp / union.clamp_min(1), torch.full_like(tp, float("nan")))
+
+
+def mean_iou(confusion: Tensor) -> float:
+    return float(iou_per_class(confusion).nanmean())
+
+
+def effective_latent_classes(p_latent_given_class: Tensor, threshold: float) -> int:
+    """Number of latent classes ``l`` with ``P(l|c) > threshold`` for at least one class ``c`` (Table 4)."""
+    return int((p_latent_given_class > threshold).any(0).sum())
+
+
+def normalise_rows(joint: Tensor) -> Tensor:
+    """``P(l|c)`` from co-occurrence counts; rows of classes never seen stay all zero."""
+    rows = joint.sum(1, keepdim=True)
+    return torch.where(rows > 0, joint / rows.clamp_min(1e-12), torch.zeros_like(joint))
+
+
+def filter_by_classifier(prob: Tensor, class_prob: Tensor, threshold: float, keep: tuple[int, ...] = (0,)) -> Tensor:
+    """"Proposed + Classifier": drop from the argmax every class the image classifier gives < ``threshold``.
+
+    ``prob`` (N, C, H, W), ``class_prob`` (N, C) sigmoid outputs; classes in ``keep`` (background) always stay.
+    """
+    absent = class_prob < threshold
+    absent[:, list(keep)] = False
+    return prob.masked_fill(absent[:, :, None, None], -1.0)
+
+
+@dataclass
+class EvalResult:
+    confusion: Tensor  # (C, C)
+    latent_joint: Tensor | None  # (C, k) sum of latent probabilities per ground-truth class, or None
+
+    @property
+    def miou(self) -> float:
+        return mean_iou(self.confusion)
+
+    @property
+    def iou(self) -> Tensor:
+        return iou_per_class(self.confusion)
+
+    @property
+    def p_latent_given_class(self) -> Tensor | None:
+        return None if self.latent_joint is None else normalise_rows(self.latent_joint)
+
+
+@torch.no_grad()
+def evaluate(model: DeepLabV2, loader: DataLoader, num_classes: int, device: torch.device,
+             classifier: torch.nn.Module | None = None, threshold: float = 0.2,
+             autocast: bool = False) -> EvalResult:
+    """Predict every validation image with the semantic branch (and the latent branch for ``P(l|c)``)."""
+    model.eval()
+    if classifier is not None:
+        classifier.eval()
+    confusion = torch.zeros(num_classes, num_classes, dtype=torch.long, device=device)
+    joint = None
+    for image, mask, _ in loader:
+        image, mask = image.to(device, non_blocking=True), mask.to(device, non_blocking=True)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
+            out = model(image, with_latent=model.latent_head is not None)
+        size = tuple(image.shape[-2:])
+        prob = upsample(out.semantic, size).float().softmax(1)
+        if classifier is not None:
+            prob = filter_by_classifier(prob, torch.sigmoid(classifier(image).float()), threshold)
+        confusion += confusion_matrix(prob.argmax(1), mask, num_classes)
+        if out.latent is not None:
+            lat_prob = upsample(out.latent, size).float().softmax(1)
+            counts, _ = joint_counts(lat_prob, mask, num_classes, 255)
+            joint = counts if joint is None else joint + counts
+    return EvalResult(confusion.cpu(), None if joint is None else joint.cpu())

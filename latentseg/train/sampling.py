@@ -1,0 +1,55 @@
+"""Deterministic, resumable data streams: the batch of step ``s`` depends only on (seed, stream, s).
+
+Each stream walks seeded permutations of its list, epoch after epoch; every draw carries its own augmentation
+seed. Restarting at step ``s`` therefore reproduces exactly the batches an uninterrupted run would see.
+Under ``torch.distributed`` each rank takes its own slice of the global batch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+
+class StreamBatchSampler(Sampler[list[tuple[int, int]]]):
+    def __init__(self, num_samples: int, batch_size: int, seed: int, stream: int, start_step: int,
+                 total_steps: int, rank: int = 0, world_size: int = 1) -> None:
+        if num_samples == 0:
+            raise ValueError("a training stream has no samples; check the split lists")
+        self.n, self.batch, self.seed, self.stream = num_samples, batch_size, seed, stream
+        self.start, self.total, self.rank, self.world = start_step, total_steps, rank, world_size
+        self._epoch, self._perm = -1, np.empty(0, dtype=np.int64)
+
+    def __len__(self) -> int:
+        return max(0, self.total - self.start)
+
+    def _index(self, position: int) -> int:
+        epoch, offset = divmod(position, self.n)
+        if epoch != self._epoch:
+            self._epoch = epoch
+            self._perm = np.random.default_rng([self.seed, self.stream, epoch]).permutation(self.n)
+        return int(self._perm[offset])
+
+    def draw_seed(self, position: int) -> int:
+        return int(np.random.SeedSequence([self.seed, self.stream, position]).generate_state(1)[0])
+
+    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
+        global_batch = self.batch * self.world
+        for step in range(self.start, self.total):
+            first = step * global_batch + self.rank * self.batch
+            yield [(self._index(p), self.draw_seed(p)) for p in range(first, first + self.batch)]
+
+
+def stream_loader(dataset: Dataset, batch_size: int, seed: int, stream: int, start_step: int, total_steps: int,
+                  workers: int, pin_memory: bool, rank: int = 0, world_size: int = 1) -> DataLoader:
+    sampler = StreamBatchSampler(len(dataset), batch_size, seed, stream, start_step, total_steps, rank, world_size)
+    return DataLoader(dataset, batch_sampler=sampler, num_workers=workers, pin_memory=pin_memory,
+                      persistent_workers=False, prefetch_factor=4 if workers > 0 else None,
+                      worker_init_fn=_single_thread if workers > 0 else None)
+
+
+def _single_thread(_: int) -> None:
+    torch.set_num_threads(1)  # decoding workers must not fight the training process for cores
