@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -16,7 +18,7 @@ class Discriminator(nn.Module):
     def __init__(self, num_classes: int, width: int = 64) -> None:
         super().__init__()
         chans = [num_classes, width, width * 2, width * 4, width * 8]
-        self.convs = nn.ModuleList(nn.Conv2d(a, b, 4, stride=2, padding=1) for a, b in zip(chans, chans[1:]))
+        self.convs = nn.ModuleList(nn.Conv2d(a, b, 4, stride=2, padding=1) for a, b in itertools.pairwise(chans))
         self.classifier = nn.Conv2d(chans[-1], 1, 4, stride=2, padding=1)
 
     def forward(self, prob: Tensor) -> Tensor:
