@@ -1,0 +1,208 @@
+"""Each equation against a slow, explicit pixel-by-pixel computation on random tensors."""
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from latentseg import losses as L
+
+N, C, K, H, W = 2, 4, 3, 5, 6
+
+
+def _inputs(seed=0, ignore_frac=0.2):
+    g = torch.Generator().manual_seed(seed)
+    lat_logits = torch.randn(N, K, H, W, generator=g, dtype=torch.float64)
+    sem_logits = torch.randn(N, C, H, W, generator=g, dtype=torch.float64)
+    target = torch.randint(0, C, (N, H, W), generator=g)
+    target[torch.rand(N, H, W, generator=g) < ignore_frac] = 255
+    return lat_logits, sem_logits, target
+
+
+def _pixels(target):
+    return [(n, h, w) for n in range(N) for h in range(H) for w in range(W)]
+
+
+def slow_latent(lat_prob, target):
+    valid = [(n, h, w) for n, h, w in _pixels(target) if target[n, h, w] != 255]
+    joint = [[0.0] * K for _ in range(C)]
+    for n, h, w in valid:
+        for l in range(K):
+            joint[int(target[n, h, w])][l] += float(lat_prob[n, l, h, w]) / len(valid)
+    loss = 0.0
+    for l in range(K):
+        col = sum(joint[c][l] for c in range(C))
+        for c in range(C):
+            if joint[c][l] > 0:
+                loss -= joint[c][l] * math.log(joint[c][l] / col)
+    return loss
+
+
+def test_latent_loss_matches_explicit_conditional_entropy():
+    lat, _, target = _inputs()
+    prob = lat.softmax(1)
+    assert L.latent_loss(prob, target, C).item() == pytest.approx(slow_latent(prob, target), rel=1e-5)
+
+
+def test_latent_loss_is_zero_for_a_one_to_one_mapping_and_log_c_for_one_latent_class():
+    target = torch.randint(0, C, (N, H, W))
+    onehot = F.one_hot(target, C).permute(0, 3, 1, 2).double()  # latent class = semantic class
+    assert L.latent_loss(onehot, target, C).item() == pytest.approx(0.0, abs=1e-9)
+    single = torch.ones(N, 1, H, W, dtype=torch.float64)  # every pixel in one latent class: H(C|L) = H(C)
+    freq = torch.bincount(target.flatten(), minlength=C).double() / target.numel()
+    entropy = -(freq[freq > 0] * freq[freq > 0].log()).sum()
+    assert L.latent_loss(single, target, C).item() == pytest.approx(entropy.item(), rel=1e-6)  # float32 inside
+
+
+def test_latent_loss_ignores_255_pixels():
+    lat, _, target = _inputs()
+    prob = lat.softmax(1)
+    changed = prob.clone()
+    changed[target.unsqueeze(1).expand_as(prob) == 255] = 1.0 / K  # alter only ignored pixels
+    assert L.latent_loss(prob, target, C).item() == pytest.approx(L.latent_loss(changed, target, C).item())
+
+
+def test_latent_loss_gradient_flows_through_joint_and_conditional():
+    lat, _, target = _inputs()
+    lat.requires_grad_(True)
+    L.latent_loss(lat.softmax(1), target, C).backward()
+    auto = lat.grad.clone()
+    # finite differences on one latent logit of a valid pixel
+    n, h, w = [tuple(i) for i in (target != 255).nonzero()][0]
+    eps = 1e-6
+    for l in range(K):
+        plus, minus = lat.detach().clone(), lat.detach().clone()
+        plus[n, l, h, w] += eps
+        minus[n, l, h, w] -= eps
+        fd = (slow_latent(plus.softmax(1), target) - slow_latent(minus.softmax(1), target)) / (2 * eps)
+        assert auto[n, l, h, w].item() == pytest.approx(fd, rel=1e-4, abs=1e-8)
+    assert auto[(target == 255).unsqueeze(1).expand_as(auto)].abs().max() == 0
+
+
+def test_latent_loss_of_a_batch_without_labels_is_zero_not_nan():
+    target = torch.full((N, H, W), 255)
+    assert L.latent_loss(torch.rand(N, K, H, W).softmax(1), target, C).item() == 0.0
+
+
+def test_cooccurrence_moving_average_and_conditional():
+    lat, _, target = _inputs()
+    prob = lat.softmax(1).float()
+    alpha = 0.25
+    co = L.CoOccurrence(C, K, alpha)
+    expected = torch.zeros(C, K, dtype=torch.float64)
+    for step in range(3):
+        p = prob.roll(step, 0)
+        counts = torch.zeros(C, K, dtype=torch.float64)
+        for n, h, w in _pixels(target):
+            if target[n, h, w] != 255:
+                counts[int(target[n, h, w])] += p[n, :, h, w].double()
+        expected = (1 - alpha) * expected + alpha * counts  # eq. (7), M^0 = 0
+        co.update(p, target)
+    assert torch.allclose(co.matrix.double(), expected, rtol=1e-5)
+    p_lc = co.p_latent_given_class()
+    for c in range(C):  # eq. (8)
+        if expected[c].sum() > 0:
+            assert torch.allclose(p_lc[c].double(), expected[c] / expected[c].sum(), rtol=1e-5)
+    assert "matrix" in co.state_dict()
+    assert not co.matrix.requires_grad
+
+
+def test_cooccurrence_update_carries_no_gradient_and_unseen_class_is_uniform():
+    co = L.CoOccurrence(C, K, 0.5)
+    prob = torch.rand(N, K, H, W, requires_grad=True).softmax(1)
+    target = torch.zeros(N, H, W, dtype=torch.long)  # only class 0 seen
+    co.update(prob, target)
+    assert co.matrix.grad_fn is None
+    p = co.p_latent_given_class()
+    assert torch.allclose(p[1:], torch.full((C - 1, K), 1.0 / K))
+
+
+def test_semantic_to_latent_mapping_eq6():
+    _, sem, _ = _inputs()
+    sem_prob = sem.softmax(1)
+    p_lc = torch.rand(C, K, dtype=torch.float64)
+    p_lc = p_lc / p_lc.sum(1, keepdim=True)
+    mapped = L.semantic_to_latent(sem_prob, p_lc)
+    n, h, w = 1, 2, 3
+    for l in range(K):
+        assert mapped[n, l, h, w].item() == pytest.approx(sum(p_lc[c, l] * sem_prob[n, c, h, w] for c in range(C)).item())
+    assert torch.allclose(mapped.sum(1), torch.ones(N, H, W, dtype=torch.float32), atol=1e-5)
+
+
+def test_consistency_loss_eq9_and_its_gradients_reach_only_the_semantic_branch():
+    lat, sem, _ = _inputs()
+    lat.requires_grad_(True)
+    sem.requires_grad_(True)
+    p_lc = torch.rand(C, K, dtype=torch.float64, requires_grad=True)
+    p_norm = p_lc / p_lc.sum(1, keepdim=True)
+    lat_prob, sem_prob = lat.softmax(1), sem.softmax(1)
+    loss = L.consistency_loss(lat_prob, sem_prob, p_norm)
+    slow = 0.0
+    for n, h, w in _pixels(None):
+        for l in range(K):
+            mapped = sum(p_norm[c, l] * sem_prob[n, c, h, w] for c in range(C)).item()
+            slow -= lat_prob[n, l, h, w].item() * math.log(mapped)
+    assert loss.item() == pytest.approx(slow / (N * H * W), rel=1e-5)
+    loss.backward()
+    assert sem.grad is not None and sem.grad.abs().sum() > 0
+    assert lat.grad is None  # the latent prediction is a detached target
+    assert p_lc.grad is None  # P(l|c) carries no gradient
+
+
+def test_cross_entropy_eq1_averages_valid_pixels():
+    _, sem, target = _inputs()
+    valid = [(n, h, w) for n, h, w in _pixels(target) if target[n, h, w] != 255]
+    logp = sem.log_softmax(1)
+    slow = -sum(float(logp[n, int(target[n, h, w]), h, w]) for n, h, w in valid) / len(valid)
+    assert L.cross_entropy_loss(sem, target).item() == pytest.approx(slow, rel=1e-5)
+
+
+def test_adversarial_eq2_and_discriminator_eq10():
+    g = torch.Generator().manual_seed(1)
+    d_pred = torch.randn(N, 1, H, W, generator=g)
+    d_gt = torch.randn(N, 1, H, W, generator=g)
+    valid = torch.rand(N, H, W, generator=g) > 0.3
+    sig = torch.sigmoid
+    slow_adv = -sum(math.log(sig(d_pred[n, 0, h, w])) for n, h, w in _pixels(None) if valid[n, h, w]) / valid.sum()
+    assert L.adversarial_loss(d_pred, valid).item() == pytest.approx(float(slow_adv), rel=1e-5)
+    slow_all = -sum(math.log(sig(d_pred[n, 0, h, w])) for n, h, w in _pixels(None)) / (N * H * W)
+    assert L.adversarial_loss(d_pred).item() == pytest.approx(slow_all, rel=1e-5)
+    fake = -sum(math.log(1 - sig(d_pred[n, 0, h, w])) for n, h, w in _pixels(None)) / (N * H * W)
+    real = -sum(math.log(sig(d_gt[n, 0, h, w])) for n, h, w in _pixels(None) if valid[n, h, w]) / valid.sum()
+    assert L.discriminator_loss(d_pred, d_gt, None, valid).item() == pytest.approx(float(fake + real), rel=1e-5)
+
+
+def test_one_hot_map_zeroes_ignored_pixels():
+    _, _, target = _inputs()
+    onehot = L.one_hot_map(target, C)
+    assert onehot.shape == (N, C, H, W)
+    assert torch.all(onehot.sum(1) == (target != 255).float())
+
+
+def test_symmetric_kl_is_zero_for_equal_and_positive_otherwise():
+    _, sem, _ = _inputs()
+    p = sem.softmax(1)
+    assert L.symmetric_kl_loss(p, p).item() == pytest.approx(0.0, abs=1e-9)
+    q = sem.roll(1, 1).softmax(1)
+    slow = sum(float((p[n, :, h, w] - q[n, :, h, w]) @ (p[n, :, h, w].log() - q[n, :, h, w].log()))
+               for n, h, w in _pixels(None)) / (N * H * W)
+    assert L.symmetric_kl_loss(p, q).item() == pytest.approx(slow, rel=1e-5)
+
+
+def test_self_training_uses_only_confident_pixels():
+    _, sem, _ = _inputs()
+    d = torch.full((N, 1, H, W), -10.0)
+    assert L.self_training_loss(sem, d, 0.2).item() == 0.0  # nothing confident: no signal, no NaN
+    d[0, 0, 1, 1] = 10.0
+    expected = F.cross_entropy(sem[0:1, :, 1, 1].float(), sem[0:1, :, 1, 1].argmax(1))
+    assert L.self_training_loss(sem, d, 0.2).item() == pytest.approx(expected.item(), rel=1e-5)
+
+
+def test_weighted_totals_eq11_eq12():
+    ce, lat, adv_l, cons, adv_u = (torch.tensor(v) for v in (1.0, 2.0, 3.0, 4.0, 5.0))
+    labeled = L.labeled_total(ce, lat, adv_l)
+    unlabeled = L.unlabeled_total(cons, adv_u)
+    assert labeled.item() == pytest.approx(1 + 2 + 0.01 * 3)
+    assert unlabeled.item() == pytest.approx(4 + 0.01 * 5)
+    assert L.total_loss(labeled, unlabeled).item() == pytest.approx(3.03 + 0.1 * 4.05)
