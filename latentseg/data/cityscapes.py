@@ -75,21 +75,18 @@ def _is_tree(path: Path) -> bool:
     return all((path / top / split).is_dir() for top in ("leftImg8bit", "gtFine") for split in SPLITS)
 
 
-def _cityscapes_session():
-    """A logged-in ``requests`` session for the official downloader (credentials from the environment)."""
+def _stored_credentials() -> Path | None:
+    """The credentials file an earlier interactive ``csDownload`` saved, if any."""
+    from cityscapesscripts.download import downloader
+
+    path = Path(downloader.appdirs.user_data_dir("cityscapesscripts", "cityscapes"), "credentials.json")
+    return path if path.is_file() else None
+
+
+def _login_with(user: str, password: str):
+    """A ``requests`` session logged in to the Cityscapes site (what the official downloader needs)."""
     import requests
 
-    user, password = os.environ.get(USER_ENV), os.environ.get(PASSWORD_ENV)
-    if not (user and password):
-        from cityscapesscripts.download import downloader
-
-        stored = Path(downloader.appdirs.user_data_dir("cityscapesscripts", "cityscapes"), "credentials.json")
-        if stored.is_file():  # saved by an earlier interactive `csDownload`
-            return downloader.login()
-        raise DownloadError(
-            f"Cityscapes needs an account: set {USER_ENV} and {PASSWORD_ENV} (register at "
-            "https://www.cityscapes-dataset.com/register/), or place the zips by hand"
-        )
     session = requests.Session()
     try:
         session.get(LOGIN_URL, allow_redirects=False, timeout=60).raise_for_status()
@@ -107,6 +104,26 @@ def _cityscapes_session():
     return session
 
 
+def _session(raw_dir: Path, packages: Sequence[str]):
+    user, password = os.environ.get(USER_ENV), os.environ.get(PASSWORD_ENV)
+    try:
+        if user and password:
+            return _login_with(user, password)
+        if _stored_credentials() is not None:
+            from cityscapesscripts.download import downloader
+
+            return downloader.login()  # reads the stored file; never prompts when it exists
+        raise DownloadError(
+            f"Cityscapes needs an account (https://www.cityscapes-dataset.com/register/): set {USER_ENV} "
+            f"and {PASSWORD_ENV}"
+        )
+    except DownloadError as err:
+        raise type(err)(
+            f"{err}; or download {', '.join(packages)} by hand and place them in {raw_dir}, "
+            f"or set ${SOURCE_ENV} to a folder with the extracted leftImg8bit/ and gtFine/"
+        ) from err
+
+
 def download_official(raw_dir: str | Path, packages: Sequence[str] = PACKAGES) -> None:
     """Download the packages with cityscapesscripts' own downloader (it checks the site's MD5 of each).
 
@@ -118,7 +135,7 @@ def download_official(raw_dir: str | Path, packages: Sequence[str] = PACKAGES) -
     raw_dir = Path(raw_dir)
     staging = raw_dir / ".download"
     staging.mkdir(parents=True, exist_ok=True)
-    session = _cityscapes_session()
+    session = _session(raw_dir, packages)
     for name in packages:
         if (raw_dir / name).is_file():
             continue
