@@ -62,6 +62,19 @@ def is_extracted(dest: str | Path) -> bool:
     return (Path(dest) / MARKER).is_file()
 
 
+def is_current(archive: str | Path, dest: str | Path, *, prefixes: Sequence[str] | None = None) -> bool:
+    """Whether ``dest`` holds a completed extraction of this very file (same name, size and mtime).
+
+    Callers verify an archive before extracting it, so this also says the archive was verified:
+    re-hashing an 11 GB zip on every run is what it spares.
+    """
+    marker = Path(dest) / MARKER
+    try:
+        return json.loads(marker.read_text()) == _signature(Path(archive), prefixes)
+    except (OSError, json.JSONDecodeError):
+        return False
+
+
 def extract(archive: str | Path, dest: str | Path, *, prefixes: Sequence[str] | None = None) -> Path:
     """Extract the members of ``archive`` under ``prefixes`` (all if None) into ``dest``; return ``dest``.
 
@@ -69,14 +82,10 @@ def extract(archive: str | Path, dest: str | Path, *, prefixes: Sequence[str] | 
     """
     archive, dest = Path(archive), Path(dest)
     signature = _signature(archive, prefixes)
-    marker = dest / MARKER
-    if marker.is_file():
-        try:
-            if json.loads(marker.read_text()) == signature:
-                log.debug("%s already extracted into %s", archive.name, dest)
-                return dest
-        except json.JSONDecodeError:
-            pass
+    if is_current(archive, dest, prefixes=prefixes):
+        log.debug("%s already extracted into %s", archive.name, dest)
+        return dest
+    if is_extracted(dest):
         log.info("%s changed since it was extracted into %s; extracting again", archive.name, dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".tmp"))

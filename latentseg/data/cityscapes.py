@@ -27,8 +27,8 @@ import numpy as np
 from cityscapesscripts.helpers.labels import labels as CS_LABELS
 from PIL import Image
 
-from latentseg.data.archives import extract, is_extracted
-from latentseg.data.download import DownloadError, OfflineError, Remote
+from latentseg.data.archives import extract, is_current, is_extracted
+from latentseg.data.download import DownloadError, OfflineError, Remote, verify
 from latentseg.data.layout import DatasetMeta, Sample, write_list, write_meta
 from latentseg.data.prepare_utils import link_or_copy, parallel_map, save_png_atomic
 
@@ -171,24 +171,36 @@ def _resolve(
         zip_dir = source
     # one extraction folder per zip: each also holds a README and license.txt at its top
     extracted = {p: raw_dir / Path(p).stem for p in PACKAGES}
-    missing = [p for p in PACKAGES if not (zip_dir / p).is_file()]
-    if missing and zip_dir == raw_dir and all(is_extracted(e) for e in extracted.values()):
-        missing = []  # the zips were deleted after a completed extraction
-    elif missing:
+    prefixes = {p: [f"{p.split('_')[0]}/{split}" for split in SPLITS] for p in PACKAGES}
+    by_name = {r.filename: r for r in remotes or ()}
+    missing = [
+        p
+        for p in PACKAGES
+        if not (zip_dir / p).is_file() and not (zip_dir == raw_dir and is_extracted(extracted[p]))
+    ]  # an extraction whose zip was deleted afterwards (to save 11 GB) still counts
+    if missing:
         if not download:
             raise FileNotFoundError(
-                f"Cityscapes not found: place {', '.join(missing)} (from https://www.cityscapes-dataset.com/downloads/)"
-                f" in {raw_dir}, or set ${SOURCE_ENV} to a folder with the extracted leftImg8bit/ and gtFine/"
+                f"Cityscapes not found: place {', '.join(missing)} (from "
+                f"https://www.cityscapes-dataset.com/downloads/) in {raw_dir}, or set ${SOURCE_ENV} to a "
+                "folder with the extracted leftImg8bit/ and gtFine/"
             )
         if remotes:
-            for remote in remotes:
-                remote.fetch(raw_dir)
+            for name in missing:
+                if name not in by_name:
+                    raise ValueError(
+                        f"remotes name no URL for {name}; give one Remote per package of {PACKAGES}"
+                    )
+                by_name[name].fetch(raw_dir)  # verified against the mirror's checksum
         else:
-            download_official(raw_dir, missing)
+            download_official(raw_dir, missing)  # verified against the site's MD5 by the downloader
     for package, dest in extracted.items():
-        if (zip_dir / package).is_file():
-            top = package.split("_")[0]  # leftImg8bit / gtFine
-            extract(zip_dir / package, dest, prefixes=[f"{top}/{s}" for s in SPLITS])
+        archive = zip_dir / package
+        if not archive.is_file() or is_current(archive, dest, prefixes=prefixes[package]):
+            continue
+        if package in by_name:
+            verify(archive, md5=by_name[package].md5, sha256=by_name[package].sha256)
+        extract(archive, dest, prefixes=prefixes[package])
     images, labels = (extracted[p] / p.split("_")[0] for p in PACKAGES)
     return images, labels
 

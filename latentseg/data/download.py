@@ -138,8 +138,10 @@ def _transfer(url: str, part: Path, session: requests.Session, timeout: float, p
             raise _Retry(f"HTTP {status}")
         if status >= 400:
             raise DownloadError(f"{url}: HTTP {status} {response.reason}")
-        if offset and status != 206:
-            log.info("%s ignored the Range request; restarting from byte 0", url)
+        if offset and (
+            status != 206 or not response.headers.get("Content-Range", "").startswith(f"bytes {offset}-")
+        ):
+            log.info("%s did not honour the Range request; restarting from byte 0", url)
             offset = 0
         length = response.headers.get("Content-Length")
         total = offset + int(length) if length and length.isdigit() else None

@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from latentseg.data.archives import extract, is_extracted
+from latentseg.data.archives import extract, is_current, is_extracted
 from latentseg.data.download import Remote, verify
 from latentseg.data.layout import DatasetMeta, Sample, atomic_write_text, write_list, write_meta
 from latentseg.data.prepare_utils import link_or_copy, parallel_map, save_png_atomic
@@ -144,11 +144,13 @@ def _resolve(
             return _find_root(source, candidates, test, what)
         if not source.is_file():
             raise FileNotFoundError(f"{what} source {source} (argument or ${env}) does not exist")
-        verify(source, md5=remote.md5)  # a hand-placed archive: a mismatch is reported, never deleted
+        if not is_current(source, extracted, prefixes=members):
+            verify(source, md5=remote.md5)  # a hand-placed archive: a mismatch is reported, never deleted
         return _find_root(extract(source, extracted, prefixes=members), candidates, test, what)
     archive = raw_dir / remote.filename
-    if not archive.exists() and is_extracted(extracted):
-        return _find_root(extracted, candidates, test, what)  # the archive was deleted after extraction
+    if is_current(archive, extracted, prefixes=members) or (not archive.exists() and is_extracted(extracted)):
+        # verified when it was extracted (or deleted after a completed extraction to save space)
+        return _find_root(extracted, candidates, test, what)
     if download:
         remote.fetch(raw_dir)
     elif not archive.exists():
