@@ -31,6 +31,7 @@ from latentseg.data.archives import extract, is_current, is_extracted
 from latentseg.data.download import DownloadError, OfflineError, Remote, verify
 from latentseg.data.layout import DatasetMeta, Sample, write_list, write_meta
 from latentseg.data.prepare_utils import link_or_copy, parallel_map, save_png_atomic
+from latentseg.data.validate import DataError, check_prepared
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +65,7 @@ def to_train_ids(label_ids: np.ndarray, path: str | Path = "<array>") -> np.ndar
     present = np.flatnonzero(np.bincount(label_ids.ravel().astype(np.int64), minlength=256))
     unknown = sorted(set(present.tolist()) - LABEL_IDS)
     if unknown:
-        raise ValueError(
+        raise DataError(
             f"{path}: values {unknown[:10]} are no Cityscapes label id (0..33); "
             "is this a labelIds image of the official release?"
         )
@@ -216,7 +217,7 @@ def _prepare_one(job: tuple[str, str, list[tuple[str, str]], str, str]) -> None:
         with Image.open(label_ids) as img:
             values = np.asarray(img)
     except OSError as err:
-        raise ValueError(
+        raise DataError(
             f"{label_ids} cannot be read ({err}); delete the extracted gtFine folder and re-run"
         ) from err
     save_png_atomic(Image.fromarray(to_train_ids(values, label_ids)), train_ids)
@@ -273,7 +274,5 @@ def prepare_cityscapes(
     meta = DatasetMeta("cityscapes", list(CITYSCAPES_CLASSES), 255, len(lists["train"]), len(lists["val"]))
     write_meta(out_dir, meta)
     if check:
-        from latentseg.data.validate import check_prepared
-
         check_prepared(out_dir, workers=workers)
     return meta

@@ -128,6 +128,8 @@ def _transfer(url: str, part: Path, session: requests.Session, timeout: float, p
     except requests.RequestException as err:
         if _is_connect_failure(err):
             raise OfflineError(str(err)) from err
+        if isinstance(err, requests.exceptions.SSLError | ValueError):  # bad certificate, malformed URL
+            raise DownloadError(f"{url}: {err}") from err  # retrying cannot fix these
         raise _Retry(f"request failed: {err}") from err
     with response:
         status = response.status_code
@@ -237,12 +239,15 @@ def _fetch_one(url, part, session, retries, backoff, timeout, progress, md5, sha
     restarted = False
     attempt = 0
     while True:
-        resumed = part.exists() and part.stat().st_size > 0
+        before = part.stat().st_size if part.exists() else 0
+        resumed = before > 0
         if resumed:
-            log.info("resuming %s from byte %d", url, part.stat().st_size)
+            log.info("resuming %s from byte %d", url, before)
         try:
             _transfer(url, part, session, timeout, progress)
         except _Retry as err:
+            if part.exists() and part.stat().st_size > before:
+                attempt = 0  # it made progress: a long download on a flaky line may break many times
             if attempt >= retries:
                 raise DownloadError(
                     f"gave up after {retries + 1} attempts ({err}); re-run to resume"

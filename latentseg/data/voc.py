@@ -22,7 +22,8 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterable
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +33,7 @@ from latentseg.data.archives import extract, is_current, is_extracted
 from latentseg.data.download import Remote, verify
 from latentseg.data.layout import DatasetMeta, Sample, atomic_write_text, write_list, write_meta
 from latentseg.data.prepare_utils import link_or_copy, parallel_map, save_png_atomic
+from latentseg.data.validate import DataError, check_prepared
 
 log = logging.getLogger(__name__)
 
@@ -77,17 +79,6 @@ VOC_CLASSES = [
     "tvmonitor",
 ]
 VOC_ENV, SBD_ENV = "LATENTSEG_VOC_ROOT", "LATENTSEG_SBD_ROOT"
-_VOC_MEMBERS = [
-    "VOCdevkit/VOC2012/JPEGImages",
-    "VOCdevkit/VOC2012/SegmentationClass",
-    "VOCdevkit/VOC2012/ImageSets/Segmentation",
-]
-_SBD_MEMBERS = [
-    "benchmark_RELEASE/dataset/img",
-    "benchmark_RELEASE/dataset/cls",
-    "benchmark_RELEASE/dataset/train.txt",
-    "benchmark_RELEASE/dataset/val.txt",
-]
 PREPARED_ROOT = Path("VOCdevkit", "VOC2012")
 
 
@@ -114,53 +105,79 @@ def _is_sbd_root(path: Path) -> bool:
     return (path / "cls").is_dir() and (path / "train.txt").is_file()
 
 
-def _find_root(path: Path, candidates: Iterable[str], test, what: str) -> Path:
-    for sub in candidates:
-        if test(path / sub):
+@dataclass(frozen=True)
+class _Release:
+    """What it takes to find one release: its archive, the members we need, where its root may sit."""
+
+    what: str
+    env: str
+    members: tuple[str, ...]
+    roots: tuple[str, ...]  # candidate roots, relative to a source folder or an extraction
+    is_root: Callable[[Path], bool]
+
+
+_VOC = _Release(
+    "VOC2012 release",
+    VOC_ENV,
+    (
+        "VOCdevkit/VOC2012/JPEGImages",
+        "VOCdevkit/VOC2012/SegmentationClass",
+        "VOCdevkit/VOC2012/ImageSets/Segmentation",
+    ),
+    ("", "VOC2012", "VOCdevkit/VOC2012"),
+    _is_voc_root,
+)
+_SBD = _Release(
+    "SBD release",
+    SBD_ENV,
+    tuple(f"benchmark_RELEASE/dataset/{m}" for m in ("img", "cls", "train.txt", "val.txt")),  # not inst/
+    ("", "dataset", "benchmark_RELEASE/dataset"),
+    _is_sbd_root,
+)
+
+
+def _find_root(path: Path, release: _Release) -> Path:
+    for sub in release.roots:
+        if release.is_root(path / sub):
             return path / sub
     raise FileNotFoundError(
-        f"{path} does not look like an extracted {what}: expected one of "
-        + ", ".join(str(path / c) for c in candidates)
+        f"{path} does not look like an extracted {release.what}: expected one of "
+        + ", ".join(str(path / c) for c in release.roots)
     )
 
 
 def _resolve(
-    source: str | Path | None,
-    env: str,
-    raw_dir: Path,
-    remote: Remote,
-    members: list[str],
-    candidates: list[str],
-    test,
-    what: str,
-    download: bool,
+    release: _Release, remote: Remote, source: str | Path | None, raw_dir: Path, download: bool
 ) -> Path:
     """Find (downloading and extracting if needed) the extracted root of one release."""
-    source = source if source is not None else os.environ.get(env) or None
-    extracted = raw_dir / Path(remote.filename).name.split(".")[0]
+    source = source if source is not None else os.environ.get(release.env) or None
+    extracted = raw_dir / remote.filename.split(".")[0]
+    members = list(release.members)
     if source is not None:
         source = Path(source)
         if source.is_dir():
-            return _find_root(source, candidates, test, what)
+            return _find_root(source, release)
         if not source.is_file():
-            raise FileNotFoundError(f"{what} source {source} (argument or ${env}) does not exist")
+            raise FileNotFoundError(
+                f"{release.what} source {source} (argument or ${release.env}) does not exist"
+            )
         if not is_current(source, extracted, prefixes=members):
             verify(source, md5=remote.md5)  # a hand-placed archive: a mismatch is reported, never deleted
-        return _find_root(extract(source, extracted, prefixes=members), candidates, test, what)
+        return _find_root(extract(source, extracted, prefixes=members), release)
     archive = raw_dir / remote.filename
     if is_current(archive, extracted, prefixes=members) or (not archive.exists() and is_extracted(extracted)):
         # verified when it was extracted (or deleted after a completed extraction to save space)
-        return _find_root(extracted, candidates, test, what)
+        return _find_root(extracted, release)
     if download:
         remote.fetch(raw_dir)
     elif not archive.exists():
         raise FileNotFoundError(
-            f"{what} not found: place {remote.filename} (md5 {remote.md5}, from {remote.urls[0]}) "
-            f"at {archive}, or set ${env} to an extracted copy, or allow downloading"
+            f"{release.what} not found: place {remote.filename} (md5 {remote.md5}, from {remote.urls[0]}) "
+            f"at {archive}, or set ${release.env} to an extracted copy, or allow downloading"
         )
     else:
         verify(archive, md5=remote.md5)
-    return _find_root(extract(archive, extracted, prefixes=members), candidates, test, what)
+    return _find_root(extract(archive, extracted, prefixes=members), release)
 
 
 def _read_ids(path: Path) -> list[str]:
@@ -177,12 +194,12 @@ def sbd_mask(mat_path: str | Path) -> np.ndarray:
         gt = loadmat(mat_path, squeeze_me=True, struct_as_record=False, variable_names=["GTcls"])["GTcls"]
         mask = np.asarray(gt.Segmentation)
     except Exception as err:
-        raise ValueError(
+        raise DataError(
             f"{mat_path}: cannot read GTcls.Segmentation ({err}); the SBD extraction is damaged: "
             "delete the extracted benchmark folder and re-run the preparation"
         ) from err
     if mask.ndim != 2 or mask.size == 0 or mask.max() >= len(VOC_CLASSES):
-        raise ValueError(f"{mat_path}: GTcls.Segmentation is not a 2-D map of VOC class indices (0..20)")
+        raise DataError(f"{mat_path}: GTcls.Segmentation is not a 2-D map of VOC class indices (0..20)")
     return mask.astype(np.uint8)
 
 
@@ -196,7 +213,7 @@ def _prepare_one(job: tuple[str, str, str, str, str]) -> None:
         mask = sbd_mask(mask_src)
         with Image.open(image_src) as img:
             if img.size != (mask.shape[1], mask.shape[0]):
-                raise ValueError(
+                raise DataError(
                     f"{mask_src}: mask is {mask.shape[1]}x{mask.shape[0]}, image {image_src} is "
                     f"{img.size[0]}x{img.size[1]}; the SBD release is damaged"
                 )
@@ -225,28 +242,8 @@ def prepare_voc(
     """
     out_dir, raw_dir = Path(out_dir), Path(raw_dir)
     raw_dir.mkdir(parents=True, exist_ok=True)
-    voc = _resolve(
-        voc_source,
-        VOC_ENV,
-        raw_dir,
-        voc_remote,
-        _VOC_MEMBERS,
-        ["", "VOC2012", "VOCdevkit/VOC2012"],
-        _is_voc_root,
-        "VOC2012 release",
-        download,
-    )
-    sbd = _resolve(
-        sbd_source,
-        SBD_ENV,
-        raw_dir,
-        sbd_remote,
-        _SBD_MEMBERS,
-        ["", "dataset", "benchmark_RELEASE/dataset"],
-        _is_sbd_root,
-        "SBD release",
-        download,
-    )
+    voc = _resolve(_VOC, voc_remote, voc_source, raw_dir, download)
+    sbd = _resolve(_SBD, sbd_remote, sbd_source, raw_dir, download)
     dst = out_dir / PREPARED_ROOT
     if dst.resolve() == voc.resolve():
         raise ValueError(
@@ -280,8 +277,6 @@ def prepare_voc(
     meta = DatasetMeta("voc", list(VOC_CLASSES), 255, len(train_ids), len(voc_val))
     write_meta(out_dir, meta)
     if check:
-        from latentseg.data.validate import check_prepared
-
         check_prepared(out_dir, workers=workers)
     return meta
 
