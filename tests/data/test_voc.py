@@ -172,3 +172,22 @@ def test_damaged_sbd_mat_is_named(tmp_path):
     path.write_bytes(b"MATLAB 5.0 MAT-file, garbage")
     with pytest.raises(ValueError, match=re.escape("2008_000001.mat")):
         sbd_mask(path)
+
+
+def test_interrupted_archive_downloads_resume(voc_server, tmp_path, monkeypatch):
+    server, ids = voc_server
+    server.state.drop_once.update({"VOCtrainval_11-May-2012.tar", "benchmark.tgz"})
+    monkeypatch.setattr(download.time, "sleep", lambda seconds: None)  # skip the back-off pause
+    meta = _prepare(server, tmp_path)
+    assert meta.num_train == len(ids.aug_train)
+    ranges = [r for name, r in server.state.requests if r]
+    assert len(ranges) == 2  # each archive: one broken transfer, one Range request for the rest
+
+
+def test_offline_prepare_says_where_to_place_the_archive(refused_url, tmp_path):
+    remote = Remote((refused_url,), "VOCtrainval_11-May-2012.tar", md5="6cd6e144f989b92b3379bac3b3de84fd")
+    with pytest.raises(download.OfflineError) as err:
+        prepare_voc(tmp_path / "voc", tmp_path / "raw", voc_remote=remote)
+    message = str(err.value)
+    assert refused_url in message
+    assert str((tmp_path / "raw" / "VOCtrainval_11-May-2012.tar").resolve()) in message
