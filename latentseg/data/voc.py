@@ -256,6 +256,12 @@ def prepare_voc(
     val_set = set(voc_val)
     # Sorted: the order of the train_aug.txt that Hung et al. and Mittal et al. index into.
     train_ids = sorted((set(voc_train) | set(sbd_train) | set(sbd_val)) - val_set)
+    if (len(train_ids), len(voc_val)) != (10582, 1449):
+        log.warning(
+            "VOC aug: %d train / %d val ids; the official releases give 10,582 / 1,449",
+            len(train_ids),
+            len(voc_val),
+        )
     log.info(
         "VOC aug: %d train (VOC %d + SBD %d + %d, minus VOC val), %d val",
         len(train_ids),
