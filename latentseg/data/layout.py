@@ -74,7 +74,9 @@ def read_meta(root: str | Path) -> DatasetMeta:
         fields = json.loads(path.read_text())
         return DatasetMeta(**fields)
     except (json.JSONDecodeError, TypeError) as err:
-        raise ValueError(f"{path} is not a valid data set description ({err}); re-run the prepare stage") from err
+        raise ValueError(
+            f"{path} is not a valid data set description ({err}); re-run the prepare stage"
+        ) from err
 
 
 def write_list(path: str | Path, samples: list[Sample]) -> None:

@@ -1,0 +1,94 @@
+"""Small helpers shared by the preparation of every data set: atomic file writes and a process pool."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from typing import TypeVar
+
+from PIL import Image
+from tqdm import tqdm
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+_MIN_PARALLEL = 64  # below this, starting worker processes costs more than it saves
+
+
+def _tmp_beside(path: Path) -> Path:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    return Path(tmp)
+
+
+def link_or_copy(src: str | Path, dst: str | Path) -> None:
+    """Hard-link ``src`` to ``dst`` (a copy across file systems); an existing ``dst`` is kept.
+
+    Hard links cost no space and no time; the prepared tree then shares the raw files' bytes,
+    so edit neither in place.
+    """
+    src, dst = Path(src), Path(dst)
+    if dst.exists():
+        return
+    try:
+        os.link(src, dst)
+        return
+    except FileExistsError:
+        return
+    except OSError:
+        pass  # another file system, or links not allowed: copy
+    tmp = _tmp_beside(dst)
+    try:
+        shutil.copyfile(src, tmp)
+        os.replace(tmp, dst)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def save_png_atomic(image: Image.Image, dst: str | Path) -> None:
+    """Save ``image`` as PNG through a temporary file, so a killed run leaves no truncated mask."""
+    dst = Path(dst)
+    tmp = _tmp_beside(dst)
+    try:
+        # compress_level 1: masks are tiny either way, and level 6 triples the encoding time
+        image.save(tmp, format="PNG", compress_level=1)
+        os.replace(tmp, dst)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def resolve_workers(workers: int | None) -> int:
+    return max(1, workers if workers is not None else (os.cpu_count() or 1))
+
+
+def parallel_map(
+    fn: Callable[[T], R],
+    jobs: Sequence[T],
+    *,
+    workers: int | None = None,
+    desc: str = "",
+    progress: bool = True,
+) -> list[R]:
+    """``[fn(j) for j in jobs]`` over ``workers`` processes (all cores by default), with a progress bar.
+
+    ``fn`` must be a module-level function (it is pickled). The first exception is re-raised.
+    """
+    workers = resolve_workers(workers)
+    bar = {
+        "total": len(jobs),
+        "desc": desc,
+        "unit": "file",
+        "disable": None if progress else True,
+        "leave": False,
+    }
+    if workers == 1 or len(jobs) < _MIN_PARALLEL:
+        return [fn(job) for job in tqdm(jobs, **bar)]
+    chunksize = max(1, len(jobs) // (workers * 16))
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        return list(tqdm(pool.map(fn, jobs, chunksize=chunksize), **bar))

@@ -1,0 +1,327 @@
+"""Pascal VOC 2012 + SBD ("VOC aug"): download, extract, merge into the prepared layout.
+
+The training set of the field (Hung et al., Mittal et al., the paper) is
+``VOC train ∪ SBD train ∪ SBD val`` minus ``VOC val``: 10,582 ids; validation is VOC val (1,449 ids).
+
+Which mask wins when both annotate an image (1,464 VOC train ids, most also in SBD): **VOC's own**
+``SegmentationClass`` PNG. It is the official annotation, the one the validation set is scored against,
+and it carries the 255 band on object boundaries that training ignores; SBD's masks (converted from
+``cls/<id>.mat``, ``GTcls.Segmentation``) are used for the ids VOC does not segment.
+
+Prepared folder::
+
+    <out>/dataset.json, train.txt, val.txt                  # latentseg.data.layout
+    <out>/VOCdevkit/VOC2012/JPEGImages/<id>.jpg             # hard links to the raw files (or copies)
+    <out>/VOCdevkit/VOC2012/SegmentationClass/<id>.png      # palette PNGs, class index or 255
+    <out>/VOCdevkit/VOC2012/ImageSets/Segmentation/{train,val}.txt   # train = the 10,582 aug ids
+
+so ``torchvision.datasets.VOCSegmentation(out, year="2012", image_set="train")`` reads it too.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from latentseg.data.archives import extract, is_current, is_extracted
+from latentseg.data.download import Remote, verify
+from latentseg.data.layout import DatasetMeta, Sample, atomic_write_text, write_list, write_meta
+from latentseg.data.prepare_utils import link_or_copy, parallel_map, save_png_atomic
+from latentseg.data.validate import DataError, check_prepared
+
+log = logging.getLogger(__name__)
+
+# URLs and MD5s as recorded by torchvision 0.29 (torchvision/datasets/voc.py, sbd.py); the VOC mirror
+# host.robots.ox.ac.uk is the address on the VOC2012 page and is tried second.
+VOC2012_TRAINVAL = Remote(
+    urls=(
+        "https://thor.robots.ox.ac.uk/pascal/VOC/voc2012/VOCtrainval_11-May-2012.tar",
+        "http://host.robots.ox.ac.uk/pascal/VOC/voc2012/VOCtrainval_11-May-2012.tar",
+    ),
+    filename="VOCtrainval_11-May-2012.tar",
+    md5="6cd6e144f989b92b3379bac3b3de84fd",
+)
+SBD_BENCHMARK = Remote(
+    urls=(
+        "https://www2.eecs.berkeley.edu/Research/Projects/CS/vision/grouping/semantic_contours/benchmark.tgz",
+    ),
+    filename="benchmark.tgz",
+    md5="82b4d87ceb2ed10f6038a1cba92111cb",
+)
+
+VOC_CLASSES = [
+    "background",
+    "aeroplane",
+    "bicycle",
+    "bird",
+    "boat",
+    "bottle",
+    "bus",
+    "car",
+    "cat",
+    "chair",
+    "cow",
+    "diningtable",
+    "dog",
+    "horse",
+    "motorbike",
+    "person",
+    "pottedplant",
+    "sheep",
+    "sofa",
+    "train",
+    "tvmonitor",
+]
+VOC_ENV, SBD_ENV = "LATENTSEG_VOC_ROOT", "LATENTSEG_SBD_ROOT"
+PREPARED_ROOT = Path("VOCdevkit", "VOC2012")
+
+
+def voc_palette() -> list[int]:
+    """The VOC colour map (256 RGB triples): bits of the index spread over R, G, B from the high bit down."""
+    palette = []
+    for index in range(256):
+        rgb = [0, 0, 0]
+        for bit in range(8):
+            for channel in range(3):
+                rgb[channel] |= ((index >> (3 * bit + channel)) & 1) << (7 - bit)
+        palette += rgb
+    return palette
+
+
+VOC_PALETTE = voc_palette()
+
+
+def _is_voc_root(path: Path) -> bool:
+    return (path / "JPEGImages").is_dir() and (path / "ImageSets" / "Segmentation").is_dir()
+
+
+def _is_sbd_root(path: Path) -> bool:
+    return (path / "cls").is_dir() and (path / "train.txt").is_file()
+
+
+@dataclass(frozen=True)
+class _Release:
+    """What it takes to find one release: its archive, the members we need, where its root may sit."""
+
+    what: str
+    env: str
+    members: tuple[str, ...]
+    roots: tuple[str, ...]  # candidate roots, relative to a source folder or an extraction
+    is_root: Callable[[Path], bool]
+
+
+_VOC = _Release(
+    "VOC2012 release",
+    VOC_ENV,
+    (
+        "VOCdevkit/VOC2012/JPEGImages",
+        "VOCdevkit/VOC2012/SegmentationClass",
+        "VOCdevkit/VOC2012/ImageSets/Segmentation",
+    ),
+    ("", "VOC2012", "VOCdevkit/VOC2012"),
+    _is_voc_root,
+)
+_SBD = _Release(
+    "SBD release",
+    SBD_ENV,
+    tuple(f"benchmark_RELEASE/dataset/{m}" for m in ("img", "cls", "train.txt", "val.txt")),  # not inst/
+    ("", "dataset", "benchmark_RELEASE/dataset"),
+    _is_sbd_root,
+)
+
+
+def _find_root(path: Path, release: _Release) -> Path:
+    for sub in release.roots:
+        if release.is_root(path / sub):
+            return path / sub
+    raise FileNotFoundError(
+        f"{path} does not look like an extracted {release.what}: expected one of "
+        + ", ".join(str(path / c) for c in release.roots)
+    )
+
+
+def _resolve(
+    release: _Release, remote: Remote, source: str | Path | None, raw_dir: Path, download: bool
+) -> Path:
+    """Find (downloading and extracting if needed) the extracted root of one release."""
+    source = source if source is not None else os.environ.get(release.env) or None
+    extracted = raw_dir / remote.filename.split(".")[0]
+    members = list(release.members)
+    if source is not None:
+        source = Path(source)
+        if source.is_dir():
+            return _find_root(source, release)
+        if not source.is_file():
+            raise FileNotFoundError(
+                f"{release.what} source {source} (argument or ${release.env}) does not exist"
+            )
+        if not is_current(source, extracted, prefixes=members):
+            verify(source, md5=remote.md5)  # a hand-placed archive: a mismatch is reported, never deleted
+        return _find_root(extract(source, extracted, prefixes=members), release)
+    archive = raw_dir / remote.filename
+    if is_current(archive, extracted, prefixes=members) or (not archive.exists() and is_extracted(extracted)):
+        # verified when it was extracted (or deleted after a completed extraction to save space)
+        return _find_root(extracted, release)
+    if download:
+        remote.fetch(raw_dir)
+    elif not archive.exists():
+        raise FileNotFoundError(
+            f"{release.what} not found: place {remote.filename} (md5 {remote.md5}, from {remote.urls[0]}) "
+            f"at {archive}, or set ${release.env} to an extracted copy, or allow downloading"
+        )
+    else:
+        verify(archive, md5=remote.md5)
+    return _find_root(extract(archive, extracted, prefixes=members), release)
+
+
+def _read_ids(path: Path) -> list[str]:
+    if not path.is_file():
+        raise FileNotFoundError(f"id list {path} is missing; the extracted release is incomplete")
+    return [line.strip() for line in path.read_text().splitlines() if line.strip()]
+
+
+def sbd_mask(mat_path: str | Path) -> np.ndarray:
+    """The class-index mask (H, W) uint8 stored in an SBD ``cls/<id>.mat`` file (``GTcls.Segmentation``)."""
+    from scipy.io import loadmat  # imported here: only preparation needs scipy
+
+    try:
+        gt = loadmat(mat_path, squeeze_me=True, struct_as_record=False, variable_names=["GTcls"])["GTcls"]
+        mask = np.asarray(gt.Segmentation)
+    except Exception as err:
+        raise DataError(
+            f"{mat_path}: cannot read GTcls.Segmentation ({err}); the SBD extraction is damaged: "
+            "delete the extracted benchmark folder and re-run the preparation"
+        ) from err
+    if mask.ndim != 2 or mask.size == 0 or mask.max() >= len(VOC_CLASSES):
+        raise DataError(f"{mat_path}: GTcls.Segmentation is not a 2-D map of VOC class indices (0..20)")
+    return mask.astype(np.uint8)
+
+
+def _prepare_one(job: tuple[str, str, str, str, str]) -> None:
+    """Link one image and write its mask. Existing outputs are complete (atomic writes): skipped."""
+    image_src, image_dst, mask_kind, mask_src, mask_dst = job
+    link_or_copy(image_src, image_dst)
+    if mask_kind == "png":
+        link_or_copy(mask_src, mask_dst)
+    elif not os.path.exists(mask_dst):
+        mask = sbd_mask(mask_src)
+        with Image.open(image_src) as img:
+            if img.size != (mask.shape[1], mask.shape[0]):
+                raise DataError(
+                    f"{mask_src}: mask is {mask.shape[1]}x{mask.shape[0]}, image {image_src} is "
+                    f"{img.size[0]}x{img.size[1]}; the SBD release is damaged"
+                )
+        png = Image.fromarray(mask)
+        png.putpalette(VOC_PALETTE)
+        save_png_atomic(png, mask_dst)
+
+
+def prepare_voc(
+    out_dir: str | Path,
+    raw_dir: str | Path,
+    *,
+    voc_source: str | Path | None = None,
+    sbd_source: str | Path | None = None,
+    download: bool = True,
+    voc_remote: Remote = VOC2012_TRAINVAL,
+    sbd_remote: Remote = SBD_BENCHMARK,
+    workers: int | None = None,
+    check: bool = True,
+) -> DatasetMeta:
+    """Prepare VOC 2012 + SBD in ``out_dir``; downloads and extractions live in ``raw_dir``.
+
+    A source (argument, else ``$LATENTSEG_VOC_ROOT`` / ``$LATENTSEG_SBD_ROOT``) is an archive you have or
+    an extracted folder; without one, the archive in ``raw_dir`` is used, downloaded first if allowed.
+    ``*_remote`` override URLs and checksums (mirrors, tests). ``check`` runs ``check_prepared`` at the end.
+    """
+    out_dir, raw_dir = Path(out_dir), Path(raw_dir)
+    raw_dir.mkdir(parents=True, exist_ok=True)
+    voc = _resolve(_VOC, voc_remote, voc_source, raw_dir, download)
+    sbd = _resolve(_SBD, sbd_remote, sbd_source, raw_dir, download)
+    dst = out_dir / PREPARED_ROOT
+    if dst.resolve() == voc.resolve():
+        raise ValueError(
+            f"out_dir {out_dir} would overwrite the raw VOC release at {voc}; choose another folder"
+        )
+
+    split_dir = voc / "ImageSets" / "Segmentation"
+    voc_train, voc_val = _read_ids(split_dir / "train.txt"), _read_ids(split_dir / "val.txt")
+    sbd_train, sbd_val = _read_ids(sbd / "train.txt"), _read_ids(sbd / "val.txt")
+    val_set = set(voc_val)
+    # Sorted: the order of the train_aug.txt that Hung et al. and Mittal et al. index into.
+    train_ids = sorted((set(voc_train) | set(sbd_train) | set(sbd_val)) - val_set)
+    if (len(train_ids), len(voc_val)) != (10582, 1449):
+        log.warning(
+            "VOC aug: %d train / %d val ids; the official releases give 10,582 / 1,449",
+            len(train_ids),
+            len(voc_val),
+        )
+    log.info(
+        "VOC aug: %d train (VOC %d + SBD %d + %d, minus VOC val), %d val",
+        len(train_ids),
+        len(voc_train),
+        len(sbd_train),
+        len(sbd_val),
+        len(voc_val),
+    )
+
+    jobs = [_job(voc, sbd, dst, i, need_voc_mask=i in val_set) for i in [*train_ids, *voc_val]]
+    for sub in ("JPEGImages", "SegmentationClass", "ImageSets/Segmentation"):
+        (dst / sub).mkdir(parents=True, exist_ok=True)
+    parallel_map(_prepare_one, jobs, workers=workers, desc="VOC aug")
+
+    atomic_write_text(dst / "ImageSets/Segmentation/train.txt", "".join(f"{i}\n" for i in train_ids))
+    atomic_write_text(dst / "ImageSets/Segmentation/val.txt", "".join(f"{i}\n" for i in voc_val))
+    write_list(out_dir / "train.txt", [_sample(i) for i in train_ids])
+    write_list(out_dir / "val.txt", [_sample(i) for i in voc_val])
+    meta = DatasetMeta("voc", list(VOC_CLASSES), 255, len(train_ids), len(voc_val))
+    write_meta(out_dir, meta)
+    if check:
+        check_prepared(out_dir, workers=workers)
+    return meta
+
+
+def _sample(image_id: str) -> Sample:
+    return Sample(
+        f"{PREPARED_ROOT.as_posix()}/JPEGImages/{image_id}.jpg",
+        f"{PREPARED_ROOT.as_posix()}/SegmentationClass/{image_id}.png",
+    )
+
+
+def _job(
+    voc: Path, sbd: Path, dst: Path, image_id: str, need_voc_mask: bool
+) -> tuple[str, str, str, str, str]:
+    image = voc / "JPEGImages" / f"{image_id}.jpg"
+    if not image.is_file():
+        image = sbd / "img" / f"{image_id}.jpg"
+    if not image.is_file():
+        raise FileNotFoundError(
+            f"no image for id {image_id}: neither {voc / 'JPEGImages'} nor {sbd / 'img'} "
+            f"holds {image_id}.jpg; the extracted releases are incomplete"
+        )
+    voc_mask = voc / "SegmentationClass" / f"{image_id}.png"
+    if voc_mask.is_file():
+        kind, mask = "png", voc_mask
+    elif need_voc_mask:
+        raise FileNotFoundError(
+            f"validation id {image_id} has no mask {voc_mask}; the VOC release is incomplete"
+        )
+    else:
+        kind, mask = "mat", sbd / "cls" / f"{image_id}.mat"
+        if not mask.is_file():
+            raise FileNotFoundError(
+                f"id {image_id} is in the SBD lists but {mask} is missing; the SBD release is incomplete"
+            )
+    return (
+        str(image),
+        str(dst / "JPEGImages" / f"{image_id}.jpg"),
+        kind,
+        str(mask),
+        str(dst / "SegmentationClass" / f"{image_id}.png"),
+    )
