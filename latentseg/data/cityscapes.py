@@ -28,6 +28,7 @@ from cityscapesscripts.helpers.labels import labels as CS_LABELS
 from PIL import Image
 
 from latentseg.data.archives import extract, is_current, is_extracted
+from latentseg.data.classes import CITYSCAPES_CLASSES
 from latentseg.data.download import DownloadError, OfflineError, Remote, verify
 from latentseg.data.layout import DatasetMeta, Sample, write_list, write_meta
 from latentseg.data.prepare_utils import link_or_copy, parallel_map, save_png_atomic
@@ -42,10 +43,6 @@ USER_ENV, PASSWORD_ENV = "CITYSCAPES_USERNAME", "CITYSCAPES_PASSWORD"
 LOGIN_URL = "https://www.cityscapes-dataset.com/login/"
 EXPECTED = {"train": 2975, "val": 500}  # the official release; other counts are logged, not refused
 
-# The 19 evaluated classes in train-id order, and the label-id -> train-id table, from the official table.
-CITYSCAPES_CLASSES = [
-    lab.name for lab in sorted(CS_LABELS, key=lambda x: x.trainId) if 0 <= lab.trainId < 255
-]
 LABEL_IDS = frozenset(lab.id for lab in CS_LABELS if lab.id >= 0)
 
 

@@ -30,6 +30,7 @@ import numpy as np
 from PIL import Image
 
 from latentseg.data.archives import extract, is_current, is_extracted
+from latentseg.data.classes import VOC_CLASSES
 from latentseg.data.download import Remote, verify
 from latentseg.data.layout import DatasetMeta, Sample, atomic_write_text, write_list, write_meta
 from latentseg.data.prepare_utils import link_or_copy, parallel_map, save_png_atomic
@@ -55,29 +56,6 @@ SBD_BENCHMARK = Remote(
     md5="82b4d87ceb2ed10f6038a1cba92111cb",
 )
 
-VOC_CLASSES = [
-    "background",
-    "aeroplane",
-    "bicycle",
-    "bird",
-    "boat",
-    "bottle",
-    "bus",
-    "car",
-    "cat",
-    "chair",
-    "cow",
-    "diningtable",
-    "dog",
-    "horse",
-    "motorbike",
-    "person",
-    "pottedplant",
-    "sheep",
-    "sofa",
-    "train",
-    "tvmonitor",
-]
 VOC_ENV, SBD_ENV = "LATENTSEG_VOC_ROOT", "LATENTSEG_SBD_ROOT"
 PREPARED_ROOT = Path("VOCdevkit", "VOC2012")
 

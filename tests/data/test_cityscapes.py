@@ -6,6 +6,7 @@ import shutil
 import numpy as np
 import pytest
 import torchvision
+from cityscapesscripts.helpers.labels import labels as CS_LABELS
 from PIL import Image
 
 from latentseg.data import cityscapes
@@ -31,6 +32,8 @@ def test_label_table_matches_the_official_one():
     ids = np.array(list(KNOWN), np.uint8)
     assert to_train_ids(ids).tolist() == list(KNOWN.values())
     assert len(CITYSCAPES_CLASSES) == 19
+    official = [lab.name for lab in sorted(CS_LABELS, key=lambda x: x.trainId) if 0 <= lab.trainId < 255]
+    assert official == CITYSCAPES_CLASSES  # our literal table is cityscapesscripts' train-id order
     assert CITYSCAPES_CLASSES[0] == "road" and CITYSCAPES_CLASSES[-1] == "bicycle"
 
 
