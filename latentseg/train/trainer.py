@@ -1,6 +1,6 @@
 """The training loop: data streams, the model and its initialisation, the update, logging, checkpoints.
 
-``train(cfg, out_dir, data)`` runs ``cfg.optim.iterations`` steps and leaves ``out_dir/checkpoint.pt`` holding
+``train(cfg, checkpoint, data)`` runs ``cfg.optim.iterations`` steps and leaves the ``checkpoint`` file holding
 everything needed to resume or evaluate: weights, optimisers, the co-occurrence matrix, the step and random
 states. A run killed part-way resumes from its last checkpoint when called again with the same configuration
 (a checkpoint of a different configuration is never resumed: the run starts afresh).
@@ -17,7 +17,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from latentseg.config import RunConfig, to_dict
+from latentseg.config import RunConfig, from_dict, to_dict
 from latentseg.data.classes import group_index
 from latentseg.data.dataset import SegmentationDataset, train_transform
 from latentseg.data.layout import DatasetMeta, Sample
@@ -36,7 +36,6 @@ from latentseg.train.step import (
 )
 
 Logger = Callable[[dict[str, float], int], None]
-CHECKPOINT = "checkpoint.pt"
 
 
 @dataclass(frozen=True)
@@ -50,6 +49,7 @@ class TrainData:
 @dataclass(frozen=True)
 class TrainSummary:
     checkpoint: Path
+    resumed_from: int  # 0 for a fresh run
     steps_run: int
     seconds: float
     images_per_second: float
@@ -86,14 +86,23 @@ def initialise(model: DeepLabV2, cfg: RunConfig) -> list[str]:
         raise KeyError(f"{cfg.init_weights}: {err.args[0]}") from err
 
 
+def resume_step(path: str | Path, cfg: RunConfig) -> int:
+    """The step a run of ``cfg`` resumes from: that of a checkpoint of the same configuration, else 0."""
+    path = Path(path)
+    if not path.is_file():
+        return 0
+    state = ckpt.load(path)
+    return int(state["step"]) if state.get("config") == to_dict(cfg) else 0
+
+
 def _dist_info() -> tuple[int, int]:
     if dist.is_available() and dist.is_initialized():
         return dist.get_rank(), dist.get_world_size()
     return 0, 1
 
 
-def train(cfg: RunConfig, out_dir: str | Path, data: TrainData, log: Logger | None = None) -> TrainSummary:
-    out_dir = Path(out_dir)
+def train(cfg: RunConfig, checkpoint: str | Path, data: TrainData, log: Logger | None = None) -> TrainSummary:
+    path = Path(checkpoint)
     rank, world = _dist_info()
     device = resolve_device(cfg.runtime.device)
     if device.type == "cuda":
@@ -108,17 +117,14 @@ def train(cfg: RunConfig, out_dir: str | Path, data: TrainData, log: Logger | No
         step_module.to(memory_format=torch.channels_last)
     sgd, adam = make_optimizers(cfg, model, disc, fused=device.type == "cuda")
 
-    start = 0
-    path = out_dir / CHECKPOINT
-    if path.is_file():
+    start = resume_step(path, cfg)
+    if start > 0:  # loads the file a second time; negligible beside a training run
         state = ckpt.load(path)
-        if state.get("config") == to_dict(cfg):
-            step_module.load_state_dict(state["step_module"])
-            sgd.load_state_dict(state["sgd"])
-            if adam is not None:
-                adam.load_state_dict(state["adam"])
-            torch.set_rng_state(state["rng"])
-            start = state["step"]
+        step_module.load_state_dict(state["step_module"])
+        sgd.load_state_dict(state["sgd"])
+        if adam is not None:
+            adam.load_state_dict(state["adam"])
+        torch.set_rng_state(state["rng"])
     total = cfg.optim.iterations
     if world > 1:  # DDP over the segmentation network; the discriminator's gradients are averaged by hand
         if not cfg.model.freeze_bn_stats:
@@ -134,10 +140,9 @@ def train(cfg: RunConfig, out_dir: str | Path, data: TrainData, log: Logger | No
                                cfg.data.workers, pin, rank, world)
     unl_iter = None
     if method_needs_unlabeled(cfg):
-        if not data.unlabeled:
-            raise ValueError("this method needs unlabeled images but the unlabeled list is empty "
-                             "(a 'full' split has none: use a method without unlabeled terms)")
-        unlabeled = SegmentationDataset(data.root, data.unlabeled, train_transform(cfg.data), with_mask=False)
+        # A "full" split leaves no unlabeled image: the unlabeled terms then see the labeled images unlabeled.
+        pool = data.unlabeled or data.labeled
+        unlabeled = SegmentationDataset(data.root, pool, train_transform(cfg.data), with_mask=False)
         unl_iter = iter(stream_loader(unlabeled, cfg.optim.batch_size, cfg.optim.seed, 1, start, total,
                                       cfg.data.workers, pin, rank, world))
     autocast = (torch.autocast("cuda", dtype=torch.bfloat16)
@@ -165,10 +170,8 @@ def train(cfg: RunConfig, out_dir: str | Path, data: TrainData, log: Logger | No
         if rank == 0 and (done == total or done % cfg.runtime.checkpoint_every == 0):
             _save(path, cfg, step_module, sgd, adam, done)
     seconds = time.perf_counter() - t0
-    if start == total and rank == 0 and not path.is_file():
-        _save(path, cfg, step_module, sgd, adam, total)
     images = (total - start) * cfg.optim.batch_size * world * (2 if unl_iter is not None else 1)
-    return TrainSummary(path, total - start, seconds, images / seconds if seconds > 0 else 0.0, last)
+    return TrainSummary(path, start, total - start, seconds, images / seconds if seconds > 0 else 0.0, last)
 
 
 def _unwrap(module: nn.Module) -> nn.Module:
@@ -183,7 +186,21 @@ def _save(path: Path, cfg: RunConfig, step_module: SegmentationStep, sgd: torch.
              for k, v in step_module.state_dict().items()}
     ckpt.save_atomic({
         "format": "latentseg-run", "config": to_dict(cfg), "step": step, "step_module": state,
+        "num_classes": step_module.num_classes,
         "num_latent": model.latent_head.conv2d_list[0].out_channels if model.latent_head is not None else None,
         "sgd": sgd.state_dict(), "adam": adam.state_dict() if adam is not None else None,
         "rng": torch.get_rng_state(),
     }, path)
+
+
+def load_trained(path: str | Path) -> tuple[DeepLabV2, RunConfig, dict]:
+    """The trained segmentation network of a run checkpoint, its configuration and the raw checkpoint."""
+    state = ckpt.load(path)
+    if state.get("format") != "latentseg-run":
+        raise ValueError(f"{path} is not a training checkpoint of latentseg")
+    cfg = from_dict(RunConfig, state["config"])
+    model = DeepLabV2(state["num_classes"], state["num_latent"], backbone=cfg.model.backbone,
+                      aspp_branches=cfg.model.aspp_branches, freeze_bn_stats=cfg.model.freeze_bn_stats)
+    model.load_state_dict({k.removeprefix("model."): v for k, v in state["step_module"].items()
+                           if k.startswith("model.")})
+    return model, cfg, state
