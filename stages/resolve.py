@@ -27,6 +27,8 @@ def main() -> None:
         atomic_write_text(args.out / f"{exp_id}.yaml", yaml.safe_dump(doc, sort_keys=False))
     for cls_id, entry in params.get("classifiers", {}).items():
         exp, cfg = resolve(params, entry["run"])
+        if entry.get("dataset") != exp.dataset:
+            raise ValueError(f"classifiers.{cls_id}.dataset must be {exp.dataset!r}, the data set of {entry['run']}")
         doc = {"classifier": cls_id, "run_id": entry["run"], "experiment": exp.__dict__,
                "profile": params["profile"], "config": to_dict(cfg.classifier), "data": to_dict(cfg.data)}
         atomic_write_text(args.out / f"classifier-{cls_id}.yaml", yaml.safe_dump(doc, sort_keys=False))

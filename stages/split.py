@@ -14,7 +14,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
     section = load_params()["datasets"][args.dataset]
-    sizes = write_splits(args.data, args.out, section["fractions"], section["split_seed"])
+    sizes = write_splits(args.data, args.out, section["fractions"], section["split_seed"],
+                         permutation=section.get("published_split"))
     for slug, (n_lab, n_unl) in sizes.items():
         print(f"{args.dataset} {slug}: {n_lab} labeled, {n_unl} unlabeled")
 

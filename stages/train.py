@@ -1,17 +1,27 @@
-"""Stage `train@<experiment>`: train one run of the registry, resuming from its checkpoint if it was killed."""
+"""Stage `train@<experiment>`: train one run of the registry (resuming from its checkpoint if it was killed) and
+evaluate it on the validation set: mIoU, per-class IoU, P(l|c) and effective latent classes.
+
+Training and evaluation share a stage so that each run costs one start-up; a change that only touches evaluation
+re-runs the stage, which finds the finished checkpoint of the same configuration and only evaluates.
+"""
 
 import argparse
+import json
 import shutil
 from dataclasses import replace
 from pathlib import Path
 
+import pandas as pd
 import yaml
 from dvclive import Live
+from torch.utils.data import DataLoader
 
 from latentseg.config import RunConfig, from_dict
-from latentseg.data.layout import read_list, read_meta
+from latentseg.data.dataset import SegmentationDataset, eval_transform
+from latentseg.data.layout import atomic_write_text, read_list, read_meta
 from latentseg.data.splits import fraction_slug
-from latentseg.train.trainer import TrainData, resume_step, train
+from latentseg.evaluate import evaluate, run_metrics
+from latentseg.train.trainer import TrainData, load_trained, resolve_device, resume_step, train
 
 
 def main() -> None:
@@ -22,6 +32,8 @@ def main() -> None:
     parser.add_argument("--weights", type=Path, required=True, help="folder of initial weights (stage weights)")
     parser.add_argument("--checkpoint", type=Path, required=True)
     parser.add_argument("--live", type=Path, required=True, help="dvclive folder for the training curves")
+    parser.add_argument("--metrics", type=Path, required=True, help="metrics.json to write")
+    parser.add_argument("--latent", type=Path, required=True, help="CSV of P(l|c) on the validation set")
     args = parser.parse_args()
     doc = yaml.safe_load(args.config.read_text())
     exp = doc["experiment"]
@@ -48,6 +60,21 @@ def main() -> None:
         summary = train(cfg, args.checkpoint, data, log)
     print(f"{exp['id']}: {summary.steps_run} steps (from {summary.resumed_from}) in {summary.seconds:.1f} s, "
           f"{summary.images_per_second:.1f} images/s")
+
+    model, cfg, state = load_trained(args.checkpoint)
+    device = resolve_device(cfg.runtime.device)
+    val = SegmentationDataset(args.data, args.data / "val.txt", eval_transform(cfg.data))
+    uniform = cfg.data.eval_pad is not None or cfg.data.resize is not None  # else sizes may differ: one at a time
+    loader = DataLoader(val, batch_size=8 if uniform else 1, num_workers=cfg.data.workers)
+    result = evaluate(model.to(device), loader, data.meta.num_classes, device, autocast=device.type == "cuda")
+    metrics = run_metrics(result, data.meta.classes, state["step"])
+    p_lc = result.p_latent_given_class
+    latent = "" if p_lc is None else pd.DataFrame(
+        p_lc.numpy(), index=data.meta.classes, columns=[f"l{i}" for i in range(p_lc.shape[1])]
+    ).to_csv(float_format="%.5f")
+    atomic_write_text(args.latent, latent)  # empty for a run without a latent branch
+    atomic_write_text(args.metrics, json.dumps(metrics, indent=2) + "\n")
+    print(f"{exp['id']}: mIoU {metrics['miou']:.2f}")
 
 
 if __name__ == "__main__":
