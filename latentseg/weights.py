@@ -124,18 +124,18 @@ def convert_published(state: Mapping[str, Tensor], layout: str, out: str | Path,
     return Path(out)
 
 
-def _local_copy(spec: Published, path: Path, verify_checksum: bool) -> Path:
+def _local_copy(spec: Published, remotes: tuple[Remote, ...], path: Path, verify_checksum: bool) -> Path:
     if not path.is_file():
         raise FileNotFoundError(f"{spec.name} weights {path} (argument, params file or ${spec.env}) do not exist")
     if not verify_checksum:
         return path
     failures = []
-    for remote in spec.remotes:
+    for remote in remotes:
         try:
             return verify(path, md5=remote.md5, sha256=remote.sha256)
         except ChecksumError as err:
             failures.append(err)
-    expected = ", ".join(f"{r.filename}: sha256 {r.sha256}..." for r in spec.remotes)
+    expected = ", ".join(f"{r.filename}: sha256 {r.sha256}..." for r in remotes)
     err = failures[0]
     raise ChecksumError(f"{path}: sha256 is {err.actual}, which matches no published {spec.name} file "
                         f"({expected}). If it is a re-saved copy of the same weights, set verify_checksum: false "
@@ -154,12 +154,13 @@ def fetch_published(name: str, out: str | Path, *, source: str | Path | None = N
     where to place the file by hand. ``fetch_kwargs`` go to ``download.fetch`` (retries, backoff, progress).
     """
     spec = published(name)
+    remotes = remotes or spec.remotes
     source = source if source is not None else os.environ.get(spec.env) or None
     if source is not None:
-        path = _local_copy(spec, Path(source), verify_checksum)
+        path = _local_copy(spec, remotes, Path(source), verify_checksum)
     else:
-        path = _download(spec, Path(cache) if cache is not None else Path(out).parent / "downloads",
-                         remotes or spec.remotes, fetch_kwargs)
+        path = _download(spec, Path(cache) if cache is not None else Path(out).parent / "downloads", remotes,
+                         fetch_kwargs)
     state = load_checkpoint_file(path)
     try:
         return convert_published(state, spec.layout, out, origin=f"{name}: {path.name}", backbone=backbone)
@@ -210,18 +211,23 @@ class CocoPretrainSpec:
     run: dict[str, Any] = field(default_factory=dict)  # overrides of the run sections (optim.iterations, ...)
 
 
-def coco_pretrain_config(params: dict[str, Any], spec: CocoPretrainSpec, init_file: Path | None) -> RunConfig:
-    """The run configuration of COCO pretraining: the profile's VOC settings, then ``spec.run``."""
+def _voc_tree(params: dict[str, Any]) -> dict[str, Any]:
+    """The profile's run sections for VOC (those of its first VOC experiment): backbone, crops, schedule."""
     voc_run = next((i for i, e in params["experiments"].items() if e["dataset"] == "voc"), None)
     if voc_run is None:
-        raise ValueError("COCO pretraining takes its settings from a VOC experiment; params.yaml lists none")
+        raise ValueError("initial weights take their network settings from a VOC experiment; params.yaml lists none")
+    return run_tree(params, voc_run)
+
+
+def coco_pretrain_config(params: dict[str, Any], spec: CocoPretrainSpec, init_file: Path | None) -> RunConfig:
+    """The run configuration of COCO pretraining: the profile's VOC settings, then ``spec.run``."""
     unknown = sorted(set(spec.run) - set(SECTIONS))
     if unknown:
         raise KeyError(f"pretrain_coco.run: unknown section(s) {unknown}; allowed: {list(SECTIONS)}")
     if spec.init == "imagenet" and (init_file is None or not init_file.is_file()):
         raise FileNotFoundError("pretrain_coco.init is 'imagenet' but the profile makes no ImageNet weights "
                                 "(profiles.<profile>.weights.imagenet); set one, or init: none")
-    tree = deep_merge(run_tree(params, voc_run), spec.run)
+    tree = deep_merge(_voc_tree(params), spec.run)
     return from_dict(RunConfig, {"dataset": "voc", "init": spec.init,
                                  "init_weights": str(init_file) if spec.init == "imagenet" else "", **tree})
 
@@ -266,7 +272,7 @@ def make_weights(params: dict[str, Any], out: str | Path, raw_dir: str | Path, w
         if isinstance(how, dict) and "published" in how:
             spec = from_dict(PublishedSpec, how, where + ".")
             fetch_published(spec.published, target, source=spec.file, cache=Path(raw_dir) / "weights",
-                            verify_checksum=spec.verify_checksum)
+                            verify_checksum=spec.verify_checksum, backbone=_voc_tree(params)["model"]["backbone"])
             record = published(spec.published)
             manifest[init] = {"file": target.name, "made_by": f"published {spec.published}",
                               "url": record.remotes[0].urls[0], "env": record.env}

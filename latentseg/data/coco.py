@@ -31,6 +31,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -110,7 +111,9 @@ def decode_segmentation(segmentation: list | dict, height: int, width: int) -> n
         rle = mask_utils.frPyObjects(segmentation, height, width)
     else:  # compressed RLE, counts as a string
         rle = segmentation
-    return mask_utils.decode(rle).astype(bool)
+    with warnings.catch_warnings():  # pycocotools 2.0 on numpy 2 warns about its own __array__, harmlessly
+        warnings.filterwarnings("ignore", "__array__ implementation", DeprecationWarning)
+        return mask_utils.decode(rle).astype(bool)
 
 
 def coco_label_map(height: int, width: int, instances: list[tuple[int, bool, list | dict]]) -> np.ndarray:

@@ -30,7 +30,7 @@ import numpy as np
 from PIL import Image
 
 from latentseg.data.classes import CITYSCAPES_CATEGORIES, CITYSCAPES_CLASSES, VOC_CLASSES, group_index
-from latentseg.data.coco import COCO_IDS, COCO_TO_VOC
+from latentseg.data.coco import COCO_IDS, COCO_TO_VOC, decode_segmentation
 from latentseg.data.layout import DatasetMeta, Sample, write_list, write_meta
 
 # The demo's planted VOC groups: background alone, then four supercategories of VOC's classes.
@@ -269,7 +269,7 @@ def render_coco(painter: _Painter, rng: np.random.Generator) -> tuple[np.ndarray
             cls = int(rng.integers(1, len(VOC_CLASSES)))
             name = _VOC_TO_COCO[VOC_CLASSES[cls]]
         polygon = _shape_polygon(rng, h, w)
-        region = mask_utils.decode(mask_utils.merge(mask_utils.frPyObjects([polygon], h, w))).astype(bool)
+        region = decode_segmentation([polygon], h, w)
         painter.paint(image, region, cls, rng)
         objects.append((name, 0.08 <= draw < 0.14, polygon, region))
     annotations = []
