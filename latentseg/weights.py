@@ -32,7 +32,7 @@ from torch import Tensor
 from latentseg.config import RunConfig, from_dict
 from latentseg.data.classes import VOC_CLASSES
 from latentseg.data.coco import prepare_coco
-from latentseg.data.download import ChecksumError, DownloadError, OfflineError, Remote, verify
+from latentseg.data.download import ChecksumError, DownloadError, OfflineError, Remote, file_digest, verify
 from latentseg.data.layout import atomic_write_text, read_list
 from latentseg.data.synthetic import SyntheticSpec, generate_coco
 from latentseg.experiments import SECTIONS, deep_merge, run_tree
@@ -162,8 +162,9 @@ def fetch_published(name: str, out: str | Path, *, source: str | Path | None = N
         path = _download(spec, Path(cache) if cache is not None else Path(out).parent / "downloads", remotes,
                          fetch_kwargs)
     state = load_checkpoint_file(path)
+    origin = f"{name}: {path.name}, sha256 {file_digest(path, 'sha256')}"  # the full digest, for the record
     try:
-        return convert_published(state, spec.layout, out, origin=f"{name}: {path.name}", backbone=backbone)
+        return convert_published(state, spec.layout, out, origin=origin, backbone=backbone)
     except KeyError as err:
         raise KeyError(f"{path} is not the {name} checkpoint: {err.args[0]}") from err
 

@@ -236,7 +236,11 @@ def _prepare_one(job: tuple[str, str, str, int, int, list]) -> None:
     link_or_copy(image_src, image_dst)
     if os.path.exists(mask_dst):
         return
-    png = Image.fromarray(coco_label_map(height, width, instances), "P")
+    try:
+        label = coco_label_map(height, width, instances)
+    except (DataError, ValueError) as err:
+        raise DataError(f"{image_src}: its COCO annotations do not decode ({err}); extract them again") from err
+    png = Image.fromarray(label, "P")
     png.putpalette(VOC_PALETTE)
     save_png_atomic(png, mask_dst)
 

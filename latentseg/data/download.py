@@ -105,7 +105,7 @@ def verify(path: str | Path, *, md5: str | None = None, sha256: str | None = Non
 
 def _manual_hint(urls: Sequence[str], dest: Path, md5: str | None, sha256: str | None) -> str:
     full = {"md5": 32, "sha256": 64}
-    sums = ", ".join(f"{a} {v}" + ("" if len(v) == full[a] else " (first digits)")
+    sums = ", ".join(f"{a} {v}" if len(v) == full[a] else f"{a} starting with {v}"
                      for a, v in _expected(md5, sha256)) or "no checksum recorded"
     return (
         f"To continue without a network, download {urls[0]} on another machine and place it at "
