@@ -27,7 +27,6 @@ def main() -> None:
     args = parser.parse_args()
     profile = load_params()["profile"]
     long = pd.read_csv(args.tables, dtype={"row": str, "column": str}, keep_default_na=True)
-    long["source"] = long["source"].where(long["source"].notna(), None)
     path = args.reference / f"{profile}.yaml"
     if args.write:
         doc = {"tolerance": {"miou": 2.0, "effective": 1}, "tables": reference_from(long)}

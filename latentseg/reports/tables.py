@@ -90,7 +90,7 @@ def markdown(long: pd.DataFrame, title: str, profile: str) -> str:
         for col in columns:
             line += [_fmt(cells.at[col, "ours"]), _fmt(cells.at[col, "paper"]), _fmt(cells.at[col, "diff"])]
         body.append(line)
-    table = tabulate(body, headers=header, tablefmt="github", disablenumparse=True)
+    table = tabulate(body, headers=header, tablefmt="github", disable_numparse=True)
     note = (f"\n\nProfile `{profile}`. \"ours\" comes from this pipeline's runs; \"paper\" is the number the paper "
             "reports; – is a cell not reproduced or not reported.")
     if profile != "paper":
