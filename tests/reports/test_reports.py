@@ -90,7 +90,7 @@ def test_table_figure_and_check_stages_on_fake_results(tmp_path):
         k = exp.get("latent", {}).get("k", params["latent"]["k"])
         (results / run_id / "metrics.json").write_text(json.dumps(
             {"miou": float(rng.uniform(40, 70)), "effective_t0.1": 3, "effective_t0.9": 2}))
-        classes = ["c%d" % i for i in range(21 if exp["dataset"] == "voc" else 19)]
+        classes = [f"c{i}" for i in range(21 if exp["dataset"] == "voc" else 19)]
         frame = pd.DataFrame(rng.dirichlet(np.ones(k), len(classes)), index=classes)
         (results / run_id / "latent.csv").write_text(frame.to_csv())
     for cls_id in params["classifiers"]:
