@@ -34,7 +34,12 @@ def main() -> None:
         print(f"wrote {path}")
         return
     if not path.is_file():
-        sys.exit(f"no reference for profile {profile!r}: {path} is missing (record one with --write)")
+        message = f"no reference for profile {profile!r}: {path} is missing (record one with --write)"
+        if args.report is None:
+            sys.exit(message)
+        atomic_write_text(args.report, f"# Tolerance check ({profile} profile)\n\n{message}\n")
+        print(message, file=sys.stderr)
+        return
     reference = yaml.safe_load(path.read_text())
     problems = out_of_tolerance(long, reference["tables"], reference["tolerance"])
     if problems:

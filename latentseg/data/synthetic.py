@@ -47,6 +47,7 @@ class SyntheticSpec:
     size: tuple[int, int]  # (H, W)
     seed: int = 0
     cue_strength: float = 18.0  # amplitude of the within-group stripe cue (0-255 scale)
+    stripe_periods: tuple[float, ...] = (4.0, 6.0)  # pixels; four orientations per period
     noise: float = 12.0  # per-pixel Gaussian noise
 
 
@@ -76,7 +77,7 @@ class _Painter:
         for g in self.group_of:
             r = rank.get(g, 0)
             rank[g] = r + 1
-            self.stripes.append((np.pi * (r % 4) / 4, 4.0 + 2.0 * (r // 4)))
+            self.stripes.append((np.pi * (r % 4) / 4, spec.stripe_periods[(r // 4) % len(spec.stripe_periods)]))
 
     def texture(self, cls: int, phase: float) -> np.ndarray:
         angle, period = self.stripes[cls]

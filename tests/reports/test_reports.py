@@ -50,7 +50,10 @@ def test_table_puts_ours_beside_the_paper(tmp_path):
     missing = long[(long.row == "Ours + Classifier") & (long.column == "full")].iloc[0]
     assert pd.isna(missing["ours"]) and pd.isna(missing["source"])
     text = markdown(long, "Toy", "demo")
-    assert "| Ours " in text and "70.4" in text and "1/8 paper" in text
+    assert "| Ours " in text and "70.4 / 70.0 (+0.4)" in text and "| – / –" in text
+    counts = long_table("t4", {"title": "", "columns": ["effective (t=0.1)"], "rows": {"20": ["a:effective_t0.1"]}},
+                        {"20": [16]}, _runs(tmp_path))
+    assert "15 / 16 (-1)" in markdown(counts, "Table 4", "demo")  # latent-class counts as whole numbers
 
 
 def test_check_passes_within_tolerance_and_names_every_cell_outside(tmp_path):
