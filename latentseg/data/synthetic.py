@@ -46,8 +46,8 @@ class SyntheticSpec:
     num_val: int
     size: tuple[int, int]  # (H, W)
     seed: int = 0
-    cue_strength: float = 18.0  # amplitude of the within-group stripe cue (0-255 scale)
-    stripe_periods: tuple[float, ...] = (4.0, 6.0)  # pixels; four orientations per period
+    cue_strength: float = 30.0  # amplitude of the within-group stripe cue (0-255 scale)
+    stripe_periods: tuple[float, ...] = (8.0, 14.0)  # pixels; four orientations per period
     noise: float = 12.0  # per-pixel Gaussian noise
 
 
