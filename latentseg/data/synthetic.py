@@ -55,7 +55,8 @@ class SyntheticSpec:
     num_val: int
     size: tuple[int, int]  # (H, W)
     seed: int = 0
-    cue_strength: float = 18.0  # amplitude of the within-group stripe cue (0-255 scale)
+    cue_strength: float = 30.0  # amplitude of the within-group stripe cue (0-255 scale)
+    stripe_periods: tuple[float, ...] = (8.0, 14.0)  # pixels; four orientations per period
     noise: float = 12.0  # per-pixel Gaussian noise
 
 
@@ -85,7 +86,7 @@ class _Painter:
         for g in self.group_of:
             r = rank.get(g, 0)
             rank[g] = r + 1
-            self.stripes.append((np.pi * (r % 4) / 4, 4.0 + 2.0 * (r // 4)))
+            self.stripes.append((np.pi * (r % 4) / 4, spec.stripe_periods[(r // 4) % len(spec.stripe_periods)]))
 
     def texture(self, cls: int, phase: float) -> np.ndarray:
         angle, period = self.stripes[cls]
