@@ -12,13 +12,20 @@ from pathlib import Path
 import pytest
 import torch
 
-from latentseg.config import RunConfig
+from latentseg.config import RunConfig, from_dict
 from latentseg.data.download import ChecksumError, OfflineError, Remote
 from latentseg.models.deeplab import DeepLabV2
 from latentseg.params import load_params
 from latentseg.pretrain import INIT_FORMAT
 from latentseg.train.trainer import initialise
-from latentseg.weights import PUBLISHED, fetch_published, make_weights, resolve_init
+from latentseg.weights import (
+    PUBLISHED,
+    CocoPretrainSpec,
+    coco_pretrain_config,
+    fetch_published,
+    make_weights,
+    resolve_init,
+)
 from tests.layouts import hung_coco_state, torchvision_resnet_state
 
 FAST = {"backoff": 0.01, "progress": False}
@@ -212,3 +219,19 @@ def test_paper_profile_fetches_both_published_files(served, monkeypatch, tmp_pat
     with pytest.raises(KeyError, match="unknown configuration key"):
         weights["coco"]["fle"] = "typo"
         make_weights(params, tmp_path / "weights", tmp_path / "raw", tmp_path / "work")
+
+
+def test_paper_coco_pretraining_config_starts_from_imagenet(tmp_path):
+    """The rebuild the paper profile offers (commented in params.yaml): the profile's VOC settings, CE only."""
+    params = copy.deepcopy(load_params(ROOT / "params.yaml"))
+    params["profile"] = "paper"
+    spec = from_dict(CocoPretrainSpec, {"year": 2017, "min_area": 1000, "init": "imagenet",
+                                        "run": {"optim": {"iterations": 60000}}})
+    with pytest.raises(FileNotFoundError, match="makes no ImageNet weights"):
+        coco_pretrain_config(params, spec, tmp_path / "imagenet.pt")
+    (tmp_path / "imagenet.pt").touch()
+    cfg = coco_pretrain_config(params, spec, tmp_path / "imagenet.pt")
+    assert cfg.init == "imagenet" and cfg.init_weights == str(tmp_path / "imagenet.pt")
+    assert cfg.model.backbone == "resnet101" and cfg.optim.iterations == 60000 and cfg.data.crop_size == (321, 321)
+    with pytest.raises(KeyError, match="unknown section"):
+        coco_pretrain_config(params, replace(spec, run={"optimizer": {}}), tmp_path / "imagenet.pt")
