@@ -30,7 +30,7 @@ def tiny_config(**changes) -> RunConfig:
         init="none",
         model=ModelConfig(backbone="tiny", discriminator_width=8, freeze_bn_stats=True),
         data=DataConfig(crop_size=(32, 32), scale_range=(0.75, 1.25), workers=0),
-        optim=OptimConfig(iterations=3, batch_size=3, lr=0.02, d_lr=1e-3),
+        optim=OptimConfig(iterations=3, batch_size=3, lr=1e-3, d_lr=1e-3),
         latent=LatentConfig(k=4),
         self_training=SelfTrainingConfig(semi_start=0),
         runtime=RuntimeConfig(device="cpu", log_every=3, checkpoint_every=1000),
@@ -42,6 +42,23 @@ def make_data(root: Path) -> TrainData:
     generate(SyntheticSpec("voc", num_train=20, num_val=1, size=(40, 40), seed=0), root)
     train = read_list(root / "train.txt")
     return TrainData(root, read_meta(root), train[:8], train[8:])
+
+
+def with_calibrated_init(cfg: RunConfig, data: TrainData, path: Path) -> RunConfig:
+    """``cfg`` starting from seeded weights whose frozen batch-norm statistics are those of the training images.
+
+    Random weights with the default statistics give losses in the millions (nothing normalises the activations),
+    where a comparison of runs says little; pretrained weights bring sensible statistics, and so does this.
+    """
+    from latentseg.bench import calibrate_batch_norm
+    from latentseg.data.dataset import SegmentationDataset, train_transform
+
+    torch.manual_seed(cfg.optim.seed)
+    model, _ = build_networks(cfg, NUM_CLASSES)
+    images = SegmentationDataset(data.root, data.labeled + data.unlabeled, train_transform(cfg.data))
+    calibrate_batch_norm(model, torch.stack([images[(i, i)][0] for i in range(len(images))]))
+    torch.save({"format": "latentseg-init", "model": model.state_dict()}, path)
+    return replace(cfg, init="coco", init_weights=str(path))
 
 
 def step_and_batch(cfg: RunConfig, n: int = 2, size: int = 32, seed: int = 0) -> tuple[SegmentationStep, Batch]:

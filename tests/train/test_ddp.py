@@ -19,7 +19,7 @@ import torch
 from latentseg.config import to_dict
 from latentseg.train import trainer
 from latentseg.train.sampling import StreamBatchSampler, shard
-from tests.train.speed_fixtures import NUM_CLASSES, make_data, tiny_config
+from tests.train.speed_fixtures import NUM_CLASSES, make_data, tiny_config, with_calibrated_init
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -61,8 +61,8 @@ def _flat_change(state: dict, initial: dict) -> torch.Tensor:
 
 @pytest.mark.slow
 def test_two_process_run_holds_one_state_and_equals_the_one_process_run(tmp_path):
-    cfg = tiny_config()
     data = make_data(tmp_path / "voc")
+    cfg = with_calibrated_init(tiny_config(), data, tmp_path / "init.pt")
     config = tmp_path / "config.json"
     config.write_text(json.dumps(to_dict(cfg)))
     out = tmp_path / "ddp"
@@ -90,6 +90,7 @@ def test_two_process_run_holds_one_state_and_equals_the_one_process_run(tmp_path
     assert torch.allclose(r0["matrix"], single["matrix"], rtol=1e-4, atol=1e-6)
     torch.manual_seed(cfg.optim.seed)  # the initial weights, built as the trainer builds them
     model0, disc0 = trainer.build_networks(cfg, NUM_CLASSES)
+    trainer.initialise(model0, cfg)
     for key, initial in (("model", model0.state_dict()), ("disc", disc0.state_dict())):
         ddp, one = _flat_change(r0[key], initial), _flat_change(single[key], initial)
         assert one.norm() > 1e-3  # the weights moved
