@@ -7,7 +7,7 @@ re-runs the stage, which finds the finished checkpoint of the same configuration
 Several GPUs for one run: `torchrun --standalone --nproc_per_node N stages/train.py ...`, or set
 `LATENTSEG_NPROC_PER_NODE=N` and the stage starts torchrun itself (so `dvc repro`/`dvc exp run` need no other
 command). The run is the same run (the batch is split, not multiplied); rank 0 logs, checkpoints and evaluates.
-A single-GPU run takes the first GPU no other latentseg run holds, so `dvc queue start -j N` spreads N runs.
+Each process takes a GPU no other latentseg process holds, so `dvc queue start -j N` spreads N runs over GPUs.
 """
 
 import argparse
@@ -65,9 +65,7 @@ def main() -> None:
                                unlabeled_list=str(split / "unlabeled.txt")))
     data = TrainData(args.data, read_meta(args.data), read_list(split / "labeled.txt"),
                      read_list(split / "unlabeled.txt"))
-    procs = distributed.init_from_env(cfg.runtime.device)
-    if procs.world == 1 and cfg.runtime.device != "cpu":
-        distributed.claim_free_gpu()
+    procs = distributed.init_from_env(cfg.runtime.device)  # torchrun's group if any; a GPU of its own
     resuming = resume_step(args.checkpoint, cfg) > 0
     if procs.is_main and not resuming:
         shutil.rmtree(args.live, ignore_errors=True)  # curves of an older configuration

@@ -5,8 +5,10 @@ and describes them in the environment (``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``,
 ``init_from_env`` joins that group (NCCL on CUDA, gloo on the CPU) with one GPU per process. Every process takes
 its slice of each batch (``sampling.shard``) and the losses are those of the whole batch (``losses.SplitBatch``).
 
-Several runs side by side: ``claim_free_gpu`` gives each single-GPU run the first GPU that no other latentseg
-process on the machine holds (a lock file per GPU, released when the process ends, even if it crashes).
+Several runs side by side (``dvc queue start -j N``): every training process, alone or one of a torchrun group,
+takes the first GPU that no other latentseg process on the machine holds (``claim_free_gpu``: a lock file per
+GPU, released when the process ends, even if it crashes). N single-GPU runs thus fill N GPUs, and two 2-GPU runs
+fill four, with no ``CUDA_VISIBLE_DEVICES`` bookkeeping.
 """
 
 from __future__ import annotations
@@ -48,20 +50,22 @@ def launched_by_torchrun() -> bool:
 
 
 def init_from_env(device: str = "auto") -> Processes:
-    """Join the process group that torchrun describes in the environment; a no-op for a single process.
+    """Take a GPU of this process's own, and join the process group torchrun describes in the environment.
 
-    ``device`` is ``runtime.device``: with CUDA each process takes GPU ``LOCAL_RANK`` and NCCL; otherwise gloo.
+    ``device`` is ``runtime.device``. With CUDA the process claims a free GPU (``claim_free_gpu``) and uses NCCL;
+    otherwise gloo. A single process that finds every GPU claimed shares the current one; a process of a
+    torchrun group cannot (NCCL needs one GPU per process) and fails with the reason.
     """
+    cuda = device != "cpu" and torch.cuda.is_available()
+    claimed = claim_free_gpu() if cuda and not _held_locks else None
     if not launched_by_torchrun() or dist.is_initialized():
         return current()
-    local = int(os.environ["LOCAL_RANK"])
-    cuda = device != "cpu" and torch.cuda.is_available()
     if cuda:
-        if local >= torch.cuda.device_count():
-            raise RuntimeError(f"process {local} of this node has no GPU: {torch.cuda.device_count()} visible; "
-                               "start at most one process per GPU (torchrun --nproc_per_node)")
-        torch.cuda.set_device(local)
-        dist.init_process_group("nccl", device_id=torch.device("cuda", local))
+        if claimed is None and not _held_locks:
+            raise RuntimeError(f"no free GPU for process {os.environ.get('RANK')}: all "
+                               f"{torch.cuda.device_count()} visible GPUs are held by other latentseg processes "
+                               f"(lock files in {_lock_dir()}); start fewer processes (torchrun --nproc_per_node)")
+        dist.init_process_group("nccl", device_id=torch.device("cuda", torch.cuda.current_device()))
     else:
         dist.init_process_group("gloo")
     return current()
@@ -80,14 +84,13 @@ def barrier() -> None:
 def claim_free_gpu(lock_dir: str | Path | None = None) -> int | None:
     """Make the first GPU that no other latentseg process holds the current device; returns its index.
 
-    For several single-GPU runs at once (``dvc queue start -j N``): each run's process claims one GPU by
-    locking a file named after the GPU's UUID (so claims agree whatever ``CUDA_VISIBLE_DEVICES`` each process
-    sees). Returns None (and claims nothing) without CUDA or when every GPU is taken, in which case the run
-    shares the current device.
+    Each process claims one GPU by locking a file named after the GPU's UUID (so claims agree whatever
+    ``CUDA_VISIBLE_DEVICES`` each process sees), in ``$LATENTSEG_GPU_LOCKS`` or the temporary folder. Returns
+    None (and claims nothing) without CUDA or when every GPU is taken.
     """
     if not torch.cuda.is_available():
         return None
-    folder = Path(lock_dir or Path(tempfile.gettempdir()) / "latentseg-gpu-locks")
+    folder = Path(lock_dir or _lock_dir())
     folder.mkdir(parents=True, exist_ok=True)
     for index in range(torch.cuda.device_count()):
         handle = open(folder / f"{torch.cuda.get_device_properties(index).uuid}.lock", "w")  # noqa: SIM115
@@ -102,6 +105,10 @@ def claim_free_gpu(lock_dir: str | Path | None = None) -> int | None:
         torch.cuda.set_device(index)
         return index
     return None
+
+
+def _lock_dir() -> Path:
+    return Path(os.environ.get("LATENTSEG_GPU_LOCKS", Path(tempfile.gettempdir()) / "latentseg-gpu-locks"))
 
 
 def release_gpu_claims() -> None:

@@ -11,13 +11,17 @@ import json
 import os
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
+import yaml
 
 from latentseg.config import to_dict
-from latentseg.train import trainer
+from latentseg.data.layout import write_list
+from latentseg.train import distributed, trainer
 from latentseg.train.sampling import StreamBatchSampler, shard
 from tests.train.speed_fixtures import NUM_CLASSES, make_data, tiny_config, with_calibrated_init
 
@@ -95,3 +99,49 @@ def test_two_process_run_holds_one_state_and_equals_the_one_process_run(tmp_path
         ddp, one = _flat_change(r0[key], initial), _flat_change(single[key], initial)
         assert one.norm() > 1e-3  # the weights moved
         assert (ddp - one).norm() <= 1e-3 * one.norm(), f"{key}: the two-process update differs"
+
+
+@pytest.mark.slow
+def test_train_stage_on_two_processes_trains_once_and_writes_once(tmp_path):
+    """``LATENTSEG_NPROC_PER_NODE=2 python stages/train.py ...`` restarts itself under torchrun; rank 0 alone
+    writes the curves, the checkpoint and the metrics, and evaluates."""
+    data = make_data(tmp_path / "voc")
+    cfg = tiny_config(data=replace(tiny_config().data, eval_pad=None))
+    split = tmp_path / "splits" / "1-2"
+    write_list(split / "labeled.txt", data.labeled)
+    write_list(split / "unlabeled.txt", data.unlabeled)
+    doc = {"experiment": {"id": "tiny-ddp", "dataset": "voc", "fraction": "1/2", "method": "proposed",
+                          "init": "none"}, "profile": "demo", "run": to_dict(cfg)}
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(doc))
+    out = tmp_path / "run"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
+           "OMP_NUM_THREADS": "1", "LATENTSEG_NPROC_PER_NODE": "2"}
+    cmd = [sys.executable, str(REPO / "stages/train.py"), "--config", str(tmp_path / "config.yaml"),
+           "--data", str(data.root), "--splits", str(tmp_path / "splits"), "--weights", str(tmp_path / "weights"),
+           "--checkpoint", str(out / "checkpoint.pt"), "--live", str(out / "live"), "--metrics",
+           str(out / "metrics.json"), "--latent", str(out / "latent.csv")]
+    proc = subprocess.run(cmd, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=150)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
+    assert proc.stdout.count("tiny-ddp: 3 steps") == 1 and "on 2 process(es)" in proc.stdout
+    assert proc.stdout.count("tiny-ddp: mIoU") == 1
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["steps"] == 3 and "miou" in metrics
+    assert torch.load(out / "checkpoint.pt")["step"] == 3
+    assert (out / "live").is_dir() and (out / "latent.csv").read_text().startswith(",l0")
+
+
+def test_each_process_claims_its_own_gpu(tmp_path, monkeypatch):
+    """The lock-file claim that spreads queued runs (and torchrun ranks) over GPUs, with a fake CUDA of 2 GPUs."""
+    chosen = []
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda i: SimpleNamespace(uuid=f"GPU-{i}"))
+    monkeypatch.setattr(torch.cuda, "set_device", chosen.append)
+    try:
+        # flock treats each open file separately, so two claims in one process behave as two processes
+        assert [distributed.claim_free_gpu(tmp_path) for _ in range(3)] == [0, 1, None]
+        assert chosen == [0, 1]
+        distributed.release_gpu_claims()
+        assert distributed.claim_free_gpu(tmp_path) == 0  # a finished run frees its GPU
+    finally:
+        distributed.release_gpu_claims()
