@@ -31,6 +31,7 @@ import contextlib
 import datetime
 import json
 import math
+import os
 import platform
 import tempfile
 import time
@@ -209,6 +210,7 @@ class ModeResult:
     peak_memory_bytes: int
     memory_kind: str  # "allocated" (CUDA tensors) or "process RSS" (CPU)
     first_loss: float
+    achieved_tflops: float
     mfu: float | None
 
 
@@ -256,7 +258,7 @@ def run_mode(name: str, speed: StepSpeed, cfg: RunConfig, profile: Profile, stat
     precision = "bf16" if speed.amp else ("tf32" if tf32 and device.type == "cuda" else "fp32")
     result = ModeResult(name, precision, "NHWC" if speed.channels_last else "NCHW", compiled, 1000 * seconds,
                         2 * profile.batch / seconds, _peak_memory(device),
-                        "allocated" if device.type == "cuda" else "process RSS", first_loss, None)
+                        "allocated" if device.type == "cuda" else "process RSS", first_loss, 0.0, None)
     return result, seconds
 
 
@@ -310,7 +312,8 @@ def bench_data(images: int = 16, size: tuple[int, int] = (375, 500)) -> DataResu
 
 # -- report --------------------------------------------------------------------------------------------------
 def machine(device: torch.device) -> dict[str, str]:
-    info = {"cpu": cpu_model(), "cpu_threads": str(torch.get_num_threads()), "torch": torch.__version__,
+    info = {"cpu": cpu_model(), "cpu_threads": str(torch.get_num_threads()), "cpu_cores": str(os.cpu_count()),
+            "load_average_1min": f"{os.getloadavg()[0]:.2f}", "torch": torch.__version__,
             "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"), "device": device.type}
     if device.type == "cuda":
         info["gpu"] = torch.cuda.get_device_name(device)
@@ -332,11 +335,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--peak-bf16-tflops", type=float, default=None, help="override the device's bf16 peak")
     parser.add_argument("--peak-fp32-tflops", type=float, default=None,
                         help="override the device's fp32 peak (its TF32 peak with --baseline-tf32)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="CPU threads for the step (default: torch's). On a machine shared with other work use "
+                             "1: a busy core stalls every parallel region of a multi-threaded step")
     parser.add_argument("--no-data", action="store_true", help="skip the data pipeline measurement")
     parser.add_argument("--json", type=Path, default=None, help="also write the figures to this JSON file")
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.threads:
+        torch.set_num_threads(args.threads)
     device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device)
     if device.type == "cuda" and device.index is None:
         device = torch.device("cuda", torch.cuda.current_device())
@@ -351,7 +359,8 @@ def run(args: argparse.Namespace) -> int:
           f"{profile.crop}x{profile.crop}, {profile.batch} labeled + {profile.batch} unlabeled images, "
           f"discriminator (width {profile.discriminator_width}), k={profile.k}, {NUM_CLASSES} classes; "
           f"{profile.warmup} warm-up + {profile.iterations} timed iterations")
-    print(f"machine: {info.get('gpu', 'no GPU')}; CPU {info['cpu']} ({info['cpu_threads']} threads); "
+    print(f"machine: {info.get('gpu', 'no GPU')}; CPU {info['cpu']} ({info['cpu_cores']} cores, step on "
+          f"{info['cpu_threads']} thread(s), load average {info['load_average_1min']}); "
           f"torch {info['torch']}" + (f", CUDA {info['cuda']}, cuDNN {info['cudnn']}" if cuda else "")
           + f"; {info['date']}")
 
@@ -375,17 +384,19 @@ def run(args: argparse.Namespace) -> int:
         result, seconds = run_mode(name, speed, cfg, profile, state, cpu_batch, device,
                                    tf32=args.baseline_tf32 and not speed.amp)
         peak = peak_bf16 if speed.amp else peak_fp32
+        result.achieved_tflops = flops / seconds / 1e12
         result.mfu = flops / seconds / (peak * 1e12) if peak else None
         results.append(result)
 
     print()
     print(f"{'mode':<13} {'precision':<9} {'layout':<6} {'compiled':<8} {'ms/it':>9} {'images/s':>9} "
-          f"{'peak memory':>18} {'MFU':>6} {'first loss':>11}")
+          f"{'peak memory':>18} {'TFLOP/s':>8} {'MFU':>6} {'first loss':>11}")
     for r in results:
         mem = f"{r.peak_memory_bytes / 2**30:.2f} GiB {'alloc' if cuda else 'RSS'}"
         mfu = f"{100 * r.mfu:5.1f}%" if r.mfu is not None else "   n/a"
         print(f"{r.mode:<13} {r.precision:<9} {r.layout:<6} {'yes' if r.compiled else 'no':<8} "
-              f"{r.ms_per_iteration:9.1f} {r.images_per_second:9.2f} {mem:>18} {mfu:>6} {r.first_loss:11.5f}")
+              f"{r.ms_per_iteration:9.1f} {r.images_per_second:9.2f} {mem:>18} {r.achieved_tflops:8.3f} {mfu:>6} "
+              f"{r.first_loss:11.5f}")
     base, best = results[0], min(results[1:], key=lambda r: r.ms_per_iteration)
     speedup = base.ms_per_iteration / best.ms_per_iteration
     print(f"\nspeed-up of {best.mode} over {base.mode}: {speedup:.2f}x; first-iteration loss differs by "
