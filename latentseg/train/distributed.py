@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import logging
 import os
 import tempfile
 from dataclasses import dataclass
@@ -24,6 +25,7 @@ from typing import IO
 import torch
 import torch.distributed as dist
 
+log = logging.getLogger(__name__)
 _held_locks: list[IO] = []  # open lock files: the claim lasts as long as the process
 
 
@@ -59,6 +61,8 @@ def init_from_env(device: str = "auto") -> Processes:
     cuda = device != "cpu" and torch.cuda.is_available()
     claimed = claim_free_gpu() if cuda and not _held_locks else None
     if not launched_by_torchrun() or dist.is_initialized():
+        if cuda and claimed is None and not _held_locks:
+            log.warning("every GPU is held by another latentseg process; sharing GPU %d", torch.cuda.current_device())
         return current()
     if cuda:
         if claimed is None and not _held_locks:

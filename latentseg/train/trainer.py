@@ -66,7 +66,7 @@ class TrainSummary:
 
 
 def resolve_device(name: str) -> torch.device:
-    """``runtime.device``; "cuda" means this process's GPU (``torch.cuda.set_device``: its torchrun local rank)."""
+    """``runtime.device``; "cuda" is this process's GPU (the current device: ``distributed.init_from_env``)."""
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
     if name == "cuda" and not torch.cuda.is_available():
