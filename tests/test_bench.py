@@ -7,6 +7,9 @@ import json
 import pytest
 
 from latentseg import bench, cli
+from tests.train.speed_fixtures import one_thread
+
+pytestmark = pytest.mark.usefixtures(one_thread.__name__)
 
 
 @pytest.mark.slow

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
+import pytest
 import torch
 
 from latentseg.config import (
@@ -22,6 +23,16 @@ from latentseg.train.step import Batch, SegmentationStep
 from latentseg.train.trainer import TrainData, build_networks
 
 NUM_CLASSES = 21
+
+
+@pytest.fixture
+def one_thread():
+    """One CPU thread for the test. The tensors here are tiny, so a second thread gains nothing, and a parallel
+    region waits for every thread: on a machine whose other core is busy, two threads make these tests 5x slower."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 def tiny_config(**changes) -> RunConfig:

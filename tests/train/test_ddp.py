@@ -23,7 +23,9 @@ from latentseg.config import to_dict
 from latentseg.data.layout import write_list
 from latentseg.train import distributed, trainer
 from latentseg.train.sampling import StreamBatchSampler, shard
-from tests.train.speed_fixtures import NUM_CLASSES, make_data, tiny_config, with_calibrated_init
+from tests.train.speed_fixtures import NUM_CLASSES, make_data, one_thread, tiny_config, with_calibrated_init
+
+pytestmark = pytest.mark.usefixtures(one_thread.__name__)
 
 REPO = Path(__file__).resolve().parents[2]
 

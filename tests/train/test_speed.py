@@ -16,7 +16,9 @@ from latentseg.config import LatentConfig, LossConfig, SelfTrainingConfig
 from latentseg.train import trainer
 from latentseg.train.runtime import StepSpeed
 from latentseg.train.step import make_optimizers, one_update
-from tests.train.speed_fixtures import make_data, step_and_batch, tiny_config
+from tests.train.speed_fixtures import make_data, one_thread, step_and_batch, tiny_config
+
+pytestmark = pytest.mark.usefixtures(one_thread.__name__)
 
 OPTIMISED = StepSpeed(amp=True, channels_last=True, compile=False, cudnn_benchmark=False, fused_optim=True)
 
