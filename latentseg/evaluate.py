@@ -112,3 +112,25 @@ def run_metrics(result: EvalResult, classes: list[str], steps: int) -> dict[str,
         for t in (0.1, 0.9):
             metrics[f"effective_t{t}"] = effective_latent_classes(p_lc, t)
     return metrics
+
+
+def adjusted_rand_index(labels_a: list[int], labels_b: list[int]) -> float:
+    """Adjusted Rand index of two partitions of the same items (Hubert & Arabie, 1985); 1 = identical."""
+    from scipy.special import comb
+
+    a = torch.as_tensor(labels_a)
+    b = torch.as_tensor(labels_b)
+    _, ia = torch.unique(a, return_inverse=True)
+    _, ib = torch.unique(b, return_inverse=True)
+    table = torch.zeros(int(ia.max()) + 1, int(ib.max()) + 1, dtype=torch.long)
+    table.index_put_((ia, ib), torch.ones_like(ia), accumulate=True)
+    pairs = comb(table.numpy(), 2).sum()
+    rows, cols = comb(table.sum(1).numpy(), 2).sum(), comb(table.sum(0).numpy(), 2).sum()
+    expected = rows * cols / comb(len(labels_a), 2)
+    maximum = (rows + cols) / 2
+    return 1.0 if maximum == expected else float((pairs - expected) / (maximum - expected))
+
+
+def dominant_latent_class(p_latent_given_class: Tensor) -> list[int]:
+    """For each semantic class, its most probable latent class (the grouping the latent branch learned)."""
+    return p_latent_given_class.argmax(1).tolist()

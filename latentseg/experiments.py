@@ -15,10 +15,19 @@ This module knows nothing of DVC: it maps a dictionary to a ``RunConfig``.
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
-from latentseg.config import RunConfig, from_dict
+from latentseg.config import (
+    ClassifierConfig,
+    LatentConfig,
+    LossConfig,
+    ModelConfig,
+    OptimConfig,
+    RunConfig,
+    SelfTrainingConfig,
+    from_dict,
+)
 from latentseg.data.splits import fraction_slug
 
 SECTIONS = ("model", "data", "optim", "loss", "latent", "self_training", "classifier", "runtime")
@@ -93,9 +102,49 @@ def run_tree(params: dict[str, Any], exp_id: str) -> dict[str, Any]:
     return tree
 
 
+def canonical(cfg: RunConfig) -> RunConfig:
+    """``cfg`` with every setting the run does not use reset to its class default.
+
+    Two runs that train the same way then have equal configurations, so a parameter change re-runs only the runs
+    that use it (Hung et al.'s runs ignore ``latent.k``; no training run reads the ``classifier`` section, which
+    its own stage uses).
+    """
+    loss, latent, model, optim = cfg.loss, cfg.latent, cfg.model, cfg.optim
+    if not cfg.uses_latent_branch:
+        latent = LatentConfig()
+        loss = replace(loss, lambda_latent=LossConfig.lambda_latent)
+    elif latent.target != "learned":
+        latent = replace(latent, k=LatentConfig.k)  # the width comes from the groups / the class count
+    if latent.target != "manual":
+        latent = replace(latent, groups={})
+    if not loss.consistency:
+        loss = replace(loss, lambda_cons=LossConfig.lambda_cons)
+    if not (loss.consistency or loss.adversarial == "all"):
+        loss = replace(loss, lambda_unlabeled=LossConfig.lambda_unlabeled)
+    uses_d = loss.adversarial != "none" or cfg.self_training.enabled
+    if not uses_d:
+        loss = replace(loss, lambda_adv=LossConfig.lambda_adv)
+        model = replace(model, discriminator_width=ModelConfig.discriminator_width)
+        optim = replace(optim, d_lr=OptimConfig.d_lr, d_betas=OptimConfig.d_betas)
+    st = cfg.self_training if cfg.self_training.enabled else SelfTrainingConfig()
+    return replace(cfg, loss=loss, latent=latent, model=model, optim=optim, self_training=st,
+                   classifier=ClassifierConfig())
+
+
 def resolve(params: dict[str, Any], exp_id: str) -> tuple[Experiment, RunConfig]:
-    """The typed configuration of ``exp_id`` (paths are left empty: the caller decides where data lives)."""
+    """The typed configuration of ``exp_id`` (paths are left empty: the caller decides where data lives).
+
+    The ``classifier`` section is not part of it (see ``canonical``); ``classifier_config`` gives it.
+    """
     exp = experiment(params, exp_id)
-    tree = run_tree(params, exp_id)
-    cfg = from_dict(RunConfig, {"dataset": exp.dataset, "init": exp.init, **tree}, "")
-    return exp, cfg
+    return exp, canonical(_typed(params, exp_id))
+
+
+def classifier_config(params: dict[str, Any], exp_id: str) -> ClassifierConfig:
+    """The image-classifier settings that apply to the data set and profile of ``exp_id``."""
+    return _typed(params, exp_id).classifier
+
+
+def _typed(params: dict[str, Any], exp_id: str) -> RunConfig:
+    exp = experiment(params, exp_id)
+    return from_dict(RunConfig, {"dataset": exp.dataset, "init": exp.init, **run_tree(params, exp_id)}, "")

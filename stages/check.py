@@ -27,7 +27,6 @@ def main() -> None:
     args = parser.parse_args()
     profile = load_params()["profile"]
     long = pd.read_csv(args.tables, dtype={"row": str, "column": str}, keep_default_na=True)
-    long["source"] = long["source"].where(long["source"].notna(), None)
     path = args.reference / f"{profile}.yaml"
     if args.write:
         doc = {"tolerance": {"miou": 2.0, "effective": 1}, "tables": reference_from(long)}
@@ -35,7 +34,12 @@ def main() -> None:
         print(f"wrote {path}")
         return
     if not path.is_file():
-        sys.exit(f"no reference for profile {profile!r}: {path} is missing (record one with --write)")
+        message = f"no reference for profile {profile!r}: {path} is missing (record one with --write)"
+        if args.report is None:
+            sys.exit(message)
+        atomic_write_text(args.report, f"# Tolerance check ({profile} profile)\n\n{message}\n")
+        print(message, file=sys.stderr)
+        return
     reference = yaml.safe_load(path.read_text())
     problems = out_of_tolerance(long, reference["tables"], reference["tolerance"])
     if problems:

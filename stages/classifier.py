@@ -16,6 +16,7 @@ from latentseg.data.splits import fraction_slug
 from latentseg.evaluate import evaluate
 from latentseg.train import checkpoint as ckpt
 from latentseg.train.trainer import load_trained, resolve_device
+from latentseg.weights import resolve_init
 
 
 def main() -> None:
@@ -35,9 +36,9 @@ def main() -> None:
     split = args.splits / fraction_slug(doc["experiment"]["fraction"])
     model, run_cfg, _ = load_trained(args.run)
     device = resolve_device(run_cfg.runtime.device)
-    init_file = args.weights / "imagenet.pt"
+    init_file = resolve_init(args.weights, "imagenet")  # None where the profile makes none (the demo)
     init = None
-    if init_file.is_file():  # the trunk of the ImageNet initialisation (Mittal et al. start from ImageNet)
+    if init_file is not None:  # the trunk of the ImageNet initialisation (Mittal et al. start from ImageNet)
         state = ckpt.load(init_file)["model"]
         init = {k.removeprefix("backbone."): v for k, v in state.items() if k.startswith("backbone.")}
     classifier = train_classifier(cfg, args.data, read_list(split / "labeled.txt"), read_list(split / "unlabeled.txt"),

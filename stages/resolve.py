@@ -11,7 +11,7 @@ import yaml
 
 from latentseg.config import to_dict
 from latentseg.data.layout import atomic_write_text
-from latentseg.experiments import resolve
+from latentseg.experiments import classifier_config, resolve
 from latentseg.params import load_params
 
 
@@ -30,7 +30,8 @@ def main() -> None:
         if entry.get("dataset") != exp.dataset:
             raise ValueError(f"classifiers.{cls_id}.dataset must be {exp.dataset!r}, the data set of {entry['run']}")
         doc = {"classifier": cls_id, "run_id": entry["run"], "experiment": exp.__dict__,
-               "profile": params["profile"], "config": to_dict(cfg.classifier), "data": to_dict(cfg.data)}
+               "profile": params["profile"], "config": to_dict(classifier_config(params, entry["run"])),
+               "data": to_dict(cfg.data)}
         atomic_write_text(args.out / f"classifier-{cls_id}.yaml", yaml.safe_dump(doc, sort_keys=False))
 
 

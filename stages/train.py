@@ -31,6 +31,7 @@ from latentseg.data.splits import fraction_slug
 from latentseg.evaluate import evaluate, run_metrics
 from latentseg.train import distributed
 from latentseg.train.trainer import TrainData, load_trained, resolve_device, resume_step, train
+from latentseg.weights import resolve_init
 
 
 def relaunch_under_torchrun() -> None:
@@ -56,11 +57,12 @@ def main() -> None:
     doc = yaml.safe_load(args.config.read_text())
     exp = doc["experiment"]
     cfg = from_dict(RunConfig, doc["run"])
-    init = args.weights / f"{exp['init']}.pt"
-    if exp["init"] != "none" and not init.is_file():
-        print(f"{init} does not exist: the {doc['profile']} profile starts '{exp['init']}' runs from random weights")
+    init = resolve_init(args.weights, exp["init"])  # raises, naming the stage, when a file that should be is not
+    if exp["init"] != "none" and init is None:
+        print(f"the {doc['profile']} profile makes no '{exp['init']}' weights (params.yaml: profiles.{doc['profile']}"
+              f".weights.{exp['init']}: null): this run starts from random weights, by design")
     split = args.splits / fraction_slug(exp["fraction"])
-    cfg = replace(cfg, init_weights=str(init) if init.is_file() else "",
+    cfg = replace(cfg, init_weights=str(init) if init is not None else "",
                   data=replace(cfg.data, root=str(args.data), labeled_list=str(split / "labeled.txt"),
                                unlabeled_list=str(split / "unlabeled.txt")))
     data = TrainData(args.data, read_meta(args.data), read_list(split / "labeled.txt"),

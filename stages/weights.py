@@ -1,50 +1,32 @@
-"""Stage `weights`: the initial weights every run starts from (`<out>/coco.pt`, `<out>/imagenet.pt`).
+"""Stage `weights`: the initial weights every run starts from (`<out>/coco.pt`, `<out>/imagenet.pt`) and
+`<out>/manifest.json`, made as `profiles.<profile>.weights` in params.yaml says (see latentseg/weights.py).
 
-Demo profile: "coco" is made by pretraining the tiny network on a larger synthetic data set of the VOC classes
-(the role MS-COCO plays for the paper), "imagenet" is a random initialisation (no file).
+Paper profile: the published checkpoints, downloaded into `<raw>/weights` (or a copy you have), or COCO
+pretraining (COCO in `<raw>/coco`, its preparation and resumable run in `<work>`). Demo profile: "coco" is
+pretrained on an embedded COCO-format stand-in, "imagenet" is none (random weights, by design).
 """
 
 import argparse
-import tempfile
 from pathlib import Path
 
-from latentseg.config import RunConfig, from_dict
-from latentseg.data.layout import read_list
-from latentseg.data.synthetic import SyntheticSpec, generate
-from latentseg.experiments import run_tree
-from latentseg.params import load_params, profile_section
-from latentseg.pretrain import pretrain
-from latentseg.train.trainer import TrainData
-
-
-def demo_coco(params: dict, spec: dict, out: Path) -> None:
-    any_voc_run = next(i for i, e in params["experiments"].items() if e["dataset"] == "voc")
-    tree = run_tree(params, any_voc_run)
-    tree["optim"] = {**tree["optim"], "iterations": spec["iterations"]}
-    cfg = from_dict(RunConfig, {"dataset": "voc", "init": "none", **tree})
-    with tempfile.TemporaryDirectory() as tmp:
-        meta = generate(SyntheticSpec("voc", spec["num_train"], 0, tuple(spec["size"]), spec["seed"]), tmp)
-        data = TrainData(Path(tmp), meta, read_list(Path(tmp) / "train.txt"), [])
-        pretrain(cfg, data, Path(tmp) / "run.pt", out / "coco.pt",
-                 log=lambda m, s: print(f"pretrain step {s}: ce {m['ce']:.3f}") if s % 100 == 0 else None)
+from latentseg.params import load_params
+from latentseg.weights import make_weights
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--out", type=Path, required=True, help="folder of the initial weights")
+    parser.add_argument("--raw", type=Path, required=True, help="where downloads are kept (weights/, coco/)")
+    parser.add_argument("--work", type=Path, required=True, help="COCO preparation and pretraining checkpoint")
     args = parser.parse_args()
-    params = load_params()
-    _, profile = profile_section(params)
-    args.out.mkdir(parents=True, exist_ok=True)
-    for init, how in profile["weights"].items():
-        if how is None:
-            continue
-        if "pretrain" in how:
-            demo_coco(params, how["pretrain"], args.out)
-        else:
-            from latentseg.weights import fetch_published
 
-            fetch_published(how["published"], args.out / f"{init}.pt")
+    def log(metrics: dict[str, float], step: int) -> None:
+        if step % 100 == 0:
+            print(f"pretrain step {step}: ce {metrics['ce']:.3f}")
+
+    manifest = make_weights(load_params(), args.out, args.raw, args.work, log)
+    for init, entry in manifest.items():
+        print(f"{init}: " + (f"{args.out / entry['file']} ({entry['made_by']})" if entry else "none (random)"))
 
 
 if __name__ == "__main__":

@@ -62,21 +62,30 @@ def file_digest(path: str | Path, algorithm: str) -> str:
         return hashlib.file_digest(f, algorithm).hexdigest()
 
 
+MIN_PREFIX = 8  # hex digits: the length of the SHA-256 prefix that torch hub puts in a file name
+
+
 def _expected(md5: str | None, sha256: str | None) -> list[tuple[str, str]]:
-    return [(name, value.lower()) for name, value in (("sha256", sha256), ("md5", md5)) if value]
+    """The checksums to check, sha256 first. A value shorter than its digest is a prefix of it (torch hub
+    files such as ``resnet101-63fe2227.pth`` publish only the first 8 hex digits of their SHA-256)."""
+    out = [(name, value.lower()) for name, value in (("sha256", sha256), ("md5", md5)) if value]
+    for name, value in out:
+        if len(value) < MIN_PREFIX:
+            raise ValueError(f"{name} checksum {value!r} is too short to identify a file (>= {MIN_PREFIX} hex digits)")
+    return out
 
 
 def _mismatch(path: Path, md5: str | None, sha256: str | None) -> tuple[str, str, str] | None:
     """``(algorithm, expected, actual)`` of the first checksum that does not match, else None."""
     for algorithm, expected in _expected(md5, sha256):
         actual = file_digest(path, algorithm)
-        if actual != expected:
+        if not actual.startswith(expected):  # equal, or a published prefix of it
             return algorithm, expected, actual
     return None
 
 
 def verify(path: str | Path, *, md5: str | None = None, sha256: str | None = None) -> Path:
-    """Raise unless ``path`` exists and matches every checksum given; return the path."""
+    """Raise unless ``path`` exists and matches every checksum (or checksum prefix) given; return the path."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path} does not exist")
@@ -95,7 +104,9 @@ def verify(path: str | Path, *, md5: str | None = None, sha256: str | None = Non
 
 
 def _manual_hint(urls: Sequence[str], dest: Path, md5: str | None, sha256: str | None) -> str:
-    sums = ", ".join(f"{a} {v}" for a, v in _expected(md5, sha256)) or "no checksum recorded"
+    full = {"md5": 32, "sha256": 64}
+    sums = ", ".join(f"{a} {v}" if len(v) == full[a] else f"{a} starting with {v}"
+                     for a, v in _expected(md5, sha256)) or "no checksum recorded"
     return (
         f"To continue without a network, download {urls[0]} on another machine and place it at "
         f"{dest.resolve()} ({sums}); it will be verified and used."

@@ -183,3 +183,24 @@ def make_cityscapes_zips(
                 polygons = {"imgHeight": h, "imgWidth": w, "objects": []}
                 labels.writestr(base + "polygons.json", json.dumps(polygons))
     return folder / "leftImg8bit_trainvaltest.zip", folder / "gtFine_trainvaltest.zip"
+
+
+def make_coco_zips(coco_root: str | Path, folder: str | Path, year: int = 2017) -> dict[str, Path]:
+    """COCO's three release zips (``<split><year>.zip`` with ``<split><year>/*.jpg``, and
+    ``annotations_trainval<year>.zip`` with ``annotations/*.json``) made from a COCO-format folder such as
+    ``synthetic.generate_coco`` writes; the annotations zip also holds a captions file, as the real one does."""
+    coco_root, folder = Path(coco_root), Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    out = {}
+    for split in ("train", "val"):
+        out[split] = folder / f"{split}{year}.zip"
+        with zipfile.ZipFile(out[split], "w", zipfile.ZIP_STORED) as archive:
+            for image in sorted((coco_root / f"{split}{year}").iterdir()):
+                archive.write(image, f"{split}{year}/{image.name}")
+    out["annotations"] = folder / f"annotations_trainval{year}.zip"
+    with zipfile.ZipFile(out["annotations"], "w", zipfile.ZIP_DEFLATED) as archive:
+        for split in ("train", "val"):
+            name = f"annotations/instances_{split}{year}.json"
+            archive.write(coco_root / name, name)
+            archive.writestr(f"annotations/captions_{split}{year}.json", json.dumps({"annotations": []}))
+    return out

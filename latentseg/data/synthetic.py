@@ -11,10 +11,18 @@ Two stand-ins are written in the prepared layout of ``layout.py``:
   ``VOCdevkit/VOC2012`` and palette masks with a 1-pixel ignore (255) border around each object, as in VOC;
 - ``cityscapes``: the 19 Cityscapes classes, stuff bands (sky, construction, nature, flat) with things (objects,
   humans, vehicles) on them, PNGs under ``leftImg8bit/`` and ``*_gtFine_labelTrainIds.png`` under ``gtFine/``.
+
+``generate_coco`` writes the demo's stand-in for MS-COCO in COCO's own release format instead (the input of
+``data/coco.py``, as the paper profile's MS-COCO is): ``<split><year>/*.jpg`` and
+``annotations/instances_<split><year>.json``, with the VOC objects of ``voc`` under their COCO category names
+and ids, fully visible objects as polygons, occluded ones as compressed RLE of their visible part, some crowd
+regions as uncompressed RLE, and a few objects of non-VOC categories (painted like background, which is what
+the preparation maps them to).
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +30,7 @@ import numpy as np
 from PIL import Image
 
 from latentseg.data.classes import CITYSCAPES_CATEGORIES, CITYSCAPES_CLASSES, VOC_CLASSES, group_index
+from latentseg.data.coco import COCO_IDS, COCO_TO_VOC, decode_segmentation
 from latentseg.data.layout import DatasetMeta, Sample, write_list, write_meta
 
 # The demo's planted VOC groups: background alone, then four supercategories of VOC's classes.
@@ -46,7 +55,8 @@ class SyntheticSpec:
     num_val: int
     size: tuple[int, int]  # (H, W)
     seed: int = 0
-    cue_strength: float = 18.0  # amplitude of the within-group stripe cue (0-255 scale)
+    cue_strength: float = 30.0  # amplitude of the within-group stripe cue (0-255 scale)
+    stripe_periods: tuple[float, ...] = (8.0, 14.0)  # pixels; four orientations per period
     noise: float = 12.0  # per-pixel Gaussian noise
 
 
@@ -76,7 +86,7 @@ class _Painter:
         for g in self.group_of:
             r = rank.get(g, 0)
             rank[g] = r + 1
-            self.stripes.append((np.pi * (r % 4) / 4, 4.0 + 2.0 * (r // 4)))
+            self.stripes.append((np.pi * (r % 4) / 4, spec.stripe_periods[(r // 4) % len(spec.stripe_periods)]))
 
     def texture(self, cls: int, phase: float) -> np.ndarray:
         angle, period = self.stripes[cls]
@@ -215,3 +225,103 @@ def generate(spec: SyntheticSpec, out_dir: str | Path) -> DatasetMeta:
     meta = DatasetMeta(spec.name, classes, 255, spec.num_train, spec.num_val)
     write_meta(out, meta)  # written last: its presence marks a complete data set
     return meta
+
+
+# COCO categories that VOC lacks, for the demo's COCO stand-in: the preparation maps them to background.
+_NON_VOC_COCO = {"giraffe": 25, "kite": 38}
+_VOC_TO_COCO = {voc: coco for coco, voc in COCO_TO_VOC.items()}
+
+
+def _shape_polygon(rng: np.random.Generator, h: int, w: int) -> list[float]:
+    """An ellipse (16 vertices) or a rectangle, as a COCO polygon ``[x0, y0, x1, y1, ...]``."""
+    cy, cx = rng.uniform(0.15, 0.85) * h, rng.uniform(0.15, 0.85) * w
+    ry, rx = rng.uniform(0.15, 0.35) * h, rng.uniform(0.15, 0.35) * w
+    if rng.random() < 0.5:
+        angle = np.linspace(0, 2 * np.pi, 16, endpoint=False)
+        xs, ys = cx + rx * np.cos(angle), cy + ry * np.sin(angle)
+    else:
+        xs, ys = np.array([cx - rx, cx + rx, cx + rx, cx - rx]), np.array([cy - ry, cy - ry, cy + ry, cy + ry])
+    xs, ys = np.clip(xs, 0, w), np.clip(ys, 0, h)
+    return [round(float(v), 2) for xy in zip(xs, ys, strict=True) for v in xy]
+
+
+def _uncompressed_rle(mask: np.ndarray) -> list[int]:
+    """COCO's uncompressed RLE counts: run lengths in column-major order, the first run of zeros."""
+    flat = mask.ravel(order="F").astype(np.int8)
+    bounds = np.concatenate([[0], np.flatnonzero(np.diff(flat)) + 1, [flat.size]])
+    runs = np.diff(bounds).tolist()
+    return [0, *runs] if flat[0] else runs
+
+
+def render_coco(painter: _Painter, rng: np.random.Generator) -> tuple[np.ndarray, list[dict]]:
+    """One image and its COCO annotations (without ids): ``category``, ``iscrowd``, ``segmentation``, ``area``."""
+    from pycocotools import mask as mask_utils
+
+    h, w = painter.spec.size
+    image = np.zeros((h, w, 3), np.float32)
+    painter.paint(image, np.ones((h, w), bool), 0, rng)
+    objects = []
+    for _ in range(rng.integers(1, 4)):
+        draw = rng.random()
+        if draw < 0.08:
+            name = str(rng.choice(sorted(_NON_VOC_COCO)))
+            cls = 0
+        else:
+            cls = int(rng.integers(1, len(VOC_CLASSES)))
+            name = _VOC_TO_COCO[VOC_CLASSES[cls]]
+        polygon = _shape_polygon(rng, h, w)
+        region = decode_segmentation([polygon], h, w)
+        painter.paint(image, region, cls, rng)
+        objects.append((name, 0.08 <= draw < 0.14, polygon, region))
+    annotations = []
+    for i, (name, crowd, polygon, region) in enumerate(objects):
+        visible = region.copy()
+        for *_, later in objects[i + 1:]:
+            visible &= ~later
+        if not visible.any():
+            continue
+        if crowd:
+            segmentation: list | dict = {"counts": _uncompressed_rle(visible), "size": [h, w]}
+        elif (visible == region).all():
+            segmentation = [polygon]
+        else:
+            rle = mask_utils.encode(np.asfortranarray(visible.astype(np.uint8)))
+            segmentation = {"counts": rle["counts"].decode("ascii"), "size": [h, w]}
+        ys, xs = np.nonzero(visible)
+        bbox = [int(xs.min()), int(ys.min()), int(xs.max() - xs.min() + 1), int(ys.max() - ys.min() + 1)]
+        annotations.append({"category": name, "iscrowd": int(crowd), "segmentation": segmentation,
+                            "area": int(visible.sum()), "bbox": bbox})
+    return image, annotations
+
+
+def coco_file_name(split: str, year: int, image_id: int) -> str:
+    """COCO's file names: ``000000000009.jpg`` from 2017 on, ``COCO_train2014_000000000009.jpg`` before."""
+    return f"{image_id:012d}.jpg" if year >= 2017 else f"COCO_{split}{year}_{image_id:012d}.jpg"
+
+
+def generate_coco(spec: SyntheticSpec, out_dir: str | Path, year: int = 2017) -> Path:
+    """Write the demo's COCO-format stand-in for MS-COCO to ``out_dir`` (``spec.name`` must be "voc")."""
+    if spec.name != "voc":
+        raise ValueError("the COCO-format stand-in holds the VOC classes; use a 'voc' spec")
+    out = Path(out_dir)
+    painter = _Painter(VOC_CLASSES, VOC_PLANTED_GROUPS, spec)
+    ids = {**COCO_IDS, **_NON_VOC_COCO}
+    categories = [{"id": i, "name": n, "supercategory": "demo"} for n, i in sorted(ids.items(), key=lambda t: t[1])]
+    for split, count, first_id in (("train", spec.num_train, 1), ("val", spec.num_val, 1_000_001)):
+        rng = np.random.default_rng([spec.seed, 2 if split == "train" else 3])
+        folder = out / f"{split}{year}"
+        folder.mkdir(parents=True, exist_ok=True)
+        images, annotations = [], []
+        for image_id in range(first_id, first_id + count):
+            image, anns = render_coco(painter, rng)
+            name = coco_file_name(split, year, image_id)
+            _finish(image, spec, rng).save(folder / name, quality=95, subsampling=0)
+            images.append({"id": image_id, "file_name": name, "height": spec.size[0], "width": spec.size[1]})
+            for ann in anns:
+                annotations.append({"id": len(annotations) + 1, "image_id": image_id,
+                                    "category_id": ids[ann.pop("category")], **ann})
+        doc = {"info": {"description": "latentseg demo stand-in for MS-COCO", "year": year}, "licenses": [],
+               "images": images, "annotations": annotations, "categories": categories}
+        (out / "annotations").mkdir(parents=True, exist_ok=True)
+        (out / "annotations" / f"instances_{split}{year}.json").write_text(json.dumps(doc))
+    return out

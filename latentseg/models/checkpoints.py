@@ -7,7 +7,13 @@ Sources:
   ``Scale.layer5`` is a 21-way ASPP classifier; it initialises our semantic head when the class count matches,
   and is dropped otherwise (Cityscapes), as in Hung et al.'s code.
 - ``torchvision_resnet``: torchvision's ImageNet ``resnet101`` (``conv1.weight`` ... ``fc.bias``); ``fc`` is
-  dropped. Its strides sit on the 3x3 convolutions; shapes are the same, so the weights load unchanged.
+  dropped. Its strides sit on the 3x3 convolutions; shapes are the same, so the weights load unchanged, except
+  for the input convention: torchvision's network expects ``(x/255 - mean) / std``, ours gets ``x - caffe_mean``
+  (``data/dataset.py``), inputs some 58 times larger. With batch-norm statistics frozen (DeepLab-v2, the paper
+  profile) that would blow up every activation, so ``fold_torchvision_input`` folds the conversion into
+  ``conv1`` (scaled by ``1 / (255 std)`` per input channel) and ``bn1``'s running mean (the small difference of
+  the two means): the trunk then computes the same features from our input as torchvision's from its own
+  (exactly, but for the image border, where zero padding differs by that small difference).
 - ``latentseg``: our own weights (the COCO pretraining stage's output), keys already ours.
 """
 
@@ -18,11 +24,39 @@ from collections.abc import Mapping
 import torch
 from torch import Tensor, nn
 
+from latentseg.data.dataset import MEAN_RGB
+
 SOURCES = ("deeplab_coco", "torchvision_resnet", "latentseg")
+
+# torchvision's ImageNet input normalisation (RGB, on x / 255)
+TORCHVISION_MEAN = (0.485, 0.456, 0.406)
+TORCHVISION_STD = (0.229, 0.224, 0.225)
+
+
+def fold_torchvision_input(state: dict[str, Tensor]) -> dict[str, Tensor]:
+    """Rewrite ``conv1.weight`` and ``bn1.running_mean`` of a torchvision ResNet so that it takes our input.
+
+    Ours is ``o = x - m`` (``m`` = Caffe mean, pixels ``x`` in 0..255); torchvision's is ``t = (o + m - 255 mu)
+    / (255 s)``. ``conv1`` (no bias) is linear, so ``W * t = W' * o + b`` with ``W' = W / (255 s)`` per input
+    channel and ``b = W' * (m - 255 mu)``, a constant per output channel that ``bn1`` absorbs into its mean.
+    A file without these two tensors is returned unchanged (the strict check then names what is missing).
+    """
+    if "conv1.weight" not in state or "bn1.running_mean" not in state:
+        return state
+    weight = state["conv1.weight"]
+    scale = 255.0 * torch.tensor(TORCHVISION_STD, dtype=weight.dtype).view(1, 3, 1, 1)
+    folded = weight / scale
+    shift = torch.tensor(MEAN_RGB, dtype=weight.dtype) - 255.0 * torch.tensor(TORCHVISION_MEAN, dtype=weight.dtype)
+    bias = (folded * shift.view(1, 3, 1, 1)).sum(dim=(1, 2, 3))
+    out = dict(state)
+    out["conv1.weight"] = folded
+    out["bn1.running_mean"] = state["bn1.running_mean"] - bias.to(state["bn1.running_mean"].dtype)
+    return out
 
 
 def map_state_dict(state: Mapping[str, Tensor], source: str, num_classes: int) -> dict[str, Tensor]:
-    """Rename the keys of a published ``state`` to ours: ``backbone.*``, ``semantic_head.*``."""
+    """Rename the keys of a published ``state`` to ours (``backbone.*``, ``semantic_head.*``); a torchvision
+    ResNet also gets its input convention folded into ``conv1`` (``fold_torchvision_input``)."""
     if source not in SOURCES:
         raise ValueError(f"unknown checkpoint source {source!r}; choose one of {SOURCES}")
     if source == "latentseg":
@@ -30,6 +64,8 @@ def map_state_dict(state: Mapping[str, Tensor], source: str, num_classes: int) -
         # trained for another class count is dropped, as for the published file.
         return {k: v for k, v in state.items() if not k.startswith("latent_head.")
                 and not (k.startswith("semantic_head.") and v.shape[0] != num_classes)}
+    if source == "torchvision_resnet":
+        state = fold_torchvision_input(dict(state))
     mapped: dict[str, Tensor] = {}
     for key, value in state.items():
         if source == "deeplab_coco":

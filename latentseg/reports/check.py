@@ -32,7 +32,7 @@ def out_of_tolerance(long: pd.DataFrame, reference: Mapping[str, Mapping[str, li
                 if expected is None:
                     continue
                 cell = part[(part["row"] == str(row)) & (part["column"] == column)]
-                if not cell.empty and cell["source"].iloc[0] is None:
+                if not cell.empty and pd.isna(cell["source"].iloc[0]):
                     continue  # a cell the layout does not reproduce (Mittal et al.'s rows)
                 ours: Any = None if cell.empty else cell["ours"].iloc[0]
                 tol = tolerance_for(column, tolerances)

@@ -72,30 +72,36 @@ def long_table(name: str, layout: Mapping[str, Any], paper: Mapping[str, list], 
     return pd.DataFrame.from_records(records)
 
 
-def _fmt(value: Any) -> str:
+def _fmt(value: Any, digits: int) -> str:
     if value is None or (isinstance(value, float) and pd.isna(value)):
         return "–"
-    return f"{value:.1f}" if isinstance(value, float) else str(value)
+    return f"{float(value):.{digits}f}"
+
+
+def _cell(ours: Any, paper: Any, diff: Any, digits: int) -> str:
+    """``ours / paper (Δ)``; a cell the pipeline does not reproduce shows only the paper's number."""
+    text = f"{_fmt(ours, digits)} / {_fmt(paper, digits)}"
+    return text if diff is None or pd.isna(diff) else f"{text} ({float(diff):+.{digits}f})"
 
 
 def markdown(long: pd.DataFrame, title: str, profile: str) -> str:
-    """A wide table: for each paper column, our number, the paper's and the difference."""
+    """A table shaped like the paper's; each cell reads ``ours / paper (difference)``."""
     rows = list(dict.fromkeys(long["row"]))
     columns = list(dict.fromkeys(long["column"]))
-    header = ["", *[f"{c} {part}" for c in columns for part in ("ours", "paper", "Δ")]]
     body = []
     for row in rows:
         cells = long[long["row"] == row].set_index("column")
         line = [row]
         for col in columns:
-            line += [_fmt(cells.at[col, "ours"]), _fmt(cells.at[col, "paper"]), _fmt(cells.at[col, "diff"])]
+            digits = 0 if col.startswith("effective") else 1  # latent-class counts are whole numbers
+            line.append(_cell(cells.at[col, "ours"], cells.at[col, "paper"], cells.at[col, "diff"], digits))
         body.append(line)
-    table = tabulate(body, headers=header, tablefmt="github", disablenumparse=True)
-    note = (f"\n\nProfile `{profile}`. \"ours\" comes from this pipeline's runs; \"paper\" is the number the paper "
-            "reports; – is a cell not reproduced or not reported.")
+    table = tabulate(body, headers=["", *columns], tablefmt="github", disable_numparse=True)
+    note = (f"\n\nProfile `{profile}`. Each cell: ours / the paper's (difference). – : not reproduced here, or not "
+            "reported by the paper.")
     if profile != "paper":
-        note += " The demo profile runs on the embedded synthetic data: compare its numbers with each other, not " \
-                "with the paper's."
+        note += (" The demo profile runs on the embedded synthetic data: compare its numbers with each other, not "
+                 "with the paper's.")
     return f"# {title}\n\n{table}{note}\n"
 
 

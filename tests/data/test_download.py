@@ -142,3 +142,14 @@ def test_verify(tmp_path):
         verify(path, sha256="f" * 64)
     with pytest.raises(FileNotFoundError):
         verify(tmp_path / "missing", md5=MD5)
+
+
+def test_a_checksum_prefix_verifies_like_the_full_digest(payload_server, tmp_path):
+    """torch hub names files by the first 8 hex digits of their SHA-256 (resnet101-63fe2227.pth)."""
+    dest = tmp_path / "file.bin"
+    fetch(payload_server.url("file.bin"), dest, sha256=SHA256[:8], **FAST)
+    assert verify(dest, sha256=SHA256[:8].upper()) == dest
+    with pytest.raises(ChecksumError, match="expected 00000000"):
+        verify(dest, sha256="00000000")
+    with pytest.raises(ValueError, match="too short"):
+        verify(dest, sha256=SHA256[:4])

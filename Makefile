@@ -1,0 +1,22 @@
+# Two entry points for a fresh clone (Python 3.11): `make demo` runs the pipeline, `make test` the tests.
+# Both create .venv on first use. Anything else: activate .venv and use dvc / pytest directly.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+export PATH := $(abspath $(VENV))/bin:$(PATH)
+
+$(VENV)/.installed: pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q torch==2.14.1 torchvision==0.29.1
+	$(PY) -m pip install -q -e ".[dev]"
+	touch $@
+
+.PHONY: demo test check
+demo: $(VENV)/.installed  ## the main job: every table and figure of the current profile (demo by default)
+	dvc repro
+
+test: $(VENV)/.installed  ## the test suite (CPU, a few minutes)
+	$(PY) -m pytest -q
+
+check: $(VENV)/.installed  ## the built tables against the profile's reference; non-zero naming every cell out of tolerance
+	$(PY) stages/check.py --tables reports/tables/all.csv --reference reference
