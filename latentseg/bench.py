@@ -1,7 +1,7 @@
 """Time the training step of the paper's configuration: ``latentseg bench``.
 
     latentseg bench                          # the paper profile: ResNet-101, 321x321, 10 + 10 images, k = 20
-    latentseg bench --profile cpu-small      # ResNet-101 at 65x65 with 2 + 2 images: minutes on a laptop CPU
+    latentseg bench --profile cpu-small      # ResNet-101 at 65x65 with 2 + 2 images: under a minute on a CPU
     latentseg bench --profile tiny           # the tiny trunk: seconds (the tests run this)
     latentseg bench --json bench.json        # the same figures, machine-readable
 
@@ -16,7 +16,7 @@ Modes, in one process and on one device:
   foreach optimisers, no cuDNN autotuning.
 - ``bf16``: what the trainer runs on CUDA: bf16 autocast, channels-last, cuDNN autotuning, fused optimisers.
 - ``bf16-compile``: the same with ``torch.compile`` on the segmentation network (``runtime.compile``); on
-  CUDA by default, on the CPU with ``--compile`` (compiling ResNet-101 on a few cores takes many minutes).
+  CUDA by default, on the CPU with ``--compile`` (compiling ResNet-101 on two cores takes minutes).
 
 Model FLOP utilisation (MFU) is the FLOPs of one iteration (``torch.utils.flop_counter.FlopCounterMode``:
 convolutions and matrix products, forward and backward, counted once on the meta device) per second, over the
