@@ -104,8 +104,8 @@ class ClassifierConfig:
 class RuntimeConfig:
     device: str = "auto"  # auto | cpu | cuda
     amp: bool = True  # bf16 autocast on CUDA; ignored on the CPU
-    channels_last: bool = True
-    compile: bool = False
+    channels_last: bool = True  # NHWC weights and images on CUDA (what cuDNN's tensor-core convolutions want)
+    compile: bool = False  # torch.compile the segmentation network; eager (logged) if compiling fails
     log_every: int = 50
     checkpoint_every: int = 1000
     eval_every: int = 0  # 0: only at the end

@@ -3,16 +3,58 @@
 Shapes: ``N`` images, ``C`` semantic classes, ``k`` latent classes, ``H x W`` pixels. Probabilities are softmax
 outputs; ``target`` holds class indices with ``ignore_index`` (255) for unlabeled pixels, which contribute nothing
 anywhere. Losses are computed in float32 whatever the autocast dtype, since they take logs of small numbers.
+
+Every loss is a statistic of the whole batch. When a distributed run splits the batch over processes, the losses
+take a ``SplitBatch`` (``split``) and compute the same statistic as one process holding the whole batch would.
+None of them waits on the device (no ``.item()``, boolean indexing or ``nonzero``): the step never synchronises.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.distributed as dist
+import torch.distributed.nn.functional as dist_fn
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 EPS = 1e-12
+
+
+@dataclass(frozen=True)
+class SplitBatch:
+    """The batch of one iteration split over the ``world`` processes of a distributed run (one slice each).
+
+    ``sum`` adds a tensor over the processes, with a gradient when the tensor has one. A mean over the batch is
+    written ``world * local_sum / global_count``: DistributedDataParallel averages the processes' gradients, and
+    that average is then exactly the gradient of the whole batch's mean, however the pixels fall on the ranks.
+    """
+
+    world: int
+    group: dist.ProcessGroup | None = None
+
+    @staticmethod
+    def current() -> SplitBatch | None:
+        """The split of the running process group, or None on a single process."""
+        if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+            return SplitBatch(dist.get_world_size())
+        return None
+
+    def sum(self, x: Tensor) -> Tensor:
+        if x.requires_grad:  # the backward all-reduces the gradient, so every slice gets its share
+            return dist_fn.all_reduce(x, group=self.group)
+        x = x.clone()
+        dist.all_reduce(x, group=self.group)
+        return x
+
+
+def batch_mean(total: Tensor, count: Tensor, split: SplitBatch | None = None) -> Tensor:
+    """``total / count`` over the whole batch (0, not NaN, when ``count`` is 0); see ``SplitBatch``."""
+    count = count.float()
+    if split is None:
+        return total / count.clamp_min(1)
+    return total * split.world / split.sum(count.detach()).clamp_min(1)
 
 
 def joint_counts(latent_prob: Tensor, target: Tensor, num_classes: int, ignore_index: int) -> tuple[Tensor, Tensor]:
@@ -29,46 +71,48 @@ def joint_counts(latent_prob: Tensor, target: Tensor, num_classes: int, ignore_i
     return joint, valid.sum()
 
 
-def _masked_ce(logits: Tensor, target: Tensor, ignore_index: int) -> Tensor:
+def _masked_ce(logits: Tensor, target: Tensor, ignore_index: int, split: SplitBatch | None) -> Tensor:
     """Cross-entropy averaged over valid pixels; 0 (not NaN) when there is none, without a host sync."""
     total = F.cross_entropy(logits.float(), target.long(), ignore_index=ignore_index, reduction="sum")
-    return total / (target != ignore_index).sum().clamp_min(1)
+    return batch_mean(total, (target != ignore_index).sum(), split)
 
 
-def cross_entropy_loss(logits: Tensor, target: Tensor, ignore_index: int = 255) -> Tensor:
+def cross_entropy_loss(logits: Tensor, target: Tensor, ignore_index: int = 255,
+                       split: SplitBatch | None = None) -> Tensor:
     """Eq. (1): ``L_ce = -sum_{n,h,w} sum_c Y^(h,w,c) log S_c(X_n)^(h,w,c)``, averaged over valid pixels.
 
     ``logits`` (N, C, H, W) at the target's resolution; ``target`` (N, H, W).
     """
-    return _masked_ce(logits, target, ignore_index)
+    return _masked_ce(logits, target, ignore_index, split)
 
 
-def adversarial_loss(d_logits: Tensor, valid: Tensor | None = None) -> Tensor:
+def adversarial_loss(d_logits: Tensor, valid: Tensor | None = None, split: SplitBatch | None = None) -> Tensor:
     """Eq. (2): ``L_adv = -sum_{n,h,w} log D(S_c(X_n))^(h,w)``, averaged over (valid) pixels.
 
     ``d_logits`` (N, 1, H, W) are the discriminator's logits on the prediction; ``valid`` (N, H, W) masks
     ignored pixels of labeled images (None: every pixel, as for unlabeled images).
     """
-    return _bce_to(d_logits, 1.0, valid)
+    return _bce_to(d_logits, 1.0, valid, split)
 
 
 def discriminator_loss(d_logits_pred: Tensor, d_logits_gt: Tensor, valid_pred: Tensor | None = None,
-                       valid_gt: Tensor | None = None) -> Tensor:
+                       valid_gt: Tensor | None = None, split: SplitBatch | None = None) -> Tensor:
     """Eq. (10): ``L_D = -sum_{h,w} (1-y) log(1 - D(S_c(X))) + y log D(Y)``; y=0 on predictions, y=1 on
     one-hot ground truth. Each half is averaged over its valid pixels, then the halves are added."""
-    return _bce_to(d_logits_pred, 0.0, valid_pred) + _bce_to(d_logits_gt, 1.0, valid_gt)
+    return _bce_to(d_logits_pred, 0.0, valid_pred, split) + _bce_to(d_logits_gt, 1.0, valid_gt, split)
 
 
-def _bce_to(d_logits: Tensor, label: float, valid: Tensor | None) -> Tensor:
+def _bce_to(d_logits: Tensor, label: float, valid: Tensor | None, split: SplitBatch | None) -> Tensor:
     logits = d_logits.float().squeeze(1)
     losses = F.binary_cross_entropy_with_logits(logits, torch.full_like(logits, label), reduction="none")
     if valid is None:
-        return losses.mean()
+        return _pixel_mean(losses, split)
     valid = valid.to(losses.dtype)
-    return (losses * valid).sum() / valid.sum().clamp_min(1.0)
+    return batch_mean((losses * valid).sum(), valid.sum(), split)
 
 
-def latent_loss(latent_prob: Tensor, target: Tensor, num_classes: int, ignore_index: int = 255) -> Tensor:
+def latent_loss(latent_prob: Tensor, target: Tensor, num_classes: int, ignore_index: int = 255,
+                split: SplitBatch | None = None) -> Tensor:
     """Eqs. (3)-(5): the conditional entropy ``H(C|L)`` of the batch.
 
     (4) ``P_b(c,l) = 1/(NHW) sum_{n,h,w} S_l(X_n)^(h,w,l) Y_n^(h,w,c)`` (NHW = valid pixels),
@@ -76,9 +120,14 @@ def latent_loss(latent_prob: Tensor, target: Tensor, num_classes: int, ignore_in
     (3) ``L_latent = -sum_l sum_c P_b(c,l) log P_b(c|l)``.
 
     ``latent_prob`` (N, k, H, W) is the latent softmax, ``target`` (N, H, W). The gradient reaches the latent
-    branch through both ``P_b(c,l)`` and ``P_b(c|l)``; it is computed on this batch alone.
+    branch through both ``P_b(c,l)`` and ``P_b(c|l)``; it is computed on this batch alone. Under a ``split`` the
+    counts are summed over the processes first (one collective), so every process computes the entropy of the
+    whole batch; the sum's backward hands each slice its gradient.
     """
     joint, count = joint_counts(latent_prob, target, num_classes, ignore_index)
+    if split is not None:
+        packed = split.sum(torch.cat([joint.flatten(), count.float().view(1)]))
+        joint, count = packed[:-1].view_as(joint), packed[-1]
     joint = joint / count.clamp_min(1)  # a batch without a valid pixel gives joint = 0 and loss = 0
     cond = joint / joint.sum(0, keepdim=True).clamp_min(EPS)
     return -(joint * cond.clamp_min(EPS).log()).sum()
@@ -91,8 +140,8 @@ class CoOccurrence(nn.Module):
     (8) ``P(l|c) = M_{c,l} / sum_k M_{c,k}``.
 
     ``alpha`` is batch size / number of labeled images. ``M`` is a persistent buffer (saved in checkpoints)
-    and never carries a gradient. Under ``torch.distributed`` the batch counts are summed over ranks, so every
-    rank holds the same matrix (``alpha`` is then the global batch over the labeled set).
+    and never carries a gradient. Under a ``split`` the batch counts are summed over the processes, so every
+    process holds the same matrix, that of the whole batch (``alpha`` is the whole batch over the labeled set).
     """
 
     matrix: Tensor
@@ -105,10 +154,10 @@ class CoOccurrence(nn.Module):
         self.register_buffer("matrix", torch.zeros(num_classes, num_latent))
 
     @torch.no_grad()
-    def update(self, latent_prob: Tensor, target: Tensor) -> None:
+    def update(self, latent_prob: Tensor, target: Tensor, split: SplitBatch | None = None) -> None:
         counts, _ = joint_counts(latent_prob.detach(), target, self.num_classes, self.ignore_index)
-        if dist.is_available() and dist.is_initialized():
-            dist.all_reduce(counts)
+        if split is not None:
+            counts = split.sum(counts)
         self.matrix.mul_(1 - self.alpha).add_(counts, alpha=self.alpha)
 
     def p_latent_given_class(self) -> Tensor:
@@ -123,7 +172,8 @@ def semantic_to_latent(semantic_prob: Tensor, p_latent_given_class: Tensor) -> T
     return torch.einsum("nchw,cl->nlhw", semantic_prob.float(), p_latent_given_class.float())
 
 
-def consistency_loss(latent_prob: Tensor, semantic_prob: Tensor, p_latent_given_class: Tensor) -> Tensor:
+def consistency_loss(latent_prob: Tensor, semantic_prob: Tensor, p_latent_given_class: Tensor,
+                     split: SplitBatch | None = None) -> Tensor:
     """Eqs. (6) and (9): ``L_cons = -1/(NHW) sum_{n,h,w} sum_l S_l(X_n)^(h,w,l) log S_l^c(X_n)^(h,w,l)``.
 
     The latent prediction is the target and is detached (the latent branch learns from labeled data only);
@@ -131,31 +181,41 @@ def consistency_loss(latent_prob: Tensor, semantic_prob: Tensor, p_latent_given_
     """
     mapped = semantic_to_latent(semantic_prob, p_latent_given_class.detach())
     target = latent_prob.detach().float()
-    return -(target * mapped.clamp_min(EPS).log()).sum(1).mean()
+    return _pixel_mean(-(target * mapped.clamp_min(EPS).log()).sum(1), split)
 
 
-def symmetric_kl_loss(prob_a: Tensor, prob_b: Tensor) -> Tensor:
+def symmetric_kl_loss(prob_a: Tensor, prob_b: Tensor, split: SplitBatch | None = None) -> Tensor:
     """Table 5's "symmetric KL" consistency: ``KL(a||b) + KL(b||a)`` per pixel, averaged; both get gradients."""
     a, b = prob_a.float().clamp_min(EPS), prob_b.float().clamp_min(EPS)
-    return ((a - b) * (a.log() - b.log())).sum(1).mean()
+    return _pixel_mean(((a - b) * (a.log() - b.log())).sum(1), split)
 
 
-def self_training_loss(logits: Tensor, d_logits: Tensor, threshold: float) -> Tensor:
+def _pixel_mean(per_pixel: Tensor, split: SplitBatch | None) -> Tensor:
+    if split is None:
+        return per_pixel.mean()
+    # new_full fills on the device; torch.tensor(n, device=...) would copy from the host and wait for it
+    return batch_mean(per_pixel.sum(), per_pixel.new_full((), per_pixel.numel()), split)
+
+
+def self_training_loss(logits: Tensor, d_logits: Tensor, threshold: float, split: SplitBatch | None = None) -> Tensor:
     """Hung et al.'s semi-supervised term: cross-entropy against the argmax where ``sigmoid(D) >= threshold``.
 
     ``logits`` (N, C, H, W), ``d_logits`` (N, 1, H, W) on the same unlabeled images; zero if no pixel passes.
     """
-    with torch.no_grad():
-        pseudo = logits.argmax(1)
-        pseudo[torch.sigmoid(d_logits.float().squeeze(1)) < threshold] = 255
-    return _masked_ce(logits, pseudo, 255)
+    with torch.no_grad():  # torch.where, not boolean-mask assignment: no host synchronisation
+        confident = torch.sigmoid(d_logits.float().squeeze(1)) >= threshold
+        pseudo = torch.where(confident, logits.argmax(1), 255)
+    return _masked_ce(logits, pseudo, 255, split)
 
 
 def one_hot_map(target: Tensor, num_classes: int, ignore_index: int = 255) -> Tensor:
-    """(N, H, W) labels -> (N, C, H, W) one-hot maps (the discriminator's "real" input); ignored pixels all 0."""
-    valid = target != ignore_index
-    onehot = F.one_hot(torch.where(valid, target, 0).long(), num_classes).permute(0, 3, 1, 2).float()
-    return onehot * valid.unsqueeze(1)
+    """(N, H, W) labels -> (N, C, H, W) one-hot maps (the discriminator's "real" input); ignored pixels all 0.
+
+    A comparison with the class indices rather than ``F.one_hot``, which checks the label range with ``.item()``
+    on some devices. ``ignore_index`` (like any label outside ``0..C-1``) matches no class: an all-0 pixel.
+    """
+    classes = torch.arange(num_classes, device=target.device).view(1, -1, 1, 1)
+    return (target.unsqueeze(1) == classes).float()
 
 
 def labeled_total(ce: Tensor, latent: Tensor, adv: Tensor, lambda_latent: float = 1.0,

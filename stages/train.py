@@ -3,11 +3,19 @@ evaluate it on the validation set: mIoU, per-class IoU, P(l|c) and effective lat
 
 Training and evaluation share a stage so that each run costs one start-up; a change that only touches evaluation
 re-runs the stage, which finds the finished checkpoint of the same configuration and only evaluates.
+
+Several GPUs for one run: `torchrun --standalone --nproc_per_node N stages/train.py ...`, or set
+`LATENTSEG_NPROC_PER_NODE=N` and the stage starts torchrun itself (so `dvc repro`/`dvc exp run` need no other
+command). The run is the same run (the batch is split, not multiplied); rank 0 logs, checkpoints and evaluates.
+Each process takes a GPU no other latentseg process holds, so `dvc queue start -j N` spreads N runs over GPUs.
 """
 
 import argparse
+import contextlib
 import json
+import os
 import shutil
+import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -21,11 +29,21 @@ from latentseg.data.dataset import SegmentationDataset, eval_transform
 from latentseg.data.layout import atomic_write_text, read_list, read_meta
 from latentseg.data.splits import fraction_slug
 from latentseg.evaluate import evaluate, run_metrics
+from latentseg.train import distributed
 from latentseg.train.trainer import TrainData, load_trained, resolve_device, resume_step, train
 from latentseg.weights import resolve_init
 
 
+def relaunch_under_torchrun() -> None:
+    """With ``LATENTSEG_NPROC_PER_NODE=N`` (N > 1), replace this process by torchrun running N copies of it."""
+    nproc = int(os.environ.get("LATENTSEG_NPROC_PER_NODE", "1"))
+    if nproc > 1 and not distributed.launched_by_torchrun():
+        os.execv(sys.executable, [sys.executable, "-m", "torch.distributed.run", "--standalone",
+                                  f"--nproc_per_node={nproc}", __file__, *sys.argv[1:]])
+
+
 def main() -> None:
+    relaunch_under_torchrun()
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--config", type=Path, required=True, help="resolved configuration (stage resolve)")
     parser.add_argument("--data", type=Path, required=True, help="prepared data set")
@@ -49,19 +67,27 @@ def main() -> None:
                                unlabeled_list=str(split / "unlabeled.txt")))
     data = TrainData(args.data, read_meta(args.data), read_list(split / "labeled.txt"),
                      read_list(split / "unlabeled.txt"))
+    procs = distributed.init_from_env(cfg.runtime.device)  # torchrun's group if any; a GPU of its own
     resuming = resume_step(args.checkpoint, cfg) > 0
-    if not resuming:
+    if procs.is_main and not resuming:
         shutil.rmtree(args.live, ignore_errors=True)  # curves of an older configuration
-    with Live(str(args.live), dvcyaml=False, save_dvc_exp=False, resume=resuming, report=None) as live:
+    live_ctx = (Live(str(args.live), dvcyaml=False, save_dvc_exp=False, resume=resuming, report=None)
+                if procs.is_main else contextlib.nullcontext())
+    with live_ctx as live:
         def log(metrics: dict[str, float], step: int) -> None:
             live.step = step
             for name, value in metrics.items():
                 live.log_metric(f"train/{name}", value)
             live.next_step()
 
-        summary = train(cfg, args.checkpoint, data, log)
+        summary = train(cfg, args.checkpoint, data, log if procs.is_main else None)
+    distributed.barrier()  # rank 0 has written the last checkpoint
+    distributed.shutdown()
+    if not procs.is_main:
+        return
     print(f"{exp['id']}: {summary.steps_run} steps (from {summary.resumed_from}) in {summary.seconds:.1f} s, "
-          f"{summary.images_per_second:.1f} images/s")
+          f"{summary.images_per_second:.1f} images/s on {procs.world} process(es)"
+          f"{', compiled' if summary.compiled else ''}")
 
     model, cfg, state = load_trained(args.checkpoint)
     device = resolve_device(cfg.runtime.device)

@@ -4,10 +4,16 @@
 the segmentation network with SGD on eqs. (11)-(12) (or Hung et al.'s objective), then the discriminator with
 Adam on eq. (10). Every combination of terms comes from ``RunConfig`` (Table 3's ``loss`` flags, Table 4's
 ``latent.k``, Table 5's ``latent.target``); no variant needs a code edit.
+
+Speed rules kept here: nothing in an iteration waits on the device (no ``.item()``, ``bool(tensor)``, boolean-mask
+indexing or ``nonzero``; the losses avoid them too), so the host runs ahead and queues the next iteration. In a
+distributed run every process holds a slice of the batch and the losses are those of the whole batch
+(``losses.SplitBatch``): the same method, whatever the number of processes.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from contextlib import nullcontext
 from dataclasses import dataclass
 
@@ -76,6 +82,7 @@ class SegmentationStep(nn.Module):
     def losses(self, batch: Batch, step: int) -> tuple[dict[str, Tensor], Tensor, Tensor | None]:
         """Named loss components, the semantic probabilities (for the discriminator) and the total."""
         cfg, C = self.cfg, self.num_classes
+        split = L.SplitBatch.current()  # None on one process
         n = batch.image.shape[0]
         images = batch.image if batch.unlabeled is None else torch.cat([batch.image, batch.unlabeled])
         out = self.model(images, with_latent=self.has_latent)
@@ -84,7 +91,7 @@ class SegmentationStep(nn.Module):
         sem_prob = sem.float().softmax(1)
         mask = batch.mask
         valid = mask != 255
-        parts: dict[str, Tensor] = {"ce": L.cross_entropy_loss(sem[:n], mask)}
+        parts: dict[str, Tensor] = {"ce": L.cross_entropy_loss(sem[:n], mask, split=split)}
         zero = sem.new_zeros((), dtype=torch.float32)
         if self.discriminator is not None:
             self.discriminator.requires_grad_(False)  # the segmentation update must not move it
@@ -95,20 +102,20 @@ class SegmentationStep(nn.Module):
             lat_prob = lat.float().softmax(1)
             target = cfg.latent.target
             if target == "learned":
-                parts["latent"] = L.latent_loss(lat_prob[:n], mask, C)
+                parts["latent"] = L.latent_loss(lat_prob[:n], mask, C, split=split)
             elif target == "manual":
-                parts["latent"] = L.cross_entropy_loss(lat[:n], self.group_lookup[mask])
+                parts["latent"] = L.cross_entropy_loss(lat[:n], self.group_lookup[mask], split=split)
             else:  # semantic / semantic_kl: the second branch predicts the semantic classes
-                parts["latent"] = L.cross_entropy_loss(lat[:n], mask)
+                parts["latent"] = L.cross_entropy_loss(lat[:n], mask, split=split)
             if self.cooccurrence is not None:
-                self.cooccurrence.update(lat_prob[:n], mask)
+                self.cooccurrence.update(lat_prob[:n], mask, split)
 
         if cfg.self_training.enabled:  # Hung et al.'s objective, with their weights
             st = cfg.self_training
-            adv_l = L.adversarial_loss(self.discriminator(sem_prob[:n]), valid)
+            adv_l = L.adversarial_loss(self.discriminator(sem_prob[:n]), valid, split)
             d_u = self.discriminator(sem_prob[n:])
-            parts["adv_l"], parts["adv_u"] = adv_l, L.adversarial_loss(d_u)
-            semi = L.self_training_loss(sem[n:], d_u, st.mask_t) if step >= st.semi_start else zero
+            parts["adv_l"], parts["adv_u"] = adv_l, L.adversarial_loss(d_u, split=split)
+            semi = L.self_training_loss(sem[n:], d_u, st.mask_t, split) if step >= st.semi_start else zero
             parts["semi"] = semi
             total = parts["ce"] + cfg.loss.lambda_adv * adv_l + st.lambda_semi_adv * parts["adv_u"]
             total = total + st.lambda_semi * semi
@@ -116,21 +123,22 @@ class SegmentationStep(nn.Module):
 
         adv_l = adv_u = zero
         if cfg.loss.adversarial != "none":
-            adv_l = L.adversarial_loss(self.discriminator(sem_prob[:n]), valid)
+            adv_l = L.adversarial_loss(self.discriminator(sem_prob[:n]), valid, split)
             if cfg.latent.target == "semantic_kl":  # "trained alike": the second branch is judged too
-                adv_l = adv_l + L.adversarial_loss(self.discriminator(lat_prob[:n]), valid)
+                adv_l = adv_l + L.adversarial_loss(self.discriminator(lat_prob[:n]), valid, split)
             parts["adv_l"] = adv_l
         if cfg.loss.adversarial == "all":
-            adv_u = L.adversarial_loss(self.discriminator(sem_prob[n:]))
+            adv_u = L.adversarial_loss(self.discriminator(sem_prob[n:]), split=split)
             if cfg.latent.target == "semantic_kl":
-                adv_u = adv_u + L.adversarial_loss(self.discriminator(lat_prob[n:]))
+                adv_u = adv_u + L.adversarial_loss(self.discriminator(lat_prob[n:]), split=split)
             parts["adv_u"] = adv_u
         cons = zero
         if cfg.loss.consistency:
             if cfg.latent.target == "semantic_kl":
-                cons = L.symmetric_kl_loss(sem_prob[n:], lat_prob[n:])
+                cons = L.symmetric_kl_loss(sem_prob[n:], lat_prob[n:], split)
             else:
-                cons = L.consistency_loss(lat_prob[n:], sem_prob[n:], self.cooccurrence.p_latent_given_class())
+                p_lc = self.cooccurrence.p_latent_given_class()
+                cons = L.consistency_loss(lat_prob[n:], sem_prob[n:], p_lc, split)
             parts["cons"] = cons
         latent = parts.get("latent", zero) if cfg.loss.latent else zero
         labeled = L.labeled_total(parts["ce"], latent, adv_l, cfg.loss.lambda_latent, cfg.loss.lambda_adv)
@@ -148,7 +156,8 @@ class SegmentationStep(nn.Module):
             valid_pred = torch.cat([valid, valid.new_ones((pred.shape[0] - n, *valid.shape[1:]))])
         d = self.discriminator
         d.requires_grad_(True)
-        return L.discriminator_loss(d(pred), d(L.one_hot_map(batch.mask, self.num_classes)), valid_pred, valid)
+        return L.discriminator_loss(d(pred), d(L.one_hot_map(batch.mask, self.num_classes)), valid_pred, valid,
+                                    L.SplitBatch.current())
 
 
 def poly_lr(base_lr: float, step: int, total: int, power: float) -> float:
@@ -175,9 +184,24 @@ def make_optimizers(cfg: RunConfig, model: DeepLabV2, discriminator: nn.Module |
     return sgd, adam
 
 
+def average_gradients(params: Iterable[Tensor], split: L.SplitBatch) -> None:
+    """Average the gradients of ``params`` over the processes of ``split``: one collective on a flat buffer."""
+    grads = [p.grad for p in params if p.grad is not None]
+    if not grads:
+        return
+    flat = split.sum(torch.cat([g.reshape(-1) for g in grads])).div_(split.world)
+    for g, chunk in zip(grads, flat.split([g.numel() for g in grads]), strict=True):
+        g.copy_(chunk.view(g.shape))  # copy_ keeps the gradient's own layout (channels-last included)
+
+
 def one_update(step_module: SegmentationStep, batch: Batch, step: int, sgd: torch.optim.Optimizer,
                adam: torch.optim.Optimizer | None, autocast: torch.autocast | None = None) -> dict[str, Tensor]:
-    """Apply one iteration; returns the detached loss components (no host synchronisation)."""
+    """Apply one iteration; returns the detached loss components (no host synchronisation).
+
+    In a distributed run DistributedDataParallel averages the segmentation network's gradients during the
+    backward; the discriminator is not wrapped (it runs three times an iteration, under two gradient settings),
+    so its gradients are averaged here, before Adam steps.
+    """
     cfg = step_module.cfg
     set_lr(sgd, step, cfg.optim.iterations, cfg.optim.power)
     sgd.zero_grad(set_to_none=True)
@@ -191,6 +215,9 @@ def one_update(step_module: SegmentationStep, batch: Batch, step: int, sgd: torc
         with autocast or nullcontext():
             d_loss = step_module.discriminator_loss(sem_prob, batch)
         d_loss.backward()
+        split = L.SplitBatch.current()
+        if split is not None:
+            average_gradients(step_module.discriminator.parameters(), split)
         adam.step()
         parts["d"] = d_loss
     parts["total"] = total

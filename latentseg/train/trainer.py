@@ -4,10 +4,15 @@
 everything needed to resume or evaluate: weights, optimisers, the co-occurrence matrix, the step and random
 states. A run killed part-way resumes from its last checkpoint when called again with the same configuration
 (a checkpoint of a different configuration is never resumed: the run starts afresh).
+
+Under torchrun (``distributed.init_from_env``) the same function trains one run on several processes: each
+takes a slice of every batch, DistributedDataParallel averages the segmentation network's gradients, and rank 0
+alone logs and writes checkpoints. ``optim.batch_size`` stays the whole batch, so the run is the same run.
 """
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -15,16 +20,19 @@ from pathlib import Path
 
 import torch
 import torch.distributed as dist
-from torch import nn
+from torch import Tensor, nn
 
 from latentseg.config import RunConfig, from_dict, to_dict
 from latentseg.data.classes import group_index
 from latentseg.data.dataset import SegmentationDataset, train_transform
 from latentseg.data.layout import DatasetMeta, Sample
+from latentseg.losses import SplitBatch
 from latentseg.models.checkpoints import load_initialisation
 from latentseg.models.deeplab import DeepLabV2
 from latentseg.models.discriminator import Discriminator
 from latentseg.train import checkpoint as ckpt
+from latentseg.train import distributed
+from latentseg.train.runtime import StepSpeed, first_step_with_fallback
 from latentseg.train.sampling import stream_loader
 from latentseg.train.step import (
     Batch,
@@ -52,15 +60,19 @@ class TrainSummary:
     resumed_from: int  # 0 for a fresh run
     steps_run: int
     seconds: float
-    images_per_second: float
+    images_per_second: float  # labeled + unlabeled images of the whole batch, all processes together
     last_losses: dict[str, float]
+    compiled: bool = False  # runtime.compile asked for it and compiling succeeded
 
 
 def resolve_device(name: str) -> torch.device:
+    """``runtime.device``; "cuda" is this process's GPU (the current device: ``distributed.init_from_env``)."""
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        name = "cuda" if torch.cuda.is_available() else "cpu"
     if name == "cuda" and not torch.cuda.is_available():
         raise RuntimeError("runtime.device is 'cuda' but no CUDA device is visible; use 'auto' or 'cpu'")
+    if name == "cuda":
+        return torch.device("cuda", torch.cuda.current_device())
     return torch.device(name)
 
 
@@ -95,27 +107,29 @@ def resume_step(path: str | Path, cfg: RunConfig) -> int:
     return int(state["step"]) if state.get("config") == to_dict(cfg) else 0
 
 
-def _dist_info() -> tuple[int, int]:
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
-    return 0, 1
+def _mean_losses(parts: dict[str, Tensor]) -> dict[str, float]:
+    """The loss components as numbers: one host synchronisation; under a split, the whole batch's values."""
+    values = torch.stack([v.float() for v in parts.values()])
+    split = SplitBatch.current()
+    if split is not None:  # each process holds its share of a batch mean (losses.SplitBatch): their mean is it
+        values = split.sum(values) / split.world
+    return dict(zip(parts, values.tolist(), strict=True))
 
 
 def train(cfg: RunConfig, checkpoint: str | Path, data: TrainData, log: Logger | None = None) -> TrainSummary:
     path = Path(checkpoint)
-    rank, world = _dist_info()
+    procs = distributed.current()
+    rank, world = procs.rank, procs.world
     device = resolve_device(cfg.runtime.device)
-    if device.type == "cuda":
-        torch.backends.cudnn.benchmark = True
+    speed = StepSpeed.from_config(cfg.runtime, device)  # bf16, channels-last, cuDNN autotuning, fused: on CUDA
     torch.manual_seed(cfg.optim.seed)
     num_classes = data.meta.num_classes
     model, disc = build_networks(cfg, num_classes)
     initialise(model, cfg)
     groups = group_index(data.meta.classes, cfg.latent.groups) if cfg.latent.target == "manual" else None
     step_module = SegmentationStep(cfg, model, disc, num_classes, len(data.labeled), groups).to(device)
-    if device.type == "cuda" and cfg.runtime.channels_last:
-        step_module.to(memory_format=torch.channels_last)
-    sgd, adam = make_optimizers(cfg, model, disc, fused=device.type == "cuda")
+    speed.prepare(step_module)
+    sgd, adam = make_optimizers(cfg, model, disc, fused=speed.fused_optim)
 
     start = resume_step(path, cfg)
     if start > 0:  # loads the file a second time; negligible beside a training run
@@ -126,12 +140,21 @@ def train(cfg: RunConfig, checkpoint: str | Path, data: TrainData, log: Logger |
             adam.load_state_dict(state["adam"])
         torch.set_rng_state(state["rng"])
     total = cfg.optim.iterations
-    if world > 1:  # DDP over the segmentation network; the discriminator's gradients are averaged by hand
-        if not cfg.model.freeze_bn_stats:
+    if world > 1:  # DDP over the segmentation network; the discriminator's gradients: step.average_gradients
+        if not cfg.model.freeze_bn_stats:  # batch statistics of the whole batch, as on one process
             step_module.model = nn.SyncBatchNorm.convert_sync_batchnorm(step_module.model)
+        # DDP copies rank 0's weights and buffers to every rank once, here. It need not re-send the buffers
+        # each forward (broadcast_buffers): frozen batch-norm statistics never change, and SyncBatchNorm
+        # updates them identically on every rank. Gradients live in DDP's buckets (no copy in and out).
         step_module.model = nn.parallel.DistributedDataParallel(
-            step_module.model, find_unused_parameters=cfg.model.aspp_branches < 4)
-    if cfg.runtime.compile and device.type == "cuda":
+            step_module.model, device_ids=[device.index] if device.type == "cuda" else None,
+            broadcast_buffers=False, gradient_as_bucket_view=True,
+            find_unused_parameters=cfg.model.aspp_branches < 4)
+        if disc is not None:  # not wrapped in DDP: start every rank from rank 0's discriminator
+            for p in disc.parameters():
+                dist.broadcast(p.data, 0)
+    eager = step_module.model
+    if speed.compile:  # the segmentation network only: the losses and discriminator are small beside it
         step_module.model = torch.compile(step_module.model)
 
     pin = device.type == "cuda"
@@ -145,33 +168,33 @@ def train(cfg: RunConfig, checkpoint: str | Path, data: TrainData, log: Logger |
         unlabeled = SegmentationDataset(data.root, pool, train_transform(cfg.data), with_mask=False)
         unl_iter = iter(stream_loader(unlabeled, cfg.optim.batch_size, cfg.optim.seed, 1, start, total,
                                       cfg.data.workers, pin, rank, world))
-    autocast = (torch.autocast("cuda", dtype=torch.bfloat16)
-                if device.type == "cuda" and cfg.runtime.amp else None)
-    fmt = torch.channels_last if device.type == "cuda" and cfg.runtime.channels_last else torch.contiguous_format
+    autocast = speed.autocast(device)
 
     def to_dev(x: torch.Tensor) -> torch.Tensor:
-        return x.to(device, non_blocking=True, memory_format=fmt) if x.ndim == 4 else x.to(device, non_blocking=True)
+        return speed.to_device(x, device)
 
     step_module.train()
-    t0, last = time.perf_counter(), {}
+    t0, last, compiled = time.perf_counter(), {}, speed.compile
     for step, (img, mask, _) in enumerate(lab_loader, start):
         unl = to_dev(next(unl_iter)[0]) if unl_iter is not None else None
-        parts = one_update(step_module, Batch(to_dev(img), to_dev(mask), unl), step, sgd, adam, autocast)
-        if adam is not None and world > 1:
-            for p in disc.parameters():
-                if p.grad is not None:
-                    dist.all_reduce(p.grad, op=dist.ReduceOp.AVG)
+        update = functools.partial(one_update, step_module, Batch(to_dev(img), to_dev(mask), unl), step, sgd, adam,
+                                   autocast)
+        if speed.compile and step == start:  # torch.compile compiles here; eager if that fails
+            parts, compiled = first_step_with_fallback(step_module, "model", eager, update)
+        else:
+            parts = update()
         done = step + 1
         if done % cfg.runtime.log_every == 0 or done == total:
-            last = {k: float(v) for k, v in parts.items()}  # the only host synchronisation
+            last = _mean_losses(parts)  # the only host synchronisation (every process takes part)
             last["lr"] = sgd.param_groups[0]["lr"]
             if log is not None and rank == 0:
                 log(last, done)
         if rank == 0 and (done == total or done % cfg.runtime.checkpoint_every == 0):
             _save(path, cfg, step_module, sgd, adam, done)
     seconds = time.perf_counter() - t0
-    images = (total - start) * cfg.optim.batch_size * world * (2 if unl_iter is not None else 1)
-    return TrainSummary(path, start, total - start, seconds, images / seconds if seconds > 0 else 0.0, last)
+    images = (total - start) * cfg.optim.batch_size * (2 if unl_iter is not None else 1)
+    return TrainSummary(path, start, total - start, seconds, images / seconds if seconds > 0 else 0.0, last,
+                        compiled)
 
 
 def _unwrap(module: nn.Module) -> nn.Module:

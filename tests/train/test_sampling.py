@@ -17,8 +17,10 @@ def test_each_epoch_is_a_permutation_and_streams_differ():
 
 
 def test_ranks_take_disjoint_slices_of_the_global_batch():
-    r0 = list(StreamBatchSampler(16, 2, seed=0, stream=0, start_step=0, total_steps=2, rank=0, world_size=2))
-    r1 = list(StreamBatchSampler(16, 2, seed=0, stream=0, start_step=0, total_steps=2, rank=1, world_size=2))
+    # batch_size is the whole batch of an iteration, whatever the number of ranks: each rank takes its slice
+    r0 = list(StreamBatchSampler(16, 4, seed=0, stream=0, start_step=0, total_steps=2, rank=0, world_size=2))
+    r1 = list(StreamBatchSampler(16, 4, seed=0, stream=0, start_step=0, total_steps=2, rank=1, world_size=2))
+    assert all(len(b) == 2 for b in r0 + r1)
     single = list(StreamBatchSampler(16, 4, seed=0, stream=0, start_step=0, total_steps=2))
     for a, b, s in zip(r0, r1, single, strict=True):
         assert [i for i, _ in a + b] == [i for i, _ in s]

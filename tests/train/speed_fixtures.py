@@ -1,0 +1,86 @@
+"""Shrunken runs for the speed and distributed tests: a tiny network on a few synthetic VOC images."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import torch
+
+from latentseg.config import (
+    DataConfig,
+    LatentConfig,
+    ModelConfig,
+    OptimConfig,
+    RunConfig,
+    RuntimeConfig,
+    SelfTrainingConfig,
+)
+from latentseg.data.layout import read_list, read_meta
+from latentseg.data.synthetic import SyntheticSpec, generate
+from latentseg.train.step import Batch, SegmentationStep
+from latentseg.train.trainer import TrainData, build_networks
+
+NUM_CLASSES = 21
+
+
+@pytest.fixture
+def one_thread():
+    """One CPU thread for the test. The tensors here are tiny, so a second thread gains nothing, and a parallel
+    region waits for every thread: on a machine whose other core is busy, two threads make these tests 5x slower."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def tiny_config(**changes) -> RunConfig:
+    """The paper's method (every loss, frozen batch-norm statistics) on a tiny trunk and 32x32 crops."""
+    cfg = RunConfig(
+        init="none",
+        model=ModelConfig(backbone="tiny", discriminator_width=8, freeze_bn_stats=True),
+        data=DataConfig(crop_size=(32, 32), scale_range=(0.75, 1.25), workers=0),
+        optim=OptimConfig(iterations=3, batch_size=3, lr=1e-3, d_lr=1e-3),
+        latent=LatentConfig(k=4),
+        self_training=SelfTrainingConfig(semi_start=0),
+        runtime=RuntimeConfig(device="cpu", log_every=3, checkpoint_every=1000),
+    )
+    return replace(cfg, **changes)
+
+
+def make_data(root: Path) -> TrainData:
+    generate(SyntheticSpec("voc", num_train=20, num_val=1, size=(40, 40), seed=0), root)
+    train = read_list(root / "train.txt")
+    return TrainData(root, read_meta(root), train[:8], train[8:])
+
+
+def with_calibrated_init(cfg: RunConfig, data: TrainData, path: Path) -> RunConfig:
+    """``cfg`` starting from seeded weights whose frozen batch-norm statistics are those of the training images.
+
+    Random weights with the default statistics give losses in the millions (nothing normalises the activations),
+    where a comparison of runs says little; pretrained weights bring sensible statistics, and so does this.
+    """
+    from latentseg.bench import calibrate_batch_norm
+    from latentseg.data.dataset import SegmentationDataset, train_transform
+
+    torch.manual_seed(cfg.optim.seed)
+    model, _ = build_networks(cfg, NUM_CLASSES)
+    images = SegmentationDataset(data.root, data.labeled + data.unlabeled, train_transform(cfg.data))
+    calibrate_batch_norm(model, torch.stack([images[(i, i)][0] for i in range(len(images))]))
+    torch.save({"format": "latentseg-init", "model": model.state_dict()}, path)
+    return replace(cfg, init="coco", init_weights=str(path))
+
+
+def step_and_batch(cfg: RunConfig, n: int = 2, size: int = 32, seed: int = 0) -> tuple[SegmentationStep, Batch]:
+    """A step module built as the trainer builds it (seeded), and a random batch with ignored pixels."""
+    torch.manual_seed(cfg.optim.seed)
+    model, disc = build_networks(cfg, NUM_CLASSES)
+    groups = [i % 3 for i in range(NUM_CLASSES)] if cfg.latent.target == "manual" else None
+    step = SegmentationStep(cfg, model, disc, NUM_CLASSES, num_labeled=50, group_of_class=groups)
+    g = torch.Generator().manual_seed(seed)
+    mask = torch.randint(0, NUM_CLASSES, (n, size, size), generator=g)
+    mask[:, :2] = 255
+    batch = Batch(torch.randn(n, 3, size, size, generator=g) * 50, mask,
+                  torch.randn(n, 3, size, size, generator=g) * 50)
+    return step.train(), batch
