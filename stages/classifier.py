@@ -6,11 +6,10 @@ import json
 from pathlib import Path
 
 import yaml
-from torch.utils.data import DataLoader
 
 from latentseg.classifier import save_classifier, train_classifier
 from latentseg.config import ClassifierConfig, DataConfig, from_dict
-from latentseg.data.dataset import SegmentationDataset, eval_transform
+from latentseg.data.dataset import eval_loader
 from latentseg.data.layout import atomic_write_text, read_list, read_meta
 from latentseg.data.splits import fraction_slug
 from latentseg.evaluate import evaluate
@@ -44,9 +43,7 @@ def main() -> None:
     classifier = train_classifier(cfg, args.data, read_list(split / "labeled.txt"), read_list(split / "unlabeled.txt"),
                                   meta.num_classes, device, doc["experiment"]["seed"], init)
     save_classifier(classifier, args.model, cfg)
-    val = SegmentationDataset(args.data, args.data / "val.txt", eval_transform(data_cfg))
-    uniform = data_cfg.eval_pad is not None or data_cfg.resize is not None
-    loader = DataLoader(val, batch_size=8 if uniform else 1)
+    loader = eval_loader(args.data, data_cfg)
     plain = evaluate(model.to(device), loader, meta.num_classes, device)
     filtered = evaluate(model, loader, meta.num_classes, device, classifier=classifier, threshold=cfg.threshold)
     metrics = {"miou": round(100 * filtered.miou, 2), "miou_unfiltered": round(100 * plain.miou, 2)}

@@ -22,10 +22,9 @@ from pathlib import Path
 import pandas as pd
 import yaml
 from dvclive import Live
-from torch.utils.data import DataLoader
 
 from latentseg.config import RunConfig, from_dict
-from latentseg.data.dataset import SegmentationDataset, eval_transform
+from latentseg.data.dataset import eval_loader
 from latentseg.data.layout import atomic_write_text, read_list, read_meta
 from latentseg.data.splits import fraction_slug
 from latentseg.evaluate import evaluate, run_metrics
@@ -91,9 +90,7 @@ def main() -> None:
 
     model, cfg, state = load_trained(args.checkpoint)
     device = resolve_device(cfg.runtime.device)
-    val = SegmentationDataset(args.data, args.data / "val.txt", eval_transform(cfg.data))
-    uniform = cfg.data.eval_pad is not None or cfg.data.resize is not None  # else sizes may differ: one at a time
-    loader = DataLoader(val, batch_size=8 if uniform else 1, num_workers=cfg.data.workers)
+    loader = eval_loader(args.data, cfg.data)
     result = evaluate(model.to(device), loader, data.meta.num_classes, device, autocast=device.type == "cuda")
     metrics = run_metrics(result, data.meta.classes, state["step"])
     p_lc = result.p_latent_given_class

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 from torch import Tensor
-from torch.utils.data import Dataset
+from torch.utils.data import DataLoader, Dataset
 from torchvision import tv_tensors
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as TF
@@ -179,3 +179,21 @@ class SegmentationDataset(Dataset):
         if self.transform is not None:
             image, mask = self.transform(image, mask)
         return image.as_subclass(Tensor).float(), mask.as_subclass(Tensor).long(), index
+
+
+def pad_collate(batch: list[tuple[Tensor, Tensor, int]]) -> tuple[Tensor, Tensor, Tensor]:
+    """Stack samples of different sizes: pad bottom/right to the largest (image 0 = the mean, mask ignored)."""
+    h = max(image.shape[-2] for image, _, _ in batch)
+    w = max(image.shape[-1] for image, _, _ in batch)
+    images = torch.zeros(len(batch), 3, h, w)
+    masks = torch.full((len(batch), h, w), IGNORE, dtype=torch.long)
+    for i, (image, mask, _) in enumerate(batch):
+        images[i, :, : image.shape[-2], : image.shape[-1]] = image
+        masks[i, : mask.shape[-2], : mask.shape[-1]] = mask
+    return images, masks, torch.tensor([index for _, _, index in batch])
+
+
+def eval_loader(root: str | Path, cfg: DataConfig, batch_size: int = 8) -> DataLoader:
+    """The validation set of a prepared data set, batched (padding is ignored by the metrics)."""
+    val = SegmentationDataset(root, Path(root) / "val.txt", eval_transform(cfg))
+    return DataLoader(val, batch_size=batch_size, num_workers=cfg.workers, collate_fn=pad_collate)

@@ -36,3 +36,13 @@ def test_mask_image_size_mismatch_names_the_files(tmp_path):
     with pytest.raises(ValueError) as err:
         ds[0]
     assert sample.mask in str(err.value) and sample.image in str(err.value)
+
+
+def test_pad_collate_stacks_different_sizes_with_ignored_padding():
+    from latentseg.data.dataset import pad_collate
+
+    a = (torch.ones(3, 4, 5), torch.zeros(4, 5, dtype=torch.long), 0)
+    b = (torch.ones(3, 6, 3), torch.ones(6, 3, dtype=torch.long), 1)
+    images, masks, index = pad_collate([a, b])
+    assert images.shape == (2, 3, 6, 5) and masks.shape == (2, 6, 5) and index.tolist() == [0, 1]
+    assert (masks[0, 4:] == 255).all() and (masks[1, :, 3:] == 255).all() and (images[0, :, 4:] == 0).all()
