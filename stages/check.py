@@ -29,7 +29,9 @@ def main() -> None:
     long = pd.read_csv(args.tables, dtype={"row": str, "column": str}, keep_default_na=True)
     path = args.reference / f"{profile}.yaml"
     if args.write:
-        doc = {"tolerance": {"miou": 2.0, "effective": 1}, "tables": reference_from(long)}
+        # keep the tolerance of the reference being replaced; a first one starts at 3 mIoU points, 2 classes
+        tolerance = yaml.safe_load(path.read_text())["tolerance"] if path.is_file() else {"miou": 3.0, "effective": 2}
+        doc = {"tolerance": tolerance, "tables": reference_from(long)}
         atomic_write_text(path, yaml.safe_dump(doc, sort_keys=False, allow_unicode=True))
         print(f"wrote {path}")
         return
