@@ -22,20 +22,11 @@ from pathlib import Path
 # Measure the checkout this file lives in, not whichever latentseg happens to be installed.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from latentseg.bench import cpu_model
 from latentseg.data.cityscapes import PACKAGES, prepare_cityscapes
 from latentseg.data.download import Remote, file_digest
 from latentseg.data.mock_release import make_cityscapes_zips, make_sbd_tgz, make_voc_tar
 from latentseg.data.voc import prepare_voc
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def timed(fn) -> tuple[float, object]:

@@ -14,7 +14,6 @@ Prints its figures and the machine; takes a few minutes on 2 CPU cores.
 from __future__ import annotations
 
 import argparse
-import platform
 import tempfile
 import time
 from pathlib import Path
@@ -22,6 +21,7 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader
 
+from latentseg.bench import cpu_model
 from latentseg.config import RunConfig, from_dict
 from latentseg.data.classes import VOC_CLASSES, group_index
 from latentseg.data.dataset import SegmentationDataset, eval_transform
@@ -57,7 +57,7 @@ def main() -> None:
     parser.add_argument("--iterations", type=int, default=400)
     parser.add_argument("--seeds", type=int, nargs="+", default=[1234])
     args = parser.parse_args()
-    print(f"machine: {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, "
+    print(f"machine: {cpu_model()}, {torch.get_num_threads()} threads, "
           f"torch {torch.__version__}")
     planted = group_index(VOC_CLASSES, VOC_PLANTED_GROUPS)
     with tempfile.TemporaryDirectory() as tmp:
