@@ -84,6 +84,8 @@ def main() -> None:
     distributed.shutdown()
     if not procs.is_main:
         return
+    # A finished run re-entered (an evaluation change) logs nothing; its curves persist, or start empty if lost.
+    (args.live / "plots" / "metrics").mkdir(parents=True, exist_ok=True)
     print(f"{exp['id']}: {summary.steps_run} steps (from {summary.resumed_from}) in {summary.seconds:.1f} s, "
           f"{summary.images_per_second:.1f} images/s on {procs.world} process(es)"
           f"{', compiled' if summary.compiled else ''}")
