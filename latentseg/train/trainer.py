@@ -98,13 +98,19 @@ def initialise(model: DeepLabV2, cfg: RunConfig) -> list[str]:
         raise KeyError(f"{cfg.init_weights}: {err.args[0]}") from err
 
 
-def resume_step(path: str | Path, cfg: RunConfig) -> int:
-    """The step a run of ``cfg`` resumes from: that of a checkpoint of the same configuration, else 0."""
+def resumable_state(path: str | Path, cfg: RunConfig) -> dict | None:
+    """The checkpoint at ``path`` if it is one of a run of ``cfg`` (the same configuration), else None."""
     path = Path(path)
     if not path.is_file():
-        return 0
+        return None
     state = ckpt.load(path)
-    return int(state["step"]) if state.get("config") == to_dict(cfg) else 0
+    return state if state.get("config") == to_dict(cfg) else None
+
+
+def resume_step(path: str | Path, cfg: RunConfig) -> int:
+    """The step a run of ``cfg`` resumes from: that of a checkpoint of the same configuration, else 0."""
+    state = resumable_state(path, cfg)
+    return 0 if state is None else int(state["step"])
 
 
 def _mean_losses(parts: dict[str, Tensor]) -> dict[str, float]:
@@ -131,9 +137,9 @@ def train(cfg: RunConfig, checkpoint: str | Path, data: TrainData, log: Logger |
     speed.prepare(step_module)
     sgd, adam = make_optimizers(cfg, model, disc, fused=speed.fused_optim)
 
-    start = resume_step(path, cfg)
-    if start > 0:  # loads the file a second time; negligible beside a training run
-        state = ckpt.load(path)
+    state = resumable_state(path, cfg)
+    start = 0 if state is None else int(state["step"])
+    if state is not None:
         step_module.load_state_dict(state["step_module"])
         sgd.load_state_dict(state["sgd"])
         if adam is not None:
