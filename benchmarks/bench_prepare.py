@@ -17,6 +17,7 @@ import platform
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 # Measure the checkout this file lives in, not whichever latentseg happens to be installed.
@@ -25,6 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from latentseg.bench import cpu_model
 from latentseg.data.cityscapes import PACKAGES, prepare_cityscapes
 from latentseg.data.download import Remote, file_digest
+from latentseg.data.layout import DatasetMeta
 from latentseg.data.mock_release import make_cityscapes_zips, make_sbd_tgz, make_voc_tar
 from latentseg.data.voc import prepare_voc
 
@@ -63,15 +65,7 @@ def bench_voc(tmp: Path, n_images: int, size: tuple[int, int], workers: int | No
         ),
     }
     run = lambda out: prepare_voc(tmp / out, raw, download=False, workers=workers, **remotes)  # noqa: E731
-    cold, meta = timed(lambda: run("voc_a"))
-    warm, _ = timed(lambda: run("voc_a"))
-    convert, _ = timed(lambda: run("voc_b"))
-    n = meta.num_train + meta.num_val
-    print(
-        f"VOC+SBD  {n} images ({meta.num_train} train, {meta.num_val} val) at {size[0]}x{size[1]}, "
-        f"archives generated in {gen:.1f} s"
-    )
-    report(n, cold, warm, convert)
+    time_preparation("VOC+SBD", run, "voc", size, gen)
 
 
 def bench_cityscapes(tmp: Path, n_images: int, size: tuple[int, int], workers: int | None) -> None:
@@ -81,14 +75,19 @@ def bench_cityscapes(tmp: Path, n_images: int, size: tuple[int, int], workers: i
     gen, _ = timed(lambda: make_cityscapes_zips(raw, cities, per_city=per_city, size=size))
     remotes = [Remote(("http://unused",), name, md5=file_digest(raw / name, "md5")) for name in PACKAGES]
     run = lambda out: prepare_cityscapes(tmp / out, raw, download=False, remotes=remotes, workers=workers)  # noqa: E731
-    cold, meta = timed(lambda: run("city_a"))
-    warm, _ = timed(lambda: run("city_a"))
-    convert, _ = timed(lambda: run("city_b"))
+    time_preparation("Cityscapes", run, "city", size, gen)
+
+
+def time_preparation(name: str, run: Callable[[str], DatasetMeta], prefix: str, size: tuple[int, int],
+                     gen: float) -> None:
+    """A cold run (extract + convert + check), a warm re-run of the same folder, and a conversion into a new
+    folder from the already extracted archives; then the report."""
+    cold, meta = timed(lambda: run(f"{prefix}_a"))
+    warm, _ = timed(lambda: run(f"{prefix}_a"))
+    convert, _ = timed(lambda: run(f"{prefix}_b"))
     n = meta.num_train + meta.num_val
-    print(
-        f"Cityscapes  {n} images ({meta.num_train} train, {meta.num_val} val) at {size[0]}x{size[1]}, "
-        f"archives generated in {gen:.1f} s"
-    )
+    print(f"{name}  {n} images ({meta.num_train} train, {meta.num_val} val) at {size[0]}x{size[1]}, "
+          f"archives generated in {gen:.1f} s")
     report(n, cold, warm, convert)
 
 
