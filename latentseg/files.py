@@ -1,0 +1,45 @@
+"""Writing files so that a killed process never leaves half of one: the project's one atomic-write helper.
+
+Every output of the pipeline (prepared images and masks, checkpoints, metrics, tables, figures) is written to a
+temporary file in the destination's folder and renamed into place only once it is complete; ``os.replace`` is
+atomic on one file system, so a reader sees the old file or the new one, never a truncated one. This module
+imports nothing heavy (no torch, no numpy): the report stages use it too.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+
+def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
+    """Call ``write(tmp)`` on a temporary path beside ``path``, then rename it to ``path``; returns ``path``.
+
+    ``write`` may write the file by name (``torch.save``, ``Image.save``, ``fig.savefig``, ``shutil.copyfile``).
+    On any error, including KeyboardInterrupt, the temporary file is removed and ``path`` is left as it was.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return path
+
+
+def atomic_write_text(path: str | Path, text: str) -> Path:
+    return atomic_write(path, lambda tmp: tmp.write_text(text))
+
+
+def atomic_write_json(path: str | Path, doc: Any) -> Path:
+    """``doc`` as indented JSON with a final newline (the format of every metrics file)."""
+    return atomic_write_text(path, json.dumps(doc, indent=2) + "\n")
