@@ -7,6 +7,8 @@ anywhere. Losses are computed in float32 whatever the autocast dtype, since they
 Every loss is a statistic of the whole batch. When a distributed run splits the batch over processes, the losses
 take a ``SplitBatch`` (``split``) and compute the same statistic as one process holding the whole batch would.
 None of them waits on the device (no ``.item()``, boolean indexing or ``nonzero``): the step never synchronises.
+
+The losses of the s4GAN baseline (Mittal et al., Tables 1-2) close the file.
 """
 
 from __future__ import annotations
@@ -232,3 +234,60 @@ def unlabeled_total(cons: Tensor, adv: Tensor, lambda_cons: float = 1.0, lambda_
 def total_loss(labeled: Tensor, unlabeled: Tensor, lambda_unlabeled: float = 0.1) -> Tensor:
     """Eqs. (11)+(12) combined: ``L = L_labeled + 0.1 L_unlabeled``."""
     return labeled + lambda_unlabeled * unlabeled
+
+
+# --- s4GAN (Mittal et al., the baseline of Tables 1-2; their train_s4GAN.py) ------------------------------------
+
+
+def s4gan_feature_matching_loss(real_features: Tensor, fake_features: Tensor,
+                                split: SplitBatch | None = None) -> Tensor:
+    """s4GAN's feature matching: ``L_fm = mean_k | mean_n f_real[n, k] - mean_n f_fake[n, k] |``.
+
+    ``real_features`` (N_r, K) are the discriminator's pooled features of one-hot ground truth + image,
+    ``fake_features`` (N_f, K) those of the unlabeled predictions + image (``S4GANDiscriminator``'s second
+    output). Both sides pass gradients; which of them reaches a network is the caller's choice. Under a
+    ``split`` both means are of the whole batch (one collective), so every process computes the same loss.
+    """
+    real, fake = real_features.float().flatten(1), fake_features.float().flatten(1)
+    sums = torch.stack([real.sum(0), fake.sum(0)])  # (2, K)
+    counts = torch.stack([real.new_full((), real.shape[0]), real.new_full((), fake.shape[0])])  # (2,), on device
+    if split is not None:
+        packed = split.sum(torch.cat([sums.flatten(), counts]))
+        sums, counts = packed[:-2].view_as(sums), packed[-2:].detach()
+    means = sums / counts.clamp_min(1).unsqueeze(1)  # an empty side has mean 0, not NaN
+    return (means[0] - means[1]).abs().mean()
+
+
+def s4gan_self_training_loss(logits: Tensor, d_logits: Tensor, threshold: float,
+                             split: SplitBatch | None = None) -> Tensor:
+    """s4GAN's self-training: ``L_st = -1/(|I| H W) sum_{n in I} sum_{h,w} log S(X_n)^(h,w,argmax_c S(X_n)^(h,w))``,
+    ``I = {n : sigmoid(D_n) > threshold}``.
+
+    ``S`` = softmax of ``logits`` (N, C, H, W), the unlabeled images' prediction at the label resolution;
+    ``D_n`` = ``d_logits[n]`` (N, 1), the discriminator's logit on image n's prediction; ``threshold`` is 0.6
+    on VOC and 0.7 on Cityscapes in Mittal et al. (strictly greater, as theirs).
+    A selected image is labeled with its own argmax everywhere; the pseudo-labels and the selection carry no
+    gradient, which reaches only the selected images' logits. No image selected: exactly 0, with a zero gradient.
+    """
+    with torch.no_grad():  # torch.where, not boolean indexing: no host synchronisation
+        selected = torch.sigmoid(d_logits.float().reshape(-1)) > threshold  # (N,)
+        pseudo = torch.where(selected.view(-1, 1, 1), logits.argmax(1), 255)
+    return _masked_ce(logits, pseudo, 255, split)
+
+
+def s4gan_discriminator_loss(d_logits_fake: Tensor, d_logits_real: Tensor, split: SplitBatch | None = None) -> Tensor:
+    """s4GAN's discriminator loss: ``L_D = (BCE(D_fake, 0) + BCE(D_real, 1)) / 2``, each averaged over images.
+
+    ``d_logits_fake`` (N_f, 1): logits on predictions + image; ``d_logits_real`` (N_r, 1): on one-hot ground
+    truth + image. BCE-with-logits equals their sigmoid + ``BCELoss``, and stays exact where the float sigmoid
+    rounds to 0 or 1 (``BCELoss`` clamps the log at -100 there).
+    """
+    return (_bce_to(d_logits_fake, 0.0, None, split) + _bce_to(d_logits_real, 1.0, None, split)) / 2
+
+
+def s4gan_generator_total(ce: Tensor, fm: Tensor, st: Tensor, lambda_fm: float, lambda_st: float) -> Tensor:
+    """s4GAN's segmentation-network loss: ``L_S = L_ce + lambda_fm L_fm + lambda_st L_st``.
+
+    Mittal et al. use ``lambda_fm`` 0.1 and ``lambda_st`` 1.0 (``train_s4GAN.py``'s defaults, also for Cityscapes).
+    """
+    return ce + lambda_fm * fm + lambda_st * st

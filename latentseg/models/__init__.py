@@ -1,6 +1,8 @@
-"""Networks: DeepLab-v2 with a semantic and a latent ASPP head, the discriminator, the image classifier."""
+"""Networks: DeepLab-v2 with a semantic and a latent ASPP head, the discriminators (ours, s4GAN's), the image
+classifier."""
 
 from latentseg.models.deeplab import DeepLabV2, build_segmenter
 from latentseg.models.discriminator import Discriminator
+from latentseg.models.s4gan_discriminator import S4GANDiscriminator
 
-__all__ = ["DeepLabV2", "Discriminator", "build_segmenter"]
+__all__ = ["DeepLabV2", "Discriminator", "S4GANDiscriminator", "build_segmenter"]
