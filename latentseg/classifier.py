@@ -10,20 +10,26 @@ student (the teacher) on another. At inference, classes the classifier rejects a
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable
+from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from latentseg.config import ClassifierConfig, DataConfig
-from latentseg.data.dataset import SegmentationDataset, train_transform
-from latentseg.data.layout import Sample
+from latentseg.closure import fingerprint
+from latentseg.config import ClassifierConfig, DataConfig, to_dict
+from latentseg.data.augment import train_transform
+from latentseg.data.dataset import SegmentationDataset
+from latentseg.data.layout import Sample, samples_digest
+from latentseg.files import atomic_write, file_digest
 from latentseg.models.resnet import build_backbone
 from latentseg.train import checkpoint as ckpt
+from latentseg.train.progress import Progress
 from latentseg.train.sampling import stream_loader
 from latentseg.train.step import poly_lr
+from latentseg.train.trainer import STREAM_LABELED, STREAM_UNLABELED, TrainData
 
 
 class ImageClassifier(nn.Module):
@@ -52,10 +58,12 @@ def ema_update(teacher: nn.Module, student: nn.Module, decay: float) -> None:
         t.copy_(s)
 
 
-def train_classifier(cfg: ClassifierConfig, root: Path, labeled: list[Sample], unlabeled: list[Sample],
-                     num_classes: int, device: torch.device, seed: int, init: dict[str, Tensor] | None = None,
-                     log: Callable[[dict[str, float], int], None] | None = None) -> ImageClassifier:
+def train_classifier(cfg: ClassifierConfig, data_cfg: DataConfig, data: TrainData, device: torch.device, seed: int,
+                     init: dict[str, Tensor] | None = None, log_every: int = 50) -> ImageClassifier:
+    """Train the student on ``data``'s labeled images (BCE on the classes present) and its mean teacher on the
+    unlabeled ones; returns the teacher. Augmentation: the run's (``data_cfg``) at ``input_size`` crops."""
     torch.manual_seed(seed)
+    num_classes = data.meta.num_classes
     student = ImageClassifier(num_classes, cfg.backbone)
     if init is not None:
         student.backbone.load_state_dict(init, strict=True)
@@ -63,22 +71,25 @@ def train_classifier(cfg: ClassifierConfig, root: Path, labeled: list[Sample], u
     teacher = copy.deepcopy(student)
     for p in teacher.parameters():
         p.requires_grad_(False)
-    aug = train_transform(DataConfig(crop_size=(cfg.input_size, cfg.input_size)))
+    aug = train_transform(replace(data_cfg, crop_size=(cfg.input_size, cfg.input_size)))
     params = [p for p in student.parameters() if p.requires_grad]
-    optim = torch.optim.SGD(params, lr=cfg.lr, momentum=0.9, weight_decay=5e-4)
-    lab = iter(stream_loader(SegmentationDataset(root, labeled, aug), cfg.batch_size, seed, 2, 0, cfg.iterations,
-                             0, False))
-    pool = unlabeled or labeled  # a "full" split has no unlabeled images: the teacher then sees labeled ones
-    unl = iter(stream_loader(SegmentationDataset(root, pool, aug, with_mask=False), cfg.batch_size, seed, 3, 0,
-                             cfg.iterations, 0, False))
+    optim = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+
+    def stream(samples: list[Sample], number: int, with_mask: bool) -> Iterator:
+        dataset = SegmentationDataset(data.root, samples, aug, with_mask=with_mask)
+        return iter(stream_loader(dataset, cfg.batch_size, seed, number, 0, cfg.iterations, 0, False))
+
+    lab = stream(data.labeled, STREAM_LABELED, True)
+    unl = stream(data.unlabeled or data.labeled, STREAM_UNLABELED, False)  # full split: the labeled ones
+    progress = Progress(f"classifier seed-{seed}", 0, cfg.iterations, 2 * cfg.batch_size)
     for step in range(cfg.iterations):
         for group in optim.param_groups:
-            group["lr"] = poly_lr(cfg.lr, step, cfg.iterations, 0.9)
+            group["lr"] = poly_lr(cfg.lr, step, cfg.iterations, cfg.power)
         img, mask, _ = next(lab)
         # two views of the same unlabeled images: mirrored, each with its own noise (image labels survive both)
         u = next(unl)[0].to(device)
-        u1 = u + 8.0 * torch.randn_like(u)
-        u2 = torch.flip(u, dims=[3]) + 8.0 * torch.randn_like(u)
+        u1 = u + cfg.noise * torch.randn_like(u)
+        u2 = torch.flip(u, dims=[3]) + cfg.noise * torch.randn_like(u)
         img, mask = img.to(device), mask.to(device)
         bce = F.binary_cross_entropy_with_logits(student(img), presence(mask, num_classes))
         with torch.no_grad():
@@ -89,18 +100,34 @@ def train_classifier(cfg: ClassifierConfig, root: Path, labeled: list[Sample], u
         loss.backward()
         optim.step()
         ema_update(teacher, student, cfg.ema)
-        if log is not None and ((step + 1) % 10 == 0 or step + 1 == cfg.iterations):
-            log({"bce": float(bce), "cons": float(cons)}, step + 1)
+        if (step + 1) % log_every == 0 or step + 1 == cfg.iterations:
+            progress.report(step + 1, {"bce": float(bce), "cons": float(cons), "lr": optim.param_groups[0]["lr"]})
     return teacher  # the mean teacher is the better classifier (Tarvainen & Valpola)
 
 
-def save_classifier(model: ImageClassifier, path: str | Path, cfg: ClassifierConfig) -> None:
-    ckpt.save_atomic({"format": "latentseg-classifier", "config": cfg.__dict__, "model": model.state_dict(),
-                      "num_classes": model.fc.out_features}, path)
+def classifier_identity(cfg: ClassifierConfig, data_cfg: DataConfig, data: TrainData, seed: int,
+                        init: Path | None) -> dict:
+    """What a classifier is trained from: settings, seed, code, data and split, initial weights."""
+    return {"config": to_dict(cfg), "data_config": to_dict(data_cfg), "seed": seed,
+            "code": fingerprint("latentseg.classifier"), "data": data.meta.fingerprint,
+            "labeled": samples_digest(data.labeled), "unlabeled": samples_digest(data.unlabeled),
+            "init": None if init is None else file_digest(init)}
 
 
-def load_classifier(path: str | Path) -> ImageClassifier:
+def save_classifier(model: ImageClassifier, path: str | Path, identity: dict) -> None:
+    doc = {"format": "latentseg-classifier", "identity": identity, "backbone": identity["config"]["backbone"],
+           "model": model.state_dict(), "num_classes": model.fc.out_features}
+    atomic_write(path, lambda tmp: torch.save(doc, tmp))
+
+
+def load_classifier(path: str | Path, identity: dict | None = None) -> ImageClassifier | None:
+    """The classifier saved at ``path``; with ``identity``, None unless it was trained from exactly that."""
+    path = Path(path)
+    if identity is not None and not path.is_file():
+        return None
     state = ckpt.load(path)
-    model = ImageClassifier(state["num_classes"], state["config"]["backbone"])
+    if identity is not None and state.get("identity") != identity:
+        return None
+    model = ImageClassifier(state["num_classes"], state["backbone"])
     model.load_state_dict(state["model"])
     return model

@@ -1,7 +1,10 @@
 """Typed configuration of one training run, read from plain dictionaries (``params.yaml`` sections).
 
-Every default is the paper's (or, where the paper is silent, Hung et al.'s public code). Unknown keys are
-rejected with the path of the key, so a typo in ``params.yaml`` fails loudly instead of being ignored.
+The dataclasses hold no defaults: ``params.yaml`` is the one home of every value, so a field here is a field
+``params.yaml`` must fill. ``from_dict`` rejects unknown keys and missing keys with the path of the key, so a
+typo fails loudly instead of being ignored. A section or a value typed ``X | None`` is one that a resolved run
+may not use (``experiments.canonical`` sets it to None there, so that changing it re-trains no run that ignores
+it); it must still be written out, as ``null``.
 """
 
 from __future__ import annotations
@@ -9,147 +12,166 @@ from __future__ import annotations
 import dataclasses
 import types
 import typing
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal
+
+Objective = Literal["latent", "hung", "s4gan"]
 
 
 @dataclass(frozen=True)
 class ModelConfig:
-    backbone: str = "resnet101"  # "tiny" for CPU runs of the demo
-    # DeepLab-v2 sums all four ASPP branches; 2 reproduces AdvSemiSeg's early return (see models/aspp.py).
-    aspp_branches: int = 4
-    # DeepLab-v2 freezes batch-norm statistics; False normalises with batch statistics (AdvSemiSeg's port).
-    freeze_bn_stats: bool = True
-    discriminator_width: int = 64
+    backbone: str  # resnet101 (the paper) or tiny (the demo's CPU-sized trunk of the same shape)
+    aspp_branches: int  # how many ASPP branches are summed: 4 in DeepLab-v2, 2 in AdvSemiSeg's code
+    freeze_bn_stats: bool  # True: DeepLab-v2's frozen statistics; False: batch statistics, as AdvSemiSeg trains
 
 
 @dataclass(frozen=True)
 class DataConfig:
-    root: str = ""  # a prepared data set folder (see data/layout.py)
-    labeled_list: str = ""  # split lists written by the split stage
-    unlabeled_list: str = ""
-    crop_size: tuple[int, int] = (321, 321)
-    scale_range: tuple[float, float] = (0.5, 1.5)  # Hung et al.: random scale 0.5-1.5 in steps of 0.1
-    scale_step: float = 0.1
-    mirror: bool = True
-    resize: tuple[int, int] | None = None  # (H, W) applied before cropping; Cityscapes: (512, 1024)
-    workers: int = 2
-    eval_pad: int | None = 505  # VOC evaluation pads to 505x505 (padding ignored); None for Cityscapes
+    crop_size: tuple[int, int]  # (H, W) of the random training crop
+    random_scale: bool  # rescale each training image by a factor drawn from scale_range in steps of scale_step
+    scale_range: tuple[float, float] | None
+    scale_step: float | None
+    mirror: bool  # random horizontal flips
+    resize: tuple[int, int] | None  # (H, W) applied first, training and evaluation; Cityscapes: (512, 1024)
+    workers: int  # data-loading processes per training stream
+    eval_pad: int | None  # pad validation images to this square (VOC: 505, padding ignored)
+    # What the unlabeled stream of a "full" split (no unlabeled image) holds: "none" turns the terms on
+    # unlabeled images off; "labeled" feeds the labeled images, unlabeled. None: the split is not full.
+    full_unlabeled: Literal["none", "labeled"] | None
 
 
 @dataclass(frozen=True)
 class OptimConfig:
-    iterations: int = 20000
-    batch_size: int = 10  # labeled images per step; as many unlabeled
-    lr: float = 2.5e-4
-    head_lr_mult: float = 10.0
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    power: float = 0.9  # poly decay
-    d_lr: float = 1e-4
-    d_betas: tuple[float, float] = (0.9, 0.99)
-    seed: int = 1234
+    iterations: int
+    batch_size: int  # labeled images per iteration, all processes together; as many unlabeled
+    lr: float
+    head_lr_mult: float  # the ASPP heads learn this many times faster
+    momentum: float
+    weight_decay: float
+    power: float  # poly decay: lr * (1 - step / iterations) ** power
+    seed: int
 
 
 @dataclass(frozen=True)
 class LossConfig:
-    """Which terms of eqs. (11)-(12) are on (Table 3) and their weights."""
+    """The paper's objective, eqs. (11)-(12): which terms are on (Table 3) and their weights."""
 
-    latent: bool = True
-    consistency: bool = True
-    adversarial: Literal["all", "labeled", "none"] = "all"
-    lambda_latent: float = 1.0
-    lambda_cons: float = 1.0
-    lambda_adv: float = 0.01
-    lambda_unlabeled: float = 0.1
+    latent: bool
+    consistency: bool
+    adversarial: Literal["all", "labeled", "none"]  # which predictions the discriminator judges
+    lambda_latent: float | None
+    lambda_cons: float | None
+    lambda_adv: float | None
+    lambda_unlabeled: float | None
 
 
 @dataclass(frozen=True)
 class LatentConfig:
-    k: int = 20  # maximum number of latent classes (Table 4)
     # learned: eqs. (3)-(9). manual: cross-entropy on fixed supercategories (``groups``). semantic: the latent
     # branch predicts the semantic classes. semantic_kl: two semantic branches with a symmetric KL (Table 5).
-    target: Literal["learned", "manual", "semantic", "semantic_kl"] = "learned"
-    groups: dict[str, list[str]] = field(default_factory=dict)  # manual: supercategory -> class names
-    alpha: float | None = None  # eq. (7) momentum; None = batch size / labeled images
+    target: Literal["learned", "manual", "semantic", "semantic_kl"]
+    k: int | None  # maximum number of latent classes (Table 4); None where the width comes from elsewhere
+    groups: dict[str, list[str]]  # manual: supercategory -> class names
+    alpha: float | None  # eq. (7) momentum; None = batch size / labeled images
 
 
 @dataclass(frozen=True)
-class SelfTrainingConfig:
-    """Hung et al.'s semi-supervised recipe (their public code's defaults)."""
+class HungConfig:
+    """Hung et al.'s objective (AdvSemiSeg train.py): adversarial loss and discriminator-gated self-training."""
 
-    enabled: bool = False
-    lambda_semi: float = 0.1
-    lambda_semi_adv: float = 0.001
-    mask_t: float = 0.2
-    semi_start: int = 5000
+    lambda_adv: float  # --lambda-adv-pred, on labeled predictions
+    lambda_semi: float
+    lambda_semi_adv: float
+    mask_t: float
+    semi_start: int
+
+
+@dataclass(frozen=True)
+class S4ganConfig:
+    """Mittal et al.'s s4GAN objective (train_s4GAN.py): feature matching and image-level self-training."""
+
+    lambda_fm: float
+    lambda_st: float
+    threshold: float  # discriminator score above which an unlabeled prediction becomes its own label
+
+
+@dataclass(frozen=True)
+class DiscriminatorConfig:
+    width: int  # channels of the first convolution (64 in both papers)
+    lr: float  # Adam, with the same poly decay as the segmentation network
+    betas: tuple[float, float]
+    # Where the ground-truth maps it sees as "real" come from: "separate", a labeled stream of their own (both
+    # AdvSemiSeg's and s4GAN's trainloader_gt), or "batch", the masks of the iteration's labeled batch.
+    real: Literal["separate", "batch"]
 
 
 @dataclass(frozen=True)
 class ClassifierConfig:
-    """Mittal et al.'s image-level classifier that filters the segmentation at inference."""
+    """Mittal et al.'s image-level classifier (MLMT) that filters the segmentation at inference."""
 
-    enabled: bool = False
-    backbone: str = "resnet101"
-    iterations: int = 20000
-    batch_size: int = 10
-    lr: float = 1e-3
-    ema: float = 0.999
-    lambda_cons: float = 1.0
-    threshold: float = 0.2
-    input_size: int = 321
+    backbone: str
+    iterations: int
+    batch_size: int  # labeled images per step; as many unlabeled (two noisy views each)
+    lr: float
+    momentum: float
+    weight_decay: float
+    power: float  # poly decay
+    ema: float  # the mean teacher's decay
+    lambda_cons: float
+    noise: float  # std of the Gaussian noise of the two unlabeled views (pixel values, 0-255 scale)
+    threshold: float  # a class whose probability is below it is removed from the segmentation
+    input_size: int  # square training crops
 
 
 @dataclass(frozen=True)
 class RuntimeConfig:
-    device: str = "auto"  # auto | cpu | cuda
-    amp: bool = True  # bf16 autocast on CUDA; ignored on the CPU
-    channels_last: bool = True  # NHWC weights and images on CUDA (what cuDNN's tensor-core convolutions want)
-    compile: bool = False  # torch.compile the segmentation network; eager (logged) if compiling fails
-    log_every: int = 50
-    checkpoint_every: int = 1000
-    eval_every: int = 0  # 0: only at the end
+    device: str  # auto | cpu | cuda
+    amp: bool  # bf16 autocast on CUDA; ignored on the CPU
+    channels_last: bool  # NHWC weights and images on CUDA (what cuDNN's tensor-core convolutions want)
+    compile: bool  # torch.compile the segmentation network; eager (logged) if compiling fails
+    log_every: int  # a progress line and the training curves every this many steps
+    checkpoint_every: int
+    eval_every: int  # validation mIoU during training every this many steps (0: only at the end)
+    parallel_runs: int  # runs (seeds) of one experiment trained side by side, one process each
 
 
 @dataclass(frozen=True)
 class RunConfig:
-    dataset: str = "voc"
-    init: str = "coco"  # coco | imagenet | none (which initial weights; see weights stage)
-    init_weights: str = ""  # path to the initial weights file for ``init``
-    model: ModelConfig = field(default_factory=ModelConfig)
-    data: DataConfig = field(default_factory=DataConfig)
-    optim: OptimConfig = field(default_factory=OptimConfig)
-    loss: LossConfig = field(default_factory=LossConfig)
-    latent: LatentConfig = field(default_factory=LatentConfig)
-    self_training: SelfTrainingConfig = field(default_factory=SelfTrainingConfig)
-    classifier: ClassifierConfig = field(default_factory=ClassifierConfig)
-    runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
+    dataset: str
+    init: str  # coco | imagenet | none: which initial weights (stage weights)
+    objective: Objective  # latent: the paper's method; hung: Hung et al.'s; s4gan: Mittal et al.'s
+    model: ModelConfig
+    data: DataConfig
+    optim: OptimConfig
+    loss: LossConfig | None  # the latent objective's terms
+    latent: LatentConfig | None  # None: no latent branch
+    hung: HungConfig | None
+    s4gan: S4ganConfig | None
+    discriminator: DiscriminatorConfig | None  # None: no discriminator
+    runtime: RuntimeConfig
 
     @property
     def uses_latent_branch(self) -> bool:
-        return self.loss.latent or self.latent.target == "semantic_kl"
+        return self.latent is not None
 
 
 def from_dict(cls: type, values: dict[str, Any] | None, where: str = "") -> Any:
-    """Build dataclass ``cls`` from ``values``; unknown keys raise ``KeyError`` naming ``where.key``."""
+    """Build dataclass ``cls`` from ``values``; unknown or missing keys raise ``KeyError`` naming ``where.key``."""
     values = dict(values or {})
     hints = typing.get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(values) - names)
+    names = [f.name for f in dataclasses.fields(cls)]
+    unknown = sorted(set(values) - set(names))
     if unknown:
         raise KeyError(f"unknown configuration key(s) {', '.join(f'{where}{k}' for k in unknown)}; "
                        f"valid keys of {where.rstrip('.') or 'the run'}: {', '.join(sorted(names))}")
-    kwargs = {}
-    for name, value in values.items():
-        kwargs[name] = _coerce(hints[name], value, f"{where}{name}")
-    return cls(**kwargs)
+    missing = [n for n in names if n not in values]
+    if missing:
+        raise KeyError(f"configuration key(s) {', '.join(f'{where}{k}' for k in missing)} missing: every setting "
+                       "has its value in params.yaml (write null where a run does not use it)")
+    return cls(**{name: _coerce(hints[name], values[name], f"{where}{name}") for name in names})
 
 
 def _coerce(hint: Any, value: Any, where: str) -> Any:
-    if dataclasses.is_dataclass(hint):
-        if not isinstance(value, dict):
-            raise TypeError(f"{where} must be a mapping, got {value!r}")
-        return from_dict(hint, value, where + ".")
     origin = typing.get_origin(hint)
     args = typing.get_args(hint)
     if origin in (typing.Union, types.UnionType):
@@ -157,6 +179,12 @@ def _coerce(hint: Any, value: Any, where: str) -> Any:
             return None
         hint = next(a for a in args if a is not type(None))
         return _coerce(hint, value, where)
+    if dataclasses.is_dataclass(hint):
+        if not isinstance(value, dict):
+            raise TypeError(f"{where} must be a mapping, got {value!r}")
+        return from_dict(hint, value, where + ".")
+    if value is None:
+        raise TypeError(f"{where} must not be null")
     if origin is tuple and isinstance(value, list | tuple):
         if len(value) != len(args):
             raise ValueError(f"{where} needs {len(args)} values, got {value!r}")

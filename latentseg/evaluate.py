@@ -43,7 +43,8 @@ def effective_latent_classes(p_latent_given_class: Tensor, threshold: float) -> 
 
 
 def normalise_rows(joint: Tensor) -> Tensor:
-    """``P(l|c)`` from co-occurrence counts; rows of classes never seen stay all zero."""
+    """``P(l|c)`` from co-occurrence counts (eq. 8, or the validation set's); rows of classes never seen stay
+    all zero, so that they count no latent class as effective."""
     rows = joint.sum(1, keepdim=True)
     return torch.where(rows > 0, joint / rows.clamp_min(1e-12), torch.zeros_like(joint))
 
@@ -102,15 +103,21 @@ def evaluate(model: DeepLabV2, loader: DataLoader, num_classes: int, device: tor
     return EvalResult(confusion.cpu(), None if joint is None else joint.cpu())
 
 
-def run_metrics(result: EvalResult, classes: list[str], steps: int) -> dict[str, float]:
-    """The metrics file of a run: mIoU and per-class IoU in %, effective latent classes at t = 0.1 and 0.9."""
+def run_metrics(result: EvalResult, classes: list[str], steps: int,
+                p_latent_given_class: Tensor | None = None) -> dict[str, float]:
+    """The metrics of one run: mIoU and per-class IoU in %, and effective latent classes at t = 0.1 and 0.9.
+
+    ``p_latent_given_class`` is eq. (8)'s P(l|c), from the co-occurrence matrix M accumulated in training (what
+    Table 4 and Figure 3 report); the same counts from the validation set's estimate are ``effective_val_*``.
+    """
     metrics: dict[str, float] = {"miou": round(100 * result.miou, 2), "steps": steps}
     metrics.update({f"iou/{c}": round(100 * float(v), 2) for c, v in zip(classes, result.iou, strict=True)
                     if not torch.isnan(v)})
-    p_lc = result.p_latent_given_class
-    if p_lc is not None:
-        for t in (0.1, 0.9):
-            metrics[f"effective_t{t}"] = effective_latent_classes(p_lc, t)
+    for t in (0.1, 0.9):
+        if p_latent_given_class is not None:
+            metrics[f"effective_t{t}"] = effective_latent_classes(p_latent_given_class, t)
+        if result.p_latent_given_class is not None:
+            metrics[f"effective_val_t{t}"] = effective_latent_classes(result.p_latent_given_class, t)
     return metrics
 
 

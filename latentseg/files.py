@@ -8,6 +8,7 @@ imports nothing heavy (no torch, no numpy): the report stages use it too.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
@@ -43,3 +44,9 @@ def atomic_write_text(path: str | Path, text: str) -> Path:
 def atomic_write_json(path: str | Path, doc: Any) -> Path:
     """``doc`` as indented JSON with a final newline (the format of every metrics file)."""
     return atomic_write_text(path, json.dumps(doc, indent=2) + "\n")
+
+
+def file_digest(path: str | Path, algorithm: str = "sha256") -> str:
+    """The hex digest of a file's bytes (read in chunks: weights files run to hundreds of MB)."""
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, algorithm).hexdigest()

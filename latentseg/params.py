@@ -22,5 +22,8 @@ def load_params(path: str | Path = "params.yaml") -> dict[str, Any]:
 
 
 def profile_section(params: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """The current profile's name and its section ``profiles.<name>``."""
     name = params.get("profile", "demo")
+    if name not in params.get("profiles", {}):
+        raise KeyError(f"params: profile {name!r} is not one of {sorted(params.get('profiles', {}))}")
     return name, params["profiles"][name]

@@ -1,21 +1,28 @@
-"""Stage `classifier@<id>`: train Mittal et al.'s image classifier on a run's split and evaluate that run with
-the classifier filtering its predictions (Table 1, "Proposed + Classifier")."""
+"""Stage `classifier@<id>`: Mittal et al.'s image classifier on one split (one per seed), and the runs it filters
+evaluated with and without its filter: "Proposed + Classifier" (Table 1) and "s4GAN + MLMT" (Mittal et al.'s
+rows). Writes `<results>/<experiment>/classifier.json` for each filtered experiment.
+
+A classifier is trained from the same settings, data and code only once: a re-run caused by a filtered run
+(a new segmentation result) only evaluates again.
+"""
 
 import argparse
-import json
+import logging
 from pathlib import Path
 
+import torch
 import yaml
 
-from latentseg.classifier import save_classifier, train_classifier
+from latentseg.classifier import classifier_identity, load_classifier, save_classifier, train_classifier
 from latentseg.config import ClassifierConfig, DataConfig, from_dict
 from latentseg.data.dataset import eval_loader
-from latentseg.data.layout import atomic_write_text, read_list, read_meta
-from latentseg.data.splits import fraction_slug
+from latentseg.data.layout import read_list, read_meta, split_folder
 from latentseg.evaluate import evaluate
-from latentseg.train import checkpoint as ckpt
-from latentseg.train.trainer import load_trained, resolve_device
-from latentseg.weights import resolve_init
+from latentseg.experiments import run_label
+from latentseg.files import atomic_write_json
+from latentseg.models.init import resolve_init
+from latentseg.runs import summarise
+from latentseg.train.trainer import TrainData, load_trained, resolve_device
 
 
 def main() -> None:
@@ -24,31 +31,49 @@ def main() -> None:
     parser.add_argument("--data", type=Path, required=True)
     parser.add_argument("--splits", type=Path, required=True)
     parser.add_argument("--weights", type=Path, required=True, help="folder of initial weights (imagenet.pt)")
-    parser.add_argument("--run", type=Path, required=True, help="checkpoint of the segmentation run to filter")
-    parser.add_argument("--model", type=Path, required=True, help="classifier file to write")
-    parser.add_argument("--metrics", type=Path, required=True)
+    parser.add_argument("--runs", type=Path, required=True, help="folder of every experiment's runs")
+    parser.add_argument("--out", type=Path, required=True, help="folder of this classifier's files, one per seed")
+    parser.add_argument("--results", type=Path, required=True, help="folder of every experiment's results")
     args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
     doc = yaml.safe_load(args.config.read_text())
     cfg = from_dict(ClassifierConfig, doc["config"], "classifier.")
     data_cfg = from_dict(DataConfig, doc["data"], "data.")
-    meta = read_meta(args.data)
-    split = args.splits / fraction_slug(doc["experiment"]["fraction"])
-    model, run_cfg, _ = load_trained(args.run)
-    device = resolve_device(run_cfg.runtime.device)
-    init_file = resolve_init(args.weights, "imagenet")  # None where the profile makes none (the demo)
+    split = split_folder(args.splits, doc["fraction"])
+    data = TrainData(args.data, read_meta(args.data), read_list(split / "labeled.txt"),
+                     read_list(split / "unlabeled.txt"))
+    device = resolve_device("auto")
+    init_file = resolve_init(args.weights, "imagenet")  # Mittal et al. start from ImageNet; None in the demo
     init = None
-    if init_file is not None:  # the trunk of the ImageNet initialisation (Mittal et al. start from ImageNet)
-        state = ckpt.load(init_file)["model"]
+    if init_file is not None:
+        state = torch.load(init_file, map_location="cpu", weights_only=False)["model"]
         init = {k.removeprefix("backbone."): v for k, v in state.items() if k.startswith("backbone.")}
-    classifier = train_classifier(cfg, args.data, read_list(split / "labeled.txt"), read_list(split / "unlabeled.txt"),
-                                  meta.num_classes, device, doc["experiment"]["seed"], init)
-    save_classifier(classifier, args.model, cfg)
     loader = eval_loader(args.data, data_cfg)
-    plain = evaluate(model.to(device), loader, meta.num_classes, device)
-    filtered = evaluate(model, loader, meta.num_classes, device, classifier=classifier, threshold=cfg.threshold)
-    metrics = {"miou": round(100 * filtered.miou, 2), "miou_unfiltered": round(100 * plain.miou, 2)}
-    atomic_write_text(args.metrics, json.dumps(metrics, indent=2) + "\n")
-    print(f"classifier {doc['classifier']}: mIoU {metrics['miou_unfiltered']:.2f} -> {metrics['miou']:.2f}")
+    filtered: dict[str, dict[str, dict]] = {exp: {} for exp in doc["filters"]}
+    for seed in doc["seeds"]:
+        label = run_label(seed)
+        path = args.out / label / "classifier.pt"
+        identity = classifier_identity(cfg, data_cfg, data, seed, init_file)
+        classifier = load_classifier(path, identity)
+        if classifier is None:
+            classifier = train_classifier(cfg, data_cfg, data, device, seed, init)
+            save_classifier(classifier, path, identity)
+        for exp in doc["filters"]:
+            checkpoint = args.runs / exp / label / "checkpoint.pt"
+            if not checkpoint.is_file():
+                continue  # that experiment has no run of this seed
+            model, _, _ = load_trained(checkpoint)
+            model.to(device)
+            plain = evaluate(model, loader, data.meta.num_classes, device)
+            kept = evaluate(model, loader, data.meta.num_classes, device, classifier=classifier.to(device),
+                            threshold=cfg.threshold)
+            filtered[exp][label] = {"miou": round(100 * kept.miou, 2), "miou_unfiltered": round(100 * plain.miou, 2)}
+            print(f"classifier {doc['classifier']} {label} on {exp}: mIoU {100 * plain.miou:.2f} -> "
+                  f"{100 * kept.miou:.2f}")
+    for exp, per_run in filtered.items():
+        if not per_run:
+            raise FileNotFoundError(f"no run of {exp} under {args.runs / exp}: run its training stage first")
+        atomic_write_json(args.results / exp / "classifier.json", summarise(per_run))
 
 
 if __name__ == "__main__":

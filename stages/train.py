@@ -1,8 +1,9 @@
-"""Stage `train@<experiment>`: train one run of the registry (resuming from its checkpoint if it was killed) and
-evaluate it on the validation set: mIoU, per-class IoU, P(l|c) and effective latent classes.
+"""Stage `train@<experiment>`: train every run (one per seed) of one experiment of the registry and evaluate each:
+mIoU, per-class IoU, P(l|c) and effective latent classes, written to `<results>/metrics.json` and `latent/`.
 
-Training and evaluation share a stage so that each run costs one start-up; a change that only touches evaluation
-re-runs the stage, which finds the finished checkpoint of the same configuration and only evaluates.
+A killed run resumes from its checkpoint; a finished one of the same configuration and training code is only
+evaluated again (an evaluation change re-runs this stage without re-training), and adding seeds to `repeats`
+trains the new runs alone. Seeds train side by side with `runtime.parallel_runs` > 1.
 
 Several GPUs for one run: `torchrun --standalone --nproc_per_node N stages/train.py ...`, or set
 `LATENTSEG_NPROC_PER_NODE=N` and the stage starts torchrun itself (so `dvc repro`/`dvc exp run` need no other
@@ -11,26 +12,25 @@ Each process takes a GPU no other latentseg process holds, so `dvc queue start -
 """
 
 import argparse
-import contextlib
-import json
+import logging
 import os
 import shutil
 import sys
-from dataclasses import replace
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
-import pandas as pd
 import yaml
 from dvclive import Live
 
 from latentseg.config import RunConfig, from_dict
-from latentseg.data.dataset import eval_loader
-from latentseg.data.layout import atomic_write_text, read_list, read_meta
-from latentseg.data.splits import fraction_slug
-from latentseg.evaluate import evaluate, run_metrics
+from latentseg.data.layout import read_list, read_meta, split_folder
+from latentseg.experiments import run_label, with_seed
+from latentseg.files import atomic_write_json, atomic_write_text
+from latentseg.models.init import resolve_init
+from latentseg.runs import RunJob, run_all, summarise
 from latentseg.train import distributed
-from latentseg.train.trainer import TrainData, load_trained, resolve_device, resume_step, train
-from latentseg.weights import resolve_init
+from latentseg.train.trainer import Logger, TrainData, resume_step
 
 
 def relaunch_under_torchrun() -> None:
@@ -41,6 +41,12 @@ def relaunch_under_torchrun() -> None:
                                   f"--nproc_per_node={nproc}", __file__, *sys.argv[1:]])
 
 
+def latent_csv(p, classes: list[str]) -> str:
+    rows = [",".join(["class", *(f"l{i}" for i in range(p.shape[1]))])]
+    rows += [",".join([c, *(f"{v:.5f}" for v in row)]) for c, row in zip(classes, p.tolist(), strict=True)]
+    return "\n".join(rows) + "\n"
+
+
 def main() -> None:
     relaunch_under_torchrun()
     parser = argparse.ArgumentParser(description=__doc__)
@@ -48,60 +54,60 @@ def main() -> None:
     parser.add_argument("--data", type=Path, required=True, help="prepared data set")
     parser.add_argument("--splits", type=Path, required=True, help="split lists of the data set")
     parser.add_argument("--weights", type=Path, required=True, help="folder of initial weights (stage weights)")
-    parser.add_argument("--checkpoint", type=Path, required=True)
-    parser.add_argument("--live", type=Path, required=True, help="dvclive folder for the training curves")
-    parser.add_argument("--metrics", type=Path, required=True, help="metrics.json to write")
-    parser.add_argument("--latent", type=Path, required=True, help="CSV of P(l|c) on the validation set")
+    parser.add_argument("--runs", type=Path, required=True, help="folder of the experiment's run checkpoints")
+    parser.add_argument("--results", type=Path, required=True, help="folder of its metrics, P(l|c) and curves")
     args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
     doc = yaml.safe_load(args.config.read_text())
-    exp = doc["experiment"]
-    cfg = from_dict(RunConfig, doc["run"])
+    exp, cfg = doc["experiment"], from_dict(RunConfig, doc["run"])
     init = resolve_init(args.weights, exp["init"])  # raises, naming the stage, when a file that should be is not
     if exp["init"] != "none" and init is None:
         print(f"the {doc['profile']} profile makes no '{exp['init']}' weights (params.yaml: profiles.{doc['profile']}"
-              f".weights.{exp['init']}: null): this run starts from random weights, by design")
-    split = args.splits / fraction_slug(exp["fraction"])
-    cfg = replace(cfg, init_weights=str(init) if init is not None else "",
-                  data=replace(cfg.data, root=str(args.data), labeled_list=str(split / "labeled.txt"),
-                               unlabeled_list=str(split / "unlabeled.txt")))
+              f".weights.{exp['init']}: null): these runs start from random weights, by design")
+    split = split_folder(args.splits, exp["fraction"])
     data = TrainData(args.data, read_meta(args.data), read_list(split / "labeled.txt"),
                      read_list(split / "unlabeled.txt"))
     procs = distributed.init_from_env(cfg.runtime.device)  # torchrun's group if any; a GPU of its own
-    resuming = resume_step(args.checkpoint, cfg) > 0
-    if procs.is_main and not resuming:
-        shutil.rmtree(args.live, ignore_errors=True)  # curves of an older configuration
-    live_ctx = (Live(str(args.live), dvcyaml=False, save_dvc_exp=False, resume=resuming, report=None)
-                if procs.is_main else contextlib.nullcontext())
-    with live_ctx as live:
-        def log(metrics: dict[str, float], step: int) -> None:
-            live.step = step
-            for name, value in metrics.items():
-                live.log_metric(f"train/{name}", value)
-            live.next_step()
+    jobs = [RunJob(run_label(s), with_seed(cfg, s), args.runs / run_label(s) / "checkpoint.pt", data, init)
+            for s in exp["seeds"]]
+    if procs.is_main:  # runs of seeds no longer asked for are not kept
+        labels = {job.label for job in jobs}
+        for folder in (args.runs, args.results / "live"):
+            for old in folder.glob("seed-*"):
+                if old.name not in labels:
+                    shutil.rmtree(old)
 
-        summary = train(cfg, args.checkpoint, data, log if procs.is_main else None)
-    distributed.barrier()  # rank 0 has written the last checkpoint
+    @contextmanager
+    def live(job: RunJob, resuming: bool) -> Iterator[Logger]:
+        if not procs.is_main:
+            yield lambda values, step: None
+            return
+        folder = args.results / "live" / job.label
+        if not resuming:
+            shutil.rmtree(folder, ignore_errors=True)  # curves of an older configuration
+        with Live(str(folder), dvcyaml=False, save_dvc_exp=False, resume=resuming, report=None) as sink:
+            def log(values: dict[str, float], step: int) -> None:
+                sink.step = step
+                for name, value in values.items():
+                    sink.log_metric(name if "/" in name else f"train/{name}", value)
+                sink.next_step()
+            yield log
+
+    parallel = cfg.runtime.parallel_runs if procs.world == 1 else 1
+    outcomes = list(run_all(jobs, parallel, live, lambda job: resume_step(job.checkpoint, job.cfg, job.data, job.init) > 0))
     distributed.shutdown()
     if not procs.is_main:
         return
-    # A finished run re-entered (an evaluation change) logs nothing; its curves persist, or start empty if lost.
-    (args.live / "plots" / "metrics").mkdir(parents=True, exist_ok=True)
-    print(f"{exp['id']}: {summary.steps_run} steps (from {summary.resumed_from}) in {summary.seconds:.1f} s, "
-          f"{summary.images_per_second:.1f} images/s on {procs.world} process(es)"
-          f"{', compiled' if summary.compiled else ''}")
-
-    model, cfg, state = load_trained(args.checkpoint)
-    device = resolve_device(cfg.runtime.device)
-    loader = eval_loader(args.data, cfg.data)
-    result = evaluate(model.to(device), loader, data.meta.num_classes, device, autocast=device.type == "cuda")
-    metrics = run_metrics(result, data.meta.classes, state["step"])
-    p_lc = result.p_latent_given_class
-    latent = "" if p_lc is None else pd.DataFrame(
-        p_lc.numpy(), index=data.meta.classes, columns=[f"l{i}" for i in range(p_lc.shape[1])]
-    ).to_csv(float_format="%.5f")
-    atomic_write_text(args.latent, latent)  # empty for a run without a latent branch
-    atomic_write_text(args.metrics, json.dumps(metrics, indent=2) + "\n")
-    print(f"{exp['id']}: mIoU {metrics['miou']:.2f}")
+    for outcome in outcomes:
+        print(f"{exp['id']} {outcome.summary}")
+        for suffix, p in (("", outcome.p_latent), ("-val", outcome.p_latent_val)):
+            if p is not None:
+                atomic_write_text(args.results / "latent" / f"{outcome.label}{suffix}.csv",
+                                  latent_csv(p, data.meta.classes))
+    (args.results / "latent").mkdir(parents=True, exist_ok=True)  # empty for a run without a latent branch
+    metrics = summarise({o.label: o.metrics for o in outcomes})
+    atomic_write_json(args.results / "metrics.json", metrics)
+    print(f"{exp['id']}: mIoU {metrics['miou']:.2f} (mean of {len(outcomes)} run(s))")
 
 
 if __name__ == "__main__":

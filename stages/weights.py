@@ -1,5 +1,5 @@
 """Stage `weights`: the initial weights every run starts from (`<out>/coco.pt`, `<out>/imagenet.pt`) and
-`<out>/manifest.json`, made as `profiles.<profile>.weights` in params.yaml says (see latentseg/weights.py).
+`<out>/manifest.json`, made as the plan `configs/weights.yaml` (from `profiles.<profile>.weights`) says.
 
 Paper profile: the published checkpoints, downloaded into `<raw>/weights` (or a copy you have), or COCO
 pretraining (COCO in `<raw>/coco`, its preparation and resumable run in `<work>`). Demo profile: "coco" is
@@ -7,24 +7,23 @@ pretrained on an embedded COCO-format stand-in, "imagenet" is none (random weigh
 """
 
 import argparse
+import logging
 from pathlib import Path
 
-from latentseg.params import load_params
+import yaml
+
 from latentseg.weights import make_weights
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--plan", type=Path, required=True, help="configs/weights.yaml of stage resolve")
     parser.add_argument("--out", type=Path, required=True, help="folder of the initial weights")
     parser.add_argument("--raw", type=Path, required=True, help="where downloads are kept (weights/, coco/)")
     parser.add_argument("--work", type=Path, required=True, help="COCO preparation and pretraining checkpoint")
     args = parser.parse_args()
-
-    def log(metrics: dict[str, float], step: int) -> None:
-        if step % 100 == 0:
-            print(f"pretrain step {step}: ce {metrics['ce']:.3f}")
-
-    manifest = make_weights(load_params(), args.out, args.raw, args.work, log)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    manifest = make_weights(yaml.safe_load(args.plan.read_text()), args.out, args.raw, args.work)
     for init, entry in manifest.items():
         print(f"{init}: " + (f"{args.out / entry['file']} ({entry['made_by']})" if entry else "none (random)"))
 

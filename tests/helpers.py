@@ -1,4 +1,8 @@
-"""Small fixtures shared by the tests: an embedded data set and a shrunken run configuration."""
+"""Small fixtures shared by the tests: an embedded data set and a shrunken run configuration.
+
+Configurations start from the repository's ``params.yaml`` (the one home of every default) and shrink it, as a
+test of the pipeline would: the values under test are the ones the pipeline uses.
+"""
 
 from __future__ import annotations
 
@@ -9,21 +13,37 @@ from latentseg.config import RunConfig, from_dict
 from latentseg.data.layout import read_list
 from latentseg.data.splits import split_labeled
 from latentseg.data.synthetic import SyntheticSpec, generate
-from latentseg.experiments import deep_merge
+from latentseg.experiments import canonical, deep_merge, defaults, validate
+from latentseg.params import load_params
 from latentseg.train.trainer import TrainData
 
+ROOT = Path(__file__).resolve().parents[1]
+PARAMS = load_params(ROOT / "params.yaml")
+
 TINY: dict[str, Any] = {
-    "model": {"backbone": "tiny", "freeze_bn_stats": False, "discriminator_width": 8},
-    "data": {"crop_size": [32, 32], "workers": 0, "eval_pad": None, "scale_range": [0.8, 1.2]},
-    "optim": {"iterations": 6, "batch_size": 4, "lr": 0.01},
+    "model": {"backbone": "tiny", "freeze_bn_stats": False},
+    "data": {"crop_size": [32, 32], "workers": 0, "eval_pad": None, "random_scale": True,
+             "scale_range": [0.8, 1.2], "mirror": True},
+    "optim": {"iterations": 6, "batch_size": 4, "lr": 0.01, "seed": 1234},
     "latent": {"k": 5},
-    "self_training": {"semi_start": 2},
-    "runtime": {"device": "cpu", "log_every": 1, "checkpoint_every": 3},
+    "hung": {"semi_start": 2},
+    "discriminator": {"width": 8},
+    "runtime": {"device": "cpu", "log_every": 1, "checkpoint_every": 3, "eval_every": 0, "parallel_runs": 1},
 }
 
 
-def tiny_config(**overrides: Any) -> RunConfig:
-    return from_dict(RunConfig, deep_merge(TINY, overrides))
+def tiny_tree(**overrides: Any) -> dict[str, Any]:
+    """The run sections of ``params.yaml`` shrunk by ``TINY``, then ``overrides`` (sections or ``objective``)."""
+    tree = deep_merge(deep_merge(defaults(PARAMS), TINY), overrides)
+    tree.pop("classifier")
+    return tree
+
+
+def tiny_config(fraction: str = "1/4", dataset: str = "voc", init: str = "none", **overrides: Any) -> RunConfig:
+    cfg = from_dict(RunConfig, {"dataset": dataset, "init": init, **tiny_tree(**overrides)})
+    cfg = canonical(cfg, fraction)
+    validate(cfg)
+    return cfg
 
 
 def tiny_data(root: Path, name: str = "voc", num_train: int = 40, fraction: str = "1/4") -> TrainData:

@@ -8,16 +8,20 @@ A prepared data set is a folder holding:
   ``leftImg8bit/`` + ``gtFine/`` for Cityscapes), so that torchvision's readers open it too.
 
 Masks are single-channel PNGs (palette or grey) whose values are class indices, or ``ignore_index``.
-Split lists (labeled / unlabeled) use the same line format, so a split is a subset of ``train.txt``.
+Split lists (labeled / unlabeled) use the same line format, so a split is a subset of ``train.txt``; the split
+stage writes them as ``<splits>/<fraction slug>/{labeled,unlabeled}.txt`` (``split_folder``).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
-import os
-import tempfile
-from dataclasses import asdict, dataclass
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, replace
+from fractions import Fraction
 from pathlib import Path
+
+from latentseg.files import atomic_write_text
 
 META_FILE = "dataset.json"
 
@@ -29,6 +33,9 @@ class DatasetMeta:
     ignore_index: int = 255
     num_train: int = 0
     num_val: int = 0
+    # A digest of every image and mask the lists name (``content_fingerprint``), written by the preparation: a
+    # training checkpoint records it, so a run is never reused on data that changed under the same file names.
+    fingerprint: str = ""
 
     @property
     def num_classes(self) -> int:
@@ -45,22 +52,11 @@ class Sample:
         return Path(self.image).stem
 
 
-def atomic_write_text(path: str | Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file in the same folder, so no half file is left."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def write_meta(root: str | Path, meta: DatasetMeta) -> None:
+def write_meta(root: str | Path, meta: DatasetMeta) -> DatasetMeta:
+    """Write ``dataset.json`` with the content fingerprint of the set: the last file a preparation writes."""
+    meta = replace(meta, fingerprint=content_fingerprint(root))
     atomic_write_text(Path(root) / META_FILE, json.dumps(asdict(meta), indent=2) + "\n")
+    return meta
 
 
 def read_meta(root: str | Path) -> DatasetMeta:
@@ -98,3 +94,43 @@ def read_list(path: str | Path) -> list[Sample]:
             raise ValueError(f"{path}:{lineno}: expected '<image> <mask>', got {line!r}")
         samples.append(Sample(parts[0], parts[1]))
     return samples
+
+
+def parse_fraction(text: str | float | int) -> Fraction:
+    """``"1/8"`` -> 1/8, ``"full"`` or 1 -> 1. Rejects values outside (0, 1]."""
+    if isinstance(text, str) and text.strip().lower() == "full":
+        return Fraction(1)
+    value = Fraction(str(text).strip()) if isinstance(text, str) else Fraction(text).limit_denominator(1000)
+    if not 0 < value <= 1:
+        raise ValueError(f"labeled fraction {text!r} must lie in (0, 1]")
+    return value
+
+
+def fraction_slug(text: str | float | int) -> str:
+    """A file-name-safe name of a fraction: ``1/8`` -> ``1-8``, 1 -> ``full``."""
+    value = parse_fraction(text)
+    return "full" if value == 1 else f"{value.numerator}-{value.denominator}"
+
+
+def split_folder(splits_root: str | Path, fraction: str | float | int) -> Path:
+    """Where the split stage writes ``labeled.txt`` and ``unlabeled.txt`` of one fraction."""
+    return Path(splits_root) / fraction_slug(fraction)
+
+
+def samples_digest(samples: Iterable[Sample]) -> str:
+    """A digest of a list of samples (a split), in order."""
+    digest = hashlib.sha256()
+    for s in samples:
+        digest.update(f"{s.image} {s.mask}\n".encode())
+    return digest.hexdigest()[:16]
+
+
+def content_fingerprint(root: str | Path) -> str:
+    """A digest of the prepared set's lists and of the bytes of every image and mask they name."""
+    root = Path(root)
+    digest = hashlib.sha256()
+    for split in ("train", "val"):
+        for sample in read_list(root / f"{split}.txt"):
+            for rel in (sample.image, sample.mask):
+                digest.update(rel.encode() + b"\0" + (root / rel).read_bytes())
+    return digest.hexdigest()[:16]

@@ -13,29 +13,12 @@ from __future__ import annotations
 import importlib
 import pickle
 from collections.abc import Sequence
-from fractions import Fraction
 from pathlib import Path, PurePosixPath
 from typing import ClassVar
 
 import numpy as np
 
-from latentseg.data.layout import Sample, read_list, write_list
-
-
-def parse_fraction(text: str | float | int) -> Fraction:
-    """``"1/8"`` -> 1/8, ``"full"`` or 1 -> 1. Rejects values outside (0, 1]."""
-    if isinstance(text, str) and text.strip().lower() == "full":
-        return Fraction(1)
-    value = Fraction(str(text).strip()) if isinstance(text, str) else Fraction(text).limit_denominator(1000)
-    if not 0 < value <= 1:
-        raise ValueError(f"labeled fraction {text!r} must lie in (0, 1]")
-    return value
-
-
-def fraction_slug(text: str | float | int) -> str:
-    """A file-name-safe name of a fraction: ``1/8`` -> ``1-8``, 1 -> ``full``."""
-    value = parse_fraction(text)
-    return "full" if value == 1 else f"{value.numerator}-{value.denominator}"
+from latentseg.data.layout import Sample, fraction_slug, parse_fraction, read_list, write_list
 
 
 def split_labeled(

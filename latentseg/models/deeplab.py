@@ -22,9 +22,8 @@ class SegOutput(NamedTuple):  # a tuple, so DistributedDataParallel can walk it
 
 
 class DeepLabV2(nn.Module):
-    def __init__(self, num_classes: int, num_latent: int | None, backbone: str = "resnet101",
-                 aspp_dilations: tuple[int, ...] = (6, 12, 18, 24), aspp_branches: int | None = None,
-                 freeze_bn_stats: bool = True) -> None:
+    def __init__(self, num_classes: int, num_latent: int | None, backbone: str, aspp_branches: int,
+                 freeze_bn_stats: bool, aspp_dilations: tuple[int, ...] = (6, 12, 18, 24)) -> None:
         super().__init__()
         self.freeze_bn_stats = freeze_bn_stats
         self.backbone = build_backbone(backbone)
@@ -35,8 +34,9 @@ class DeepLabV2(nn.Module):
         )
 
     def train(self, mode: bool = True) -> DeepLabV2:
-        """DeepLab-v2 trains with frozen batch-norm statistics (Caffe's ``use_global_stats``); with
-        ``freeze_bn_stats=False`` the layers normalise with batch statistics, as AdvSemiSeg's port does."""
+        """With ``freeze_bn_stats`` batch norm keeps its statistics (DeepLab-v2's Caffe ``use_global_stats``);
+        without, the layers normalise with the batch's statistics and update the running ones, as AdvSemiSeg
+        trains (``model.train()``). The affine parameters are frozen either way (``resnet.py``)."""
         super().train(mode)
         if self.freeze_bn_stats:
             for m in self.modules():
@@ -63,8 +63,3 @@ def upsample(logits: Tensor, size: tuple[int, int]) -> Tensor:
         return logits
     return F.interpolate(logits, size=size, mode="bilinear", align_corners=True)
 
-
-def build_segmenter(num_classes: int, num_latent: int | None, backbone: str = "resnet101",
-                    aspp_branches: int | None = None, freeze_bn_stats: bool = True) -> DeepLabV2:
-    return DeepLabV2(num_classes, num_latent, backbone=backbone, aspp_branches=aspp_branches,
-                     freeze_bn_stats=freeze_bn_stats)
