@@ -31,14 +31,14 @@ from torch import Tensor
 
 from latentseg.config import RunConfig, from_dict
 from latentseg.data.classes import VOC_CLASSES
-from latentseg.data.coco import prepare_coco
-from latentseg.data.download import ChecksumError, DownloadError, OfflineError, Remote, file_digest, verify
 from latentseg.data.layout import atomic_write_text, read_list
-from latentseg.data.synthetic import SyntheticSpec, generate_coco
 from latentseg.experiments import SECTIONS, deep_merge, run_tree
 from latentseg.models.checkpoints import load_initialisation
 from latentseg.models.deeplab import DeepLabV2
 from latentseg.params import profile_section
+from latentseg.prepare.coco import prepare_coco
+from latentseg.prepare.download import ChecksumError, DownloadError, OfflineError, Remote, file_digest, verify
+from latentseg.prepare.synthetic import SyntheticSpec, generate_coco
 from latentseg.pretrain import INIT_FORMAT, pretrain
 from latentseg.train import checkpoint as ckpt
 from latentseg.train.trainer import TrainData

@@ -8,8 +8,8 @@ from typing import Any
 from latentseg.config import RunConfig, from_dict
 from latentseg.data.layout import read_list
 from latentseg.data.splits import split_labeled
-from latentseg.data.synthetic import SyntheticSpec, generate
 from latentseg.experiments import deep_merge
+from latentseg.prepare.synthetic import SyntheticSpec, generate
 from latentseg.train.trainer import TrainData
 
 TINY: dict[str, Any] = {

@@ -1,1 +1,5 @@
-"""Data sets: the prepared on-disk layout, the embedded demo generator, real-data preparation, splits."""
+"""Reading prepared data sets: the on-disk layout, the loader, class names and palettes, splits.
+
+Training imports this package only; making the layout (downloads, archives, conversions, the demo
+generator, checks) lives in ``latentseg.prepare``, which this package never imports.
+"""

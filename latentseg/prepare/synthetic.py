@@ -5,7 +5,7 @@ are easy to tell apart; the classes inside one share that colour and differ only
 (orientation and period), a subtler cue that a few labeled images teach poorly. That is the situation the paper's
 latent classes are made for, and it lets tests check that the learned ``P(l|c)`` recovers the planted groups.
 
-Two stand-ins are written in the prepared layout of ``layout.py``:
+Two stand-ins are written in the prepared layout of ``data/layout.py``:
 
 - ``voc``: 21 VOC class names (background + 20), VOC-like objects on a background, JPEGs under
   ``VOCdevkit/VOC2012`` and palette masks with a 1-pixel ignore (255) border around each object, as in VOC;
@@ -13,7 +13,7 @@ Two stand-ins are written in the prepared layout of ``layout.py``:
   humans, vehicles) on them, PNGs under ``leftImg8bit/`` and ``*_gtFine_labelTrainIds.png`` under ``gtFine/``.
 
 ``generate_coco`` writes the demo's stand-in for MS-COCO in COCO's own release format instead (the input of
-``data/coco.py``, as the paper profile's MS-COCO is): ``<split><year>/*.jpg`` and
+``prepare/coco.py``, as the paper profile's MS-COCO is): ``<split><year>/*.jpg`` and
 ``annotations/instances_<split><year>.json``, with the VOC objects of ``voc`` under their COCO category names
 and ids, fully visible objects as polygons, occluded ones as compressed RLE of their visible part, some crowd
 regions as uncompressed RLE, and a few objects of non-VOC categories (painted like background, which is what
@@ -30,8 +30,8 @@ import numpy as np
 from PIL import Image
 
 from latentseg.data.classes import CITYSCAPES_CATEGORIES, CITYSCAPES_CLASSES, VOC_CLASSES, group_index
-from latentseg.data.coco import COCO_IDS, COCO_TO_VOC, decode_segmentation
 from latentseg.data.layout import DatasetMeta, Sample, write_list, write_meta
+from latentseg.prepare.coco import COCO_IDS, COCO_TO_VOC, decode_segmentation
 
 # The demo's planted VOC groups: background alone, then four supercategories of VOC's classes.
 VOC_PLANTED_GROUPS: dict[str, list[str]] = {

@@ -9,11 +9,11 @@ import torchvision
 from cityscapesscripts.helpers.labels import labels as CS_LABELS
 from PIL import Image
 
-from latentseg.data import cityscapes
-from latentseg.data.cityscapes import CITYSCAPES_CLASSES, PACKAGES, prepare_cityscapes, to_train_ids
-from latentseg.data.download import DownloadError
 from latentseg.data.layout import read_list, read_meta
-from latentseg.data.mock_release import cityscapes_label_ids
+from latentseg.prepare import cityscapes
+from latentseg.prepare.cityscapes import CITYSCAPES_CLASSES, PACKAGES, prepare_cityscapes, to_train_ids
+from latentseg.prepare.download import DownloadError
+from latentseg.prepare.mock_release import cityscapes_label_ids
 
 # From the official label table: road 7 -> 0, sidewalk 8 -> 1, building 11 -> 2, pole 17 -> 5,
 # vegetation 21 -> 8, sky 23 -> 10, person 24 -> 11, car 26 -> 13, bus 28 -> 15,

@@ -27,12 +27,12 @@ import numpy as np
 from cityscapesscripts.helpers.labels import labels as CS_LABELS
 from PIL import Image
 
-from latentseg.data.archives import extract, is_current, is_extracted
 from latentseg.data.classes import CITYSCAPES_CLASSES
-from latentseg.data.download import DownloadError, OfflineError, Remote, verify
 from latentseg.data.layout import DatasetMeta, Sample, write_list, write_meta
-from latentseg.data.prepare_utils import link_or_copy, parallel_map, save_png_atomic
-from latentseg.data.validate import DataError, check_prepared
+from latentseg.prepare.archives import extract, is_current, is_extracted
+from latentseg.prepare.download import DownloadError, OfflineError, Remote, verify
+from latentseg.prepare.parallel import link_or_copy, parallel_map, save_png_atomic
+from latentseg.prepare.validate import DataError, check_prepared
 
 log = logging.getLogger(__name__)
 

@@ -13,7 +13,8 @@ from PIL import Image
 from pycocotools import mask as mask_utils
 
 from latentseg.data.classes import VOC_CLASSES
-from latentseg.data.coco import (
+from latentseg.data.layout import read_list, read_meta
+from latentseg.prepare.coco import (
     COCO_IDS,
     COCO_TO_VOC,
     coco_label_map,
@@ -22,10 +23,9 @@ from latentseg.data.coco import (
     read_instances,
     voc_index,
 )
-from latentseg.data.download import ChecksumError, Remote, file_digest
-from latentseg.data.layout import read_list, read_meta
-from latentseg.data.mock_release import make_coco_zips
-from latentseg.data.synthetic import SyntheticSpec, generate_coco
+from latentseg.prepare.download import ChecksumError, Remote, file_digest
+from latentseg.prepare.mock_release import make_coco_zips
+from latentseg.prepare.synthetic import SyntheticSpec, generate_coco
 
 H, W = 8, 10
 PERSON, CAT, SOFA = VOC_CLASSES.index("person"), VOC_CLASSES.index("cat"), VOC_CLASSES.index("sofa")

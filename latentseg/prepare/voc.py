@@ -29,12 +29,12 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from latentseg.data.archives import extract, is_current, is_extracted
 from latentseg.data.classes import VOC_CLASSES
-from latentseg.data.download import Remote, verify
 from latentseg.data.layout import DatasetMeta, Sample, atomic_write_text, write_list, write_meta
-from latentseg.data.prepare_utils import link_or_copy, parallel_map, save_png_atomic
-from latentseg.data.validate import DataError, check_prepared
+from latentseg.prepare.archives import extract, is_current, is_extracted
+from latentseg.prepare.download import Remote, verify
+from latentseg.prepare.parallel import link_or_copy, parallel_map, save_png_atomic
+from latentseg.prepare.validate import DataError, check_prepared
 
 log = logging.getLogger(__name__)
 

@@ -8,10 +8,10 @@ import pytest
 import torchvision
 from PIL import Image
 
-from latentseg.data import download
-from latentseg.data.download import ChecksumError, Remote, file_digest
 from latentseg.data.layout import read_list, read_meta
-from latentseg.data.voc import VOC_CLASSES, prepare_voc, sbd_mask
+from latentseg.prepare import download
+from latentseg.prepare.download import ChecksumError, Remote, file_digest
+from latentseg.prepare.voc import VOC_CLASSES, prepare_voc, sbd_mask
 
 
 @pytest.fixture

@@ -2,7 +2,7 @@
 
 The paper starts from Hung et al.'s COCO-pretrained DeepLab-v2, whose 21-way head predicts the VOC classes. To
 rebuild those weights when the released file cannot be had, this module turns COCO's instance annotations
-into VOC-style class masks, in the prepared layout of ``layout.py``; ``latentseg.weights`` then pretrains on it.
+into VOC-style class masks, in the prepared layout of ``data/layout.py``; ``latentseg.weights`` then pretrains on it.
 
 Which pixels get which label (**decision**, after DeepLab's COCO pretraining as Chen et al. describe it for
 DeepLab-v3, and torchvision's ``references/segmentation`` COCO conversion):
@@ -38,13 +38,13 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from latentseg.data.archives import extract, is_current, is_extracted
 from latentseg.data.classes import VOC_CLASSES
-from latentseg.data.download import Remote, verify
 from latentseg.data.layout import DatasetMeta, Sample, write_list, write_meta
-from latentseg.data.prepare_utils import link_or_copy, parallel_map, save_png_atomic
-from latentseg.data.validate import DataError, check_prepared
-from latentseg.data.voc import VOC_PALETTE
+from latentseg.prepare.archives import extract, is_current, is_extracted
+from latentseg.prepare.download import Remote, verify
+from latentseg.prepare.parallel import link_or_copy, parallel_map, save_png_atomic
+from latentseg.prepare.validate import DataError, check_prepared
+from latentseg.prepare.voc import VOC_PALETTE
 
 log = logging.getLogger(__name__)
 
