@@ -38,13 +38,12 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from latentseg.data.classes import VOC_CLASSES
+from latentseg.data.classes import VOC_CLASSES, VOC_PALETTE
 from latentseg.data.layout import DatasetMeta, Sample, write_list, write_meta
 from latentseg.prepare.archives import extract, is_current, is_extracted
 from latentseg.prepare.download import Remote, verify
 from latentseg.prepare.parallel import link_or_copy, parallel_map, save_png_atomic
 from latentseg.prepare.validate import DataError, check_prepared
-from latentseg.prepare.voc import VOC_PALETTE
 
 log = logging.getLogger(__name__)
 

@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from latentseg.data.classes import CITYSCAPES_CATEGORIES, CITYSCAPES_CLASSES, VOC_CLASSES, group_index
+from latentseg.data.classes import CITYSCAPES_CATEGORIES, CITYSCAPES_CLASSES, VOC_CLASSES, VOC_PALETTE, group_index
 from latentseg.data.layout import DatasetMeta, Sample, write_list, write_meta
 from latentseg.prepare.coco import COCO_IDS, COCO_TO_VOC, decode_segmentation
 
@@ -165,28 +165,12 @@ def _finish(image: np.ndarray, spec: SyntheticSpec, rng: np.random.Generator) ->
     return Image.fromarray(np.clip(image, 0, 255).astype(np.uint8), "RGB")
 
 
-def _palette() -> list[int]:
-    """VOC's colour map (bit-interleaved), so the masks look like VOC's in an image viewer."""
-    pal = []
-    for i in range(256):
-        r = g = b = 0
-        c = i
-        for j in range(8):
-            r |= ((c >> 0) & 1) << (7 - j)
-            g |= ((c >> 1) & 1) << (7 - j)
-            b |= ((c >> 2) & 1) << (7 - j)
-            c >>= 3
-        pal += [r, g, b]
-    return pal
-
-
 def generate(spec: SyntheticSpec, out_dir: str | Path) -> DatasetMeta:
     """Write the embedded data set ``spec.name`` to ``out_dir`` in the prepared layout; same seed, same bytes."""
     out = Path(out_dir)
     classes = classes_of(spec.name)
     painter = _Painter(classes, planted_groups(spec.name), spec)
     render = render_voc if spec.name == "voc" else render_cityscapes
-    palette = _palette()
     lists: dict[str, list[Sample]] = {}
     for split, count in (("train", spec.num_train), ("val", spec.num_val)):
         # One generator per split, so the validation set does not change when the training set grows.
@@ -209,7 +193,7 @@ def generate(spec: SyntheticSpec, out_dir: str | Path) -> DatasetMeta:
             if spec.name == "voc":
                 rgb.save(out / img_rel, quality=95, subsampling=0)
                 mask = Image.fromarray(label, "P")
-                mask.putpalette(palette)
+                mask.putpalette(VOC_PALETTE)
             else:
                 rgb.save(out / img_rel)
                 mask = Image.fromarray(label, "L")

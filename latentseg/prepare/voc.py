@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from latentseg.data.classes import VOC_CLASSES
+from latentseg.data.classes import VOC_CLASSES, VOC_PALETTE
 from latentseg.data.layout import DatasetMeta, Sample, atomic_write_text, write_list, write_meta
 from latentseg.prepare.archives import extract, is_current, is_extracted
 from latentseg.prepare.download import Remote, verify
@@ -58,21 +58,6 @@ SBD_BENCHMARK = Remote(
 
 VOC_ENV, SBD_ENV = "LATENTSEG_VOC_ROOT", "LATENTSEG_SBD_ROOT"
 PREPARED_ROOT = Path("VOCdevkit", "VOC2012")
-
-
-def voc_palette() -> list[int]:
-    """The VOC colour map (256 RGB triples): bits of the index spread over R, G, B from the high bit down."""
-    palette = []
-    for index in range(256):
-        rgb = [0, 0, 0]
-        for bit in range(8):
-            for channel in range(3):
-                rgb[channel] |= ((index >> (3 * bit + channel)) & 1) << (7 - bit)
-        palette += rgb
-    return palette
-
-
-VOC_PALETTE = voc_palette()
 
 
 def _is_voc_root(path: Path) -> bool:
