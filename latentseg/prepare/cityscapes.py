@@ -31,7 +31,7 @@ from latentseg.data.classes import CITYSCAPES_CLASSES
 from latentseg.data.layout import DatasetMeta, Sample, write_list, write_meta
 from latentseg.prepare.archives import extract, is_current, is_extracted
 from latentseg.prepare.download import DownloadError, OfflineError, Remote, verify
-from latentseg.prepare.parallel import link_or_copy, parallel_map, save_png_atomic
+from latentseg.prepare.parallel import link_or_copy, parallel_map, save_png
 from latentseg.prepare.validate import DataError, check_prepared
 
 log = logging.getLogger(__name__)
@@ -217,7 +217,7 @@ def _prepare_one(job: tuple[str, str, list[tuple[str, str]], str, str]) -> None:
         raise DataError(
             f"{label_ids} cannot be read ({err}); delete the extracted gtFine folder and re-run"
         ) from err
-    save_png_atomic(Image.fromarray(to_train_ids(values, label_ids)), train_ids)
+    save_png(Image.fromarray(to_train_ids(values, label_ids)), train_ids)
 
 
 def prepare_cityscapes(

@@ -42,7 +42,7 @@ from latentseg.data.classes import VOC_CLASSES, VOC_PALETTE
 from latentseg.data.layout import DatasetMeta, Sample, write_list, write_meta
 from latentseg.prepare.archives import extract, is_current, is_extracted
 from latentseg.prepare.download import Remote, verify
-from latentseg.prepare.parallel import link_or_copy, parallel_map, save_png_atomic
+from latentseg.prepare.parallel import link_or_copy, parallel_map, save_png
 from latentseg.prepare.validate import DataError, check_prepared
 
 log = logging.getLogger(__name__)
@@ -241,7 +241,7 @@ def _prepare_one(job: tuple[str, str, str, int, int, list]) -> None:
         raise DataError(f"{image_src}: its COCO annotations do not decode ({err}); extract them again") from err
     png = Image.fromarray(label, "P")
     png.putpalette(VOC_PALETTE)
-    save_png_atomic(png, mask_dst)
+    save_png(png, mask_dst)
 
 
 def prepare_coco(out_dir: str | Path, raw_dir: str | Path, *, year: int = 2017, source: str | Path | None = None,

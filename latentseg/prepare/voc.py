@@ -30,10 +30,11 @@ import numpy as np
 from PIL import Image
 
 from latentseg.data.classes import VOC_CLASSES, VOC_PALETTE
-from latentseg.data.layout import DatasetMeta, Sample, atomic_write_text, write_list, write_meta
+from latentseg.data.layout import DatasetMeta, Sample, write_list, write_meta
+from latentseg.files import atomic_write_text
 from latentseg.prepare.archives import extract, is_current, is_extracted
 from latentseg.prepare.download import Remote, verify
-from latentseg.prepare.parallel import link_or_copy, parallel_map, save_png_atomic
+from latentseg.prepare.parallel import link_or_copy, parallel_map, save_png
 from latentseg.prepare.validate import DataError, check_prepared
 
 log = logging.getLogger(__name__)
@@ -182,7 +183,7 @@ def _prepare_one(job: tuple[str, str, str, str, str]) -> None:
                 )
         png = Image.fromarray(mask)
         png.putpalette(VOC_PALETTE)
-        save_png_atomic(png, mask_dst)
+        save_png(png, mask_dst)
 
 
 def prepare_voc(
