@@ -103,10 +103,15 @@ def verify(path: str | Path, *, md5: str | None = None, sha256: str | None = Non
     return path
 
 
-def _manual_hint(urls: Sequence[str], dest: Path, md5: str | None, sha256: str | None) -> str:
+def checksum_text(md5: str | None = None, sha256: str | None = None) -> str:
+    """The checksums of a file for a message: ``"md5 <hex>"``, ``"sha256 starting with <hex>"``, ..."""
     full = {"md5": 32, "sha256": 64}
-    sums = ", ".join(f"{a} {v}" if len(v) == full[a] else f"{a} starting with {v}"
+    return ", ".join(f"{a} {v}" if len(v) == full[a] else f"{a} starting with {v}"
                      for a, v in _expected(md5, sha256)) or "no checksum recorded"
+
+
+def _manual_hint(urls: Sequence[str], dest: Path, md5: str | None, sha256: str | None) -> str:
+    sums = checksum_text(md5, sha256)
     return (
         f"To continue without a network, download {urls[0]} on another machine and place it at "
         f"{dest.resolve()} ({sums}); it will be verified and used."
