@@ -179,7 +179,7 @@ def read_instances(path: str | Path) -> list[CocoImage]:
 def coco_release(year: int, remotes: Mapping[str, Remote] | None = None) -> Release:
     """COCO ``year``: the three zips of ``remotes`` (``{"train", "val", "annotations"}``: a mirror, the tests), else
     the official ones; each extracted into ``coco<year>/<part>``, joined in ``coco<year>/root``."""
-    remotes = remotes if remotes is not None else COCO_REMOTES.get(year, {})
+    remotes = remotes or COCO_REMOTES.get(year, {})
     members = {"annotations": tuple(f"annotations/instances_{s}{year}.json" for s in SPLITS),
                **{s: (f"{s}{year}",) for s in SPLITS}}
     unknown = sorted(set(remotes) - set(members))

@@ -182,3 +182,13 @@ def test_a_wrong_archive_checksum_or_a_missing_archive_is_reported(coco_folder, 
     offline = {part: Remote(("http://127.0.0.1:9/x.zip",), path.name, sha256="0" * 64) for part, path in zips.items()}
     with pytest.raises(FileNotFoundError, match="LATENTSEG_COCO_ROOT"):
         prepare_coco(tmp_path / "out", tmp_path / "empty", remotes=offline, download=False)
+
+
+def test_zips_of_yours_with_another_checksum_need_verify_checksum_false(coco_folder, tmp_path):
+    zips = make_coco_zips(coco_folder, tmp_path / "mine")  # the official names, not the official bytes
+    with pytest.raises(ChecksumError, match="sha256"):
+        prepare_coco(tmp_path / "out", tmp_path / "raw", min_area=16, source=tmp_path / "mine")
+    assert all(path.is_file() for path in zips.values())
+    meta = prepare_coco(tmp_path / "out", tmp_path / "raw", min_area=16, source=tmp_path / "mine",
+                        verify_checksum=False)
+    assert meta.num_train > 0 and (tmp_path / "raw/coco2017/root/train2017").is_symlink()
