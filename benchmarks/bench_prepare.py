@@ -24,11 +24,11 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from latentseg.bench import cpu_model
-from latentseg.data.cityscapes import PACKAGES, prepare_cityscapes
-from latentseg.data.download import Remote, file_digest
 from latentseg.data.layout import DatasetMeta
-from latentseg.data.mock_release import make_cityscapes_zips, make_sbd_tgz, make_voc_tar
-from latentseg.data.voc import prepare_voc
+from latentseg.prepare.cityscapes import PACKAGES, prepare_cityscapes
+from latentseg.prepare.download import Remote, file_digest
+from latentseg.prepare.mock_release import make_cityscapes_zips, make_sbd_tgz, make_voc_tar
+from latentseg.prepare.voc import prepare_voc
 
 
 def timed(fn) -> tuple[float, object]:

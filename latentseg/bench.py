@@ -281,7 +281,7 @@ def bench_data(images: int = 16, size: tuple[int, int] = (375, 500)) -> DataResu
 
     from latentseg.data.dataset import load_image, load_mask, train_transform
     from latentseg.data.layout import read_list
-    from latentseg.data.synthetic import SyntheticSpec, generate
+    from latentseg.prepare.synthetic import SyntheticSpec, generate
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # as in a loader worker (sampling._single_thread)

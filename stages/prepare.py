@@ -7,8 +7,8 @@ LATENTSEG_*_ROOT environment variables) the official release and convert it.
 import argparse
 from pathlib import Path
 
-from latentseg.data.synthetic import SyntheticSpec, generate
 from latentseg.params import load_params, profile_section
+from latentseg.prepare.synthetic import SyntheticSpec, generate
 
 
 def main() -> None:
@@ -23,11 +23,11 @@ def main() -> None:
         generate(SyntheticSpec(args.dataset, spec["num_train"], spec["num_val"], tuple(spec["size"]), spec["seed"]),
                  args.out)
     elif args.dataset == "voc":
-        from latentseg.data.voc import prepare_voc
+        from latentseg.prepare.voc import prepare_voc
 
         prepare_voc(args.out, args.raw / "voc")
     else:
-        from latentseg.data.cityscapes import prepare_cityscapes
+        from latentseg.prepare.cityscapes import prepare_cityscapes
 
         prepare_cityscapes(args.out, args.raw / "cityscapes")
 

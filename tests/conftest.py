@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from latentseg.data.download import Remote, file_digest
+from latentseg.prepare.download import Remote, file_digest
 
 torch.set_num_threads(min(2, os.cpu_count() or 1))
 

@@ -12,9 +12,9 @@ from typing import Any
 from latentseg.config import RunConfig, from_dict
 from latentseg.data.layout import read_list
 from latentseg.data.splits import split_labeled
-from latentseg.data.synthetic import SyntheticSpec, generate
 from latentseg.experiments import canonical, deep_merge, defaults, validate
 from latentseg.params import load_params
+from latentseg.prepare.synthetic import SyntheticSpec, generate
 from latentseg.train.trainer import TrainData
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -13,9 +13,9 @@ import pytest
 import torch
 
 from latentseg.config import RunConfig, from_dict
-from latentseg.data.download import ChecksumError, OfflineError, Remote
 from latentseg.models.deeplab import DeepLabV2
 from latentseg.params import load_params
+from latentseg.prepare.download import ChecksumError, OfflineError, Remote
 from latentseg.pretrain import INIT_FORMAT
 from latentseg.train.trainer import initialise
 from latentseg.weights import (

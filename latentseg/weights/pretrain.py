@@ -15,10 +15,10 @@ from pathlib import Path
 from typing import Literal
 
 from latentseg.config import RunConfig
-from latentseg.data.coco import prepare_coco
 from latentseg.data.layout import read_list
-from latentseg.data.synthetic import SyntheticSpec, generate_coco
 from latentseg.models.init import save_init
+from latentseg.prepare.coco import prepare_coco
+from latentseg.prepare.synthetic import SyntheticSpec, generate_coco
 from latentseg.train.trainer import TrainData, load_trained, train
 
 

@@ -18,9 +18,10 @@ import torch
 from torch import Tensor
 
 from latentseg.data.classes import VOC_CLASSES
-from latentseg.data.download import ChecksumError, DownloadError, OfflineError, Remote, file_digest, verify
+from latentseg.files import file_digest
 from latentseg.models.deeplab import DeepLabV2
 from latentseg.models.init import save_init
+from latentseg.prepare.download import ChecksumError, DownloadError, OfflineError, Remote, verify
 from latentseg.weights.layouts import load_published
 
 

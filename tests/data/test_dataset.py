@@ -4,7 +4,7 @@ from PIL import Image
 
 from latentseg.config import DataConfig
 from latentseg.data.dataset import MEAN_RGB, SegmentationDataset, eval_transform, train_transform
-from latentseg.data.synthetic import SyntheticSpec, generate
+from latentseg.prepare.synthetic import SyntheticSpec, generate
 
 
 def test_train_transform_pads_with_ignore_and_is_reproducible_from_its_seed(tmp_path):

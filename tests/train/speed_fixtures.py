@@ -18,7 +18,7 @@ from latentseg.config import (
     SelfTrainingConfig,
 )
 from latentseg.data.layout import read_list, read_meta
-from latentseg.data.synthetic import SyntheticSpec, generate
+from latentseg.prepare.synthetic import SyntheticSpec, generate
 from latentseg.train.step import Batch, SegmentationStep
 from latentseg.train.trainer import TrainData, build_networks
 

@@ -8,8 +8,8 @@ from latentseg.data.classes import VOC_CLASSES, group_index
 from latentseg.data.dataset import SegmentationDataset, eval_transform
 from latentseg.data.layout import read_list
 from latentseg.data.splits import split_labeled
-from latentseg.data.synthetic import VOC_PLANTED_GROUPS, SyntheticSpec, generate
 from latentseg.evaluate import adjusted_rand_index, dominant_latent_class, evaluate
+from latentseg.prepare.synthetic import VOC_PLANTED_GROUPS, SyntheticSpec, generate
 from latentseg.train.trainer import TrainData, load_trained, train
 from tests.helpers import tiny_config
 

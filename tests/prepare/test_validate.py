@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from latentseg.data.layout import DatasetMeta, Sample, write_list, write_meta
-from latentseg.data.validate import DataError, check_image, check_mask, check_prepared
+from latentseg.prepare.validate import DataError, check_image, check_mask, check_prepared
 
 N_CLASSES = 5
 

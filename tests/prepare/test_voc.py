@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import logging
 import re
 import shutil
 
@@ -8,10 +9,10 @@ import pytest
 import torchvision
 from PIL import Image
 
-from latentseg.data import download
-from latentseg.data.download import ChecksumError, Remote, file_digest
 from latentseg.data.layout import read_list, read_meta
-from latentseg.data.voc import VOC_CLASSES, prepare_voc, sbd_mask
+from latentseg.prepare import download
+from latentseg.prepare.download import ChecksumError, Remote, file_digest
+from latentseg.prepare.voc import VOC_CLASSES, prepare_voc, sbd_mask
 
 
 @pytest.fixture
@@ -191,3 +192,37 @@ def test_offline_prepare_says_where_to_place_the_archive(refused_url, tmp_path):
     message = str(err.value)
     assert refused_url in message
     assert str((tmp_path / "raw" / "VOCtrainval_11-May-2012.tar").resolve()) in message
+
+
+def test_archives_of_yours_with_another_checksum_are_accepted_with_verify_checksum_false(
+    voc_release, tmp_path, caplog
+):
+    tar, tgz, ids = voc_release  # generated: their MD5s are not the official ones
+    with pytest.raises(ChecksumError) as err:
+        prepare_voc(tmp_path / "voc", tmp_path / "raw", voc_source=tar, sbd_source=tgz, download=False)
+    assert str(tar) in str(err.value) and "6cd6e144f989b92b3379bac3b3de84fd" in str(err.value)
+    assert tar.is_file() and not (tmp_path / "raw/VOCtrainval_11-May-2012").exists()  # kept, not extracted
+    with caplog.at_level(logging.WARNING, logger="latentseg.prepare.releases"):
+        meta = prepare_voc(tmp_path / "voc", tmp_path / "raw", voc_source=tar, sbd_source=tgz, download=False,
+                           workers=1, verify_checksum=False)
+    assert meta.num_train == len(ids.aug_train) and meta.num_val == len(ids.voc_val)
+    skipped = [r.getMessage() for r in caplog.records if "checksum not checked" in r.getMessage()]
+    assert len(skipped) == 2 and str(tar) in skipped[0] and str(tgz) in skipped[1]
+
+
+def test_hand_placed_archives_with_verify_checksum_false(voc_release, tmp_path):
+    tar, tgz, ids = voc_release
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    shutil.copy(tar, raw / "VOCtrainval_11-May-2012.tar")
+    shutil.copy(tgz, raw / "benchmark.tgz")
+    with pytest.raises(ChecksumError, match=re.escape(str(raw / "VOCtrainval_11-May-2012.tar"))):
+        prepare_voc(tmp_path / "voc", raw, download=False)
+    meta = prepare_voc(tmp_path / "voc", raw, download=False, workers=1, verify_checksum=False)
+    assert meta.num_train == len(ids.aug_train)
+
+
+def test_verify_checksum_false_still_checks_the_layout(voc_release, tmp_path):
+    _, tgz, _ = voc_release
+    with pytest.raises(ValueError, match="VOCdevkit/VOC2012/JPEGImages"):  # SBD's archive named as VOC's
+        prepare_voc(tmp_path / "voc", tmp_path / "raw", voc_source=tgz, download=False, verify_checksum=False)

@@ -2,7 +2,7 @@
 
 The paper starts from Hung et al.'s COCO-pretrained DeepLab-v2, whose 21-way head predicts the VOC classes. To
 rebuild those weights when the released file cannot be had, this module turns COCO's instance annotations
-into VOC-style class masks, in the prepared layout of ``layout.py``; ``latentseg.weights`` then pretrains on it.
+into VOC-style class masks, in the prepared layout of ``data/layout.py``; ``latentseg.weights`` then pretrains on it.
 
 Which pixels get which label (**decision**, after DeepLab's COCO pretraining as Chen et al. describe it for
 DeepLab-v3, and torchvision's ``references/segmentation`` COCO conversion):
@@ -32,19 +32,19 @@ import json
 import logging
 import os
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-from latentseg.data.archives import extract, is_current, is_extracted
-from latentseg.data.classes import VOC_CLASSES
-from latentseg.data.download import Remote, verify
+from latentseg.data.classes import VOC_CLASSES, VOC_PALETTE
 from latentseg.data.layout import DatasetMeta, Sample, write_list, write_meta
-from latentseg.data.prepare_utils import link_or_copy, parallel_map, save_png_atomic
-from latentseg.data.validate import DataError, check_prepared
-from latentseg.data.voc import VOC_PALETTE
+from latentseg.prepare.download import Remote
+from latentseg.prepare.parallel import link_or_copy, parallel_map, save_png
+from latentseg.prepare.releases import Archive, Release, find_release
+from latentseg.prepare.validate import DataError, check_prepared
 
 log = logging.getLogger(__name__)
 
@@ -176,58 +176,29 @@ def read_instances(path: str | Path) -> list[CocoImage]:
                       areas.get(img["id"], 0.0)) for img in doc["images"]]
 
 
-def _find_root(folder: Path, year: int) -> Path | None:
-    for root in (folder, folder / "coco", folder / f"coco{year}"):
-        if all((root / "annotations" / f"instances_{s}{year}.json").is_file() and (root / f"{s}{year}").is_dir()
-               for s in SPLITS):
-            return root
-    return None
+def coco_release(year: int, remotes: Mapping[str, Remote] | None = None) -> Release:
+    """COCO ``year``: the three zips of ``remotes`` (``{"train", "val", "annotations"}``: a mirror, the tests), else
+    the official ones; each extracted into ``coco<year>/<part>``, joined in ``coco<year>/root``."""
+    remotes = remotes or COCO_REMOTES.get(year, {})
+    members = {"annotations": tuple(f"annotations/instances_{s}{year}.json" for s in SPLITS),
+               **{s: (f"{s}{year}",) for s in SPLITS}}
+    unknown = sorted(set(remotes) - set(members))
+    if unknown:
+        raise ValueError(f"COCO remotes {unknown} are no COCO archive; name {sorted(members)}")
 
+    def is_root(path: Path) -> bool:
+        return all((path / "annotations" / f"instances_{s}{year}.json").is_file() and (path / f"{s}{year}").is_dir()
+                   for s in SPLITS)
 
-def resolve_coco_root(raw_dir: str | Path, year: int, source: str | Path | None = None, *,
-                      download: bool = True, remotes: dict[str, Remote] | None = None) -> Path:
-    """The folder holding ``annotations/instances_{train,val}<year>.json`` and the ``{train,val}<year>/`` images.
-
-    ``source`` (else ``$LATENTSEG_COCO_ROOT``) is such a folder you already have; otherwise the official zips
-    are downloaded (or taken from ``raw_dir`` where you placed them), verified and extracted into ``raw_dir``.
-    """
-    source = source if source is not None else os.environ.get(COCO_ENV) or None
-    if source is not None:
-        root = _find_root(Path(source), year)
-        if root is None:
-            raise FileNotFoundError(
-                f"COCO source {source} (argument or ${COCO_ENV}) does not hold annotations/instances_train{year}"
-                f".json, annotations/instances_val{year}.json, train{year}/ and val{year}/")
-        return root
-    if year not in COCO_REMOTES and remotes is None:
-        raise ValueError(f"no official COCO {year} archives known; choose one of {sorted(COCO_REMOTES)}")
-    remotes = remotes or COCO_REMOTES[year]
-    raw_dir = Path(raw_dir)
-    extracted = raw_dir / f"coco{year}"
-    wanted = {"annotations": [f"annotations/instances_{s}{year}.json" for s in SPLITS],
-              **{s: [f"{s}{year}"] for s in SPLITS}}
-    for part, remote in remotes.items():
-        archive = raw_dir / remote.filename
-        target = extracted / part
-        if is_current(archive, target, prefixes=wanted[part]) or (not archive.exists() and is_extracted(target)):
-            continue  # verified when it was extracted (the archive may have been deleted since, to save space)
-        if download:
-            remote.fetch(raw_dir)
-        elif not archive.exists():
-            raise FileNotFoundError(
-                f"COCO {year} not found: place {remote.filename} (sha256 {remote.sha256}, from {remote.urls[0]}) "
-                f"at {archive}, or set ${COCO_ENV} to a folder with the extracted release, or allow downloading")
-        else:
-            verify(archive, md5=remote.md5, sha256=remote.sha256)
-        extract(archive, target, prefixes=wanted[part])
-    # one folder per archive (each extraction owns its folder); link them together under one root
-    root = extracted / "root"
-    root.mkdir(parents=True, exist_ok=True)
-    for name, part in (("annotations", "annotations"), *((f"{s}{year}", s) for s in SPLITS)):
-        link = root / name
-        if not link.exists():
-            link.symlink_to(Path("..") / part / name, target_is_directory=True)
-    return root
+    return Release(
+        name=f"COCO {year} release",
+        archives=tuple(Archive(remote, members[part], f"coco{year}/{part}") for part, remote in remotes.items()),
+        env=COCO_ENV,
+        is_root=is_root,
+        layout=f"annotations/instances_{{train,val}}{year}.json, train{year}/ and val{year}/",
+        roots=("", "coco", f"coco{year}"),
+        joined=f"coco{year}/root",
+    )
 
 
 def _prepare_one(job: tuple[str, str, str, int, int, list]) -> None:
@@ -242,15 +213,20 @@ def _prepare_one(job: tuple[str, str, str, int, int, list]) -> None:
         raise DataError(f"{image_src}: its COCO annotations do not decode ({err}); extract them again") from err
     png = Image.fromarray(label, "P")
     png.putpalette(VOC_PALETTE)
-    save_png_atomic(png, mask_dst)
+    save_png(png, mask_dst)
 
 
 def prepare_coco(out_dir: str | Path, raw_dir: str | Path, *, year: int = 2017, source: str | Path | None = None,
                  min_area: float = 1000, download: bool = True, remotes: dict[str, Remote] | None = None,
-                 workers: int | None = None, check: bool = True) -> DatasetMeta:
-    """Write COCO's VOC-class masks in the prepared layout in ``out_dir`` (see the module docstring)."""
+                 workers: int | None = None, check: bool = True, verify_checksum: bool = True) -> DatasetMeta:
+    """Write COCO's VOC-class masks in the prepared layout in ``out_dir`` (see the module docstring).
+
+    The release is found by ``releases.find_release``: ``source`` (else ``$LATENTSEG_COCO_ROOT``) is the extracted
+    release or a folder holding its zips; else the zips in ``raw_dir``, downloaded first if ``download``.
+    ``verify_checksum=False`` accepts zips of yours whose checksum is not the official one."""
     out_dir = Path(out_dir)
-    root = resolve_coco_root(raw_dir, year, source, download=download, remotes=remotes)
+    root = find_release(coco_release(year, remotes), raw_dir, source, download=download,
+                        verify_checksum=verify_checksum)
     lists: dict[str, list[Sample]] = {}
     for split in SPLITS:
         folder = f"{split}{year}"
@@ -276,7 +252,7 @@ def prepare_coco(out_dir: str | Path, raw_dir: str | Path, *, year: int = 2017, 
     if not lists["train"]:
         raise DataError(f"no COCO {year} training image has >= {min_area} pixels of VOC objects")
     meta = DatasetMeta("coco", list(VOC_CLASSES), IGNORE, len(lists["train"]), len(lists["val"]))
-    write_meta(out_dir, meta)  # written last: its presence marks a complete data set
+    meta = write_meta(out_dir, meta)  # written last: its presence marks a complete data set
     if check:
         check_prepared(out_dir, workers=workers, progress=False)
     return meta

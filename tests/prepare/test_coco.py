@@ -13,7 +13,8 @@ from PIL import Image
 from pycocotools import mask as mask_utils
 
 from latentseg.data.classes import VOC_CLASSES
-from latentseg.data.coco import (
+from latentseg.data.layout import read_list, read_meta
+from latentseg.prepare.coco import (
     COCO_IDS,
     COCO_TO_VOC,
     coco_label_map,
@@ -22,10 +23,9 @@ from latentseg.data.coco import (
     read_instances,
     voc_index,
 )
-from latentseg.data.download import ChecksumError, Remote, file_digest
-from latentseg.data.layout import read_list, read_meta
-from latentseg.data.mock_release import make_coco_zips
-from latentseg.data.synthetic import SyntheticSpec, generate_coco
+from latentseg.prepare.download import ChecksumError, Remote, file_digest
+from latentseg.prepare.mock_release import make_coco_zips
+from latentseg.prepare.synthetic import SyntheticSpec, generate_coco
 
 H, W = 8, 10
 PERSON, CAT, SOFA = VOC_CLASSES.index("person"), VOC_CLASSES.index("cat"), VOC_CLASSES.index("sofa")
@@ -182,3 +182,13 @@ def test_a_wrong_archive_checksum_or_a_missing_archive_is_reported(coco_folder, 
     offline = {part: Remote(("http://127.0.0.1:9/x.zip",), path.name, sha256="0" * 64) for part, path in zips.items()}
     with pytest.raises(FileNotFoundError, match="LATENTSEG_COCO_ROOT"):
         prepare_coco(tmp_path / "out", tmp_path / "empty", remotes=offline, download=False)
+
+
+def test_zips_of_yours_with_another_checksum_need_verify_checksum_false(coco_folder, tmp_path):
+    zips = make_coco_zips(coco_folder, tmp_path / "mine")  # the official names, not the official bytes
+    with pytest.raises(ChecksumError, match="sha256"):
+        prepare_coco(tmp_path / "out", tmp_path / "raw", min_area=16, source=tmp_path / "mine")
+    assert all(path.is_file() for path in zips.values())
+    meta = prepare_coco(tmp_path / "out", tmp_path / "raw", min_area=16, source=tmp_path / "mine",
+                        verify_checksum=False)
+    assert meta.num_train > 0 and (tmp_path / "raw/coco2017/root/train2017").is_symlink()

@@ -9,11 +9,11 @@ import torchvision
 from cityscapesscripts.helpers.labels import labels as CS_LABELS
 from PIL import Image
 
-from latentseg.data import cityscapes
-from latentseg.data.cityscapes import CITYSCAPES_CLASSES, PACKAGES, prepare_cityscapes, to_train_ids
-from latentseg.data.download import DownloadError
 from latentseg.data.layout import read_list, read_meta
-from latentseg.data.mock_release import cityscapes_label_ids
+from latentseg.prepare import cityscapes
+from latentseg.prepare.cityscapes import CITYSCAPES_CLASSES, PACKAGES, prepare_cityscapes, to_train_ids
+from latentseg.prepare.download import ChecksumError, DownloadError
+from latentseg.prepare.mock_release import cityscapes_label_ids
 
 # From the official label table: road 7 -> 0, sidewalk 8 -> 1, building 11 -> 2, pole 17 -> 5,
 # vegetation 21 -> 8, sky 23 -> 10, person 24 -> 11, car 26 -> 13, bus 28 -> 15,
@@ -73,8 +73,20 @@ def test_rerun_is_a_no_op(city_server, tmp_path):
     assert len(city_server.state.requests) == before
 
 
+def test_zips_of_yours_are_checked_against_the_official_md5(cityscapes_release, tmp_path):
+    with pytest.raises(ChecksumError) as err:
+        prepare_cityscapes(tmp_path / "city", tmp_path / "raw", source=cityscapes_release, download=False)
+    message = str(err.value)
+    assert str(cityscapes_release / PACKAGES[0]) in message and "0a6e97e94b616a514066c9e2adb0c97f" in message
+    assert all((cityscapes_release / name).is_file() for name in PACKAGES)  # reported, not deleted
+    meta = prepare_cityscapes(tmp_path / "city", tmp_path / "raw", source=cityscapes_release, download=False,
+                              verify_checksum=False)  # the mock zips are no official ones: accepted on request
+    assert (meta.num_train, meta.num_val) == (4, 2)
+
+
 def test_extracted_tree_from_environment(cityscapes_release, tmp_path, monkeypatch):
-    prepare_cityscapes(tmp_path / "first", tmp_path / "raw1", source=cityscapes_release, download=False)
+    prepare_cityscapes(tmp_path / "first", tmp_path / "raw1", source=cityscapes_release, download=False,
+                       verify_checksum=False)
     # a hand-made folder holding leftImg8bit/ and gtFine/ side by side
     tree = tmp_path / "by_hand"
     shutil.copytree(tmp_path / "raw1/leftImg8bit_trainvaltest/leftImg8bit", tree / "leftImg8bit")
@@ -122,7 +134,8 @@ def test_missing_zips_without_download_say_where_to_put_them(tmp_path):
 
 
 def test_image_without_annotation_is_named(cityscapes_release, tmp_path):
-    prepare_cityscapes(tmp_path / "first", tmp_path / "raw", source=cityscapes_release, download=False)
+    prepare_cityscapes(tmp_path / "first", tmp_path / "raw", source=cityscapes_release, download=False,
+                       verify_checksum=False)
     tree = tmp_path / "by_hand"
     shutil.copytree(tmp_path / "raw/leftImg8bit_trainvaltest/leftImg8bit", tree / "leftImg8bit")
     shutil.copytree(tmp_path / "raw/gtFine_trainvaltest/gtFine", tree / "gtFine")

@@ -5,7 +5,7 @@ are easy to tell apart; the classes inside one share that colour and differ only
 (orientation and period), a subtler cue that a few labeled images teach poorly. That is the situation the paper's
 latent classes are made for, and it lets tests check that the learned ``P(l|c)`` recovers the planted groups.
 
-Two stand-ins are written in the prepared layout of ``layout.py``:
+Two stand-ins are written in the prepared layout of ``data/layout.py``:
 
 - ``voc``: 21 VOC class names (background + 20), VOC-like objects on a background, JPEGs under
   ``VOCdevkit/VOC2012`` and palette masks with a 1-pixel ignore (255) border around each object, as in VOC;
@@ -13,7 +13,7 @@ Two stand-ins are written in the prepared layout of ``layout.py``:
   humans, vehicles) on them, PNGs under ``leftImg8bit/`` and ``*_gtFine_labelTrainIds.png`` under ``gtFine/``.
 
 ``generate_coco`` writes the demo's stand-in for MS-COCO in COCO's own release format instead (the input of
-``data/coco.py``, as the paper profile's MS-COCO is): ``<split><year>/*.jpg`` and
+``prepare/coco.py``, as the paper profile's MS-COCO is): ``<split><year>/*.jpg`` and
 ``annotations/instances_<split><year>.json``, with the VOC objects of ``voc`` under their COCO category names
 and ids, fully visible objects as polygons, occluded ones as compressed RLE of their visible part, some crowd
 regions as uncompressed RLE, and a few objects of non-VOC categories (painted like background, which is what
@@ -29,9 +29,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from latentseg.data.classes import CITYSCAPES_CATEGORIES, CITYSCAPES_CLASSES, VOC_CLASSES, group_index
-from latentseg.data.coco import COCO_IDS, COCO_TO_VOC, decode_segmentation
+from latentseg.data.classes import CITYSCAPES_CATEGORIES, CITYSCAPES_CLASSES, VOC_CLASSES, VOC_PALETTE, group_index
 from latentseg.data.layout import DatasetMeta, Sample, write_list, write_meta
+from latentseg.prepare.coco import COCO_IDS, COCO_TO_VOC, decode_segmentation
 
 # The demo's planted VOC groups: background alone, then four supercategories of VOC's classes.
 VOC_PLANTED_GROUPS: dict[str, list[str]] = {
@@ -165,28 +165,12 @@ def _finish(image: np.ndarray, spec: SyntheticSpec, rng: np.random.Generator) ->
     return Image.fromarray(np.clip(image, 0, 255).astype(np.uint8), "RGB")
 
 
-def _palette() -> list[int]:
-    """VOC's colour map (bit-interleaved), so the masks look like VOC's in an image viewer."""
-    pal = []
-    for i in range(256):
-        r = g = b = 0
-        c = i
-        for j in range(8):
-            r |= ((c >> 0) & 1) << (7 - j)
-            g |= ((c >> 1) & 1) << (7 - j)
-            b |= ((c >> 2) & 1) << (7 - j)
-            c >>= 3
-        pal += [r, g, b]
-    return pal
-
-
 def generate(spec: SyntheticSpec, out_dir: str | Path) -> DatasetMeta:
     """Write the embedded data set ``spec.name`` to ``out_dir`` in the prepared layout; same seed, same bytes."""
     out = Path(out_dir)
     classes = classes_of(spec.name)
     painter = _Painter(classes, planted_groups(spec.name), spec)
     render = render_voc if spec.name == "voc" else render_cityscapes
-    palette = _palette()
     lists: dict[str, list[Sample]] = {}
     for split, count in (("train", spec.num_train), ("val", spec.num_val)):
         # One generator per split, so the validation set does not change when the training set grows.
@@ -209,7 +193,7 @@ def generate(spec: SyntheticSpec, out_dir: str | Path) -> DatasetMeta:
             if spec.name == "voc":
                 rgb.save(out / img_rel, quality=95, subsampling=0)
                 mask = Image.fromarray(label, "P")
-                mask.putpalette(palette)
+                mask.putpalette(VOC_PALETTE)
             else:
                 rgb.save(out / img_rel)
                 mask = Image.fromarray(label, "L")
@@ -223,7 +207,7 @@ def generate(spec: SyntheticSpec, out_dir: str | Path) -> DatasetMeta:
             sets.mkdir(parents=True, exist_ok=True)
             (sets / f"{split}.txt").write_text("".join(s.id + "\n" for s in samples))
     meta = DatasetMeta(spec.name, classes, 255, spec.num_train, spec.num_val)
-    write_meta(out, meta)  # written last: its presence marks a complete data set
+    meta = write_meta(out, meta)  # written last: its presence marks a complete data set
     return meta
 
 

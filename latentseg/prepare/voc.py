@@ -22,19 +22,18 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-from latentseg.data.archives import extract, is_current, is_extracted
-from latentseg.data.classes import VOC_CLASSES
-from latentseg.data.download import Remote, verify
-from latentseg.data.layout import DatasetMeta, Sample, atomic_write_text, write_list, write_meta
-from latentseg.data.prepare_utils import link_or_copy, parallel_map, save_png_atomic
-from latentseg.data.validate import DataError, check_prepared
+from latentseg.data.classes import VOC_CLASSES, VOC_PALETTE
+from latentseg.data.layout import DatasetMeta, Sample, write_list, write_meta
+from latentseg.files import atomic_write_text
+from latentseg.prepare.download import Remote
+from latentseg.prepare.parallel import link_or_copy, parallel_map, save_png
+from latentseg.prepare.releases import Archive, Release, find_release
+from latentseg.prepare.validate import DataError, check_prepared
 
 log = logging.getLogger(__name__)
 
@@ -60,21 +59,6 @@ VOC_ENV, SBD_ENV = "LATENTSEG_VOC_ROOT", "LATENTSEG_SBD_ROOT"
 PREPARED_ROOT = Path("VOCdevkit", "VOC2012")
 
 
-def voc_palette() -> list[int]:
-    """The VOC colour map (256 RGB triples): bits of the index spread over R, G, B from the high bit down."""
-    palette = []
-    for index in range(256):
-        rgb = [0, 0, 0]
-        for bit in range(8):
-            for channel in range(3):
-                rgb[channel] |= ((index >> (3 * bit + channel)) & 1) << (7 - bit)
-        palette += rgb
-    return palette
-
-
-VOC_PALETTE = voc_palette()
-
-
 def _is_voc_root(path: Path) -> bool:
     return (path / "JPEGImages").is_dir() and (path / "ImageSets" / "Segmentation").is_dir()
 
@@ -83,79 +67,36 @@ def _is_sbd_root(path: Path) -> bool:
     return (path / "cls").is_dir() and (path / "train.txt").is_file()
 
 
-@dataclass(frozen=True)
-class _Release:
-    """What it takes to find one release: its archive, the members we need, where its root may sit."""
-
-    what: str
-    env: str
-    members: tuple[str, ...]
-    roots: tuple[str, ...]  # candidate roots, relative to a source folder or an extraction
-    is_root: Callable[[Path], bool]
-
-
-_VOC = _Release(
-    "VOC2012 release",
-    VOC_ENV,
-    (
-        "VOCdevkit/VOC2012/JPEGImages",
-        "VOCdevkit/VOC2012/SegmentationClass",
-        "VOCdevkit/VOC2012/ImageSets/Segmentation",
+VOC2012_RELEASE = Release(
+    name="VOC2012 release",
+    archives=(
+        Archive(
+            VOC2012_TRAINVAL,
+            members=tuple(
+                f"VOCdevkit/VOC2012/{m}" for m in ("JPEGImages", "SegmentationClass", "ImageSets/Segmentation")
+            ),
+            folder="VOCtrainval_11-May-2012",
+        ),
     ),
-    ("", "VOC2012", "VOCdevkit/VOC2012"),
-    _is_voc_root,
+    env=VOC_ENV,
+    is_root=_is_voc_root,
+    layout="JPEGImages/ and ImageSets/Segmentation/",
+    roots=("", "VOC2012", "VOCdevkit/VOC2012"),
 )
-_SBD = _Release(
-    "SBD release",
-    SBD_ENV,
-    tuple(f"benchmark_RELEASE/dataset/{m}" for m in ("img", "cls", "train.txt", "val.txt")),  # not inst/
-    ("", "dataset", "benchmark_RELEASE/dataset"),
-    _is_sbd_root,
+SBD_RELEASE = Release(
+    name="SBD release",
+    archives=(
+        Archive(
+            SBD_BENCHMARK,
+            members=tuple(f"benchmark_RELEASE/dataset/{m}" for m in ("img", "cls", "train.txt", "val.txt")),  # no inst/
+            folder="benchmark",
+        ),
+    ),
+    env=SBD_ENV,
+    is_root=_is_sbd_root,
+    layout="cls/ and train.txt",
+    roots=("", "dataset", "benchmark_RELEASE/dataset"),
 )
-
-
-def _find_root(path: Path, release: _Release) -> Path:
-    for sub in release.roots:
-        if release.is_root(path / sub):
-            return path / sub
-    raise FileNotFoundError(
-        f"{path} does not look like an extracted {release.what}: expected one of "
-        + ", ".join(str(path / c) for c in release.roots)
-    )
-
-
-def _resolve(
-    release: _Release, remote: Remote, source: str | Path | None, raw_dir: Path, download: bool
-) -> Path:
-    """Find (downloading and extracting if needed) the extracted root of one release."""
-    source = source if source is not None else os.environ.get(release.env) or None
-    extracted = raw_dir / remote.filename.split(".")[0]
-    members = list(release.members)
-    if source is not None:
-        source = Path(source)
-        if source.is_dir():
-            return _find_root(source, release)
-        if not source.is_file():
-            raise FileNotFoundError(
-                f"{release.what} source {source} (argument or ${release.env}) does not exist"
-            )
-        if not is_current(source, extracted, prefixes=members):
-            verify(source, md5=remote.md5)  # a hand-placed archive: a mismatch is reported, never deleted
-        return _find_root(extract(source, extracted, prefixes=members), release)
-    archive = raw_dir / remote.filename
-    if is_current(archive, extracted, prefixes=members) or (not archive.exists() and is_extracted(extracted)):
-        # verified when it was extracted (or deleted after a completed extraction to save space)
-        return _find_root(extracted, release)
-    if download:
-        remote.fetch(raw_dir)
-    elif not archive.exists():
-        raise FileNotFoundError(
-            f"{release.what} not found: place {remote.filename} (md5 {remote.md5}, from {remote.urls[0]}) "
-            f"at {archive}, or set ${release.env} to an extracted copy, or allow downloading"
-        )
-    else:
-        verify(archive, md5=remote.md5)
-    return _find_root(extract(archive, extracted, prefixes=members), release)
 
 
 def _read_ids(path: Path) -> list[str]:
@@ -197,7 +138,7 @@ def _prepare_one(job: tuple[str, str, str, str, str]) -> None:
                 )
         png = Image.fromarray(mask)
         png.putpalette(VOC_PALETTE)
-        save_png_atomic(png, mask_dst)
+        save_png(png, mask_dst)
 
 
 def prepare_voc(
@@ -211,17 +152,21 @@ def prepare_voc(
     sbd_remote: Remote = SBD_BENCHMARK,
     workers: int | None = None,
     check: bool = True,
+    verify_checksum: bool = True,
 ) -> DatasetMeta:
     """Prepare VOC 2012 + SBD in ``out_dir``; downloads and extractions live in ``raw_dir``.
 
-    A source (argument, else ``$LATENTSEG_VOC_ROOT`` / ``$LATENTSEG_SBD_ROOT``) is an archive you have or
-    an extracted folder; without one, the archive in ``raw_dir`` is used, downloaded first if allowed.
-    ``*_remote`` override URLs and checksums (mirrors, tests). ``check`` runs ``check_prepared`` at the end.
+    A source (argument, else ``$LATENTSEG_VOC_ROOT`` / ``$LATENTSEG_SBD_ROOT``) is an archive you have, a folder
+    holding it, or an extracted folder; without one, the archive in ``raw_dir`` is used, downloaded first if allowed.
+    ``*_remote`` override URLs and checksums (mirrors, tests). ``verify_checksum=False`` accepts archives of yours
+    whose checksum is not the official one (``releases.find_release``). ``check`` runs ``check_prepared`` at the end.
     """
     out_dir, raw_dir = Path(out_dir), Path(raw_dir)
     raw_dir.mkdir(parents=True, exist_ok=True)
-    voc = _resolve(_VOC, voc_remote, voc_source, raw_dir, download)
-    sbd = _resolve(_SBD, sbd_remote, sbd_source, raw_dir, download)
+    found = {"download": download, "verify_checksum": verify_checksum}
+    voc = find_release(VOC2012_RELEASE.with_remotes({VOC2012_TRAINVAL.filename: voc_remote}), raw_dir, voc_source,
+                       **found)
+    sbd = find_release(SBD_RELEASE.with_remotes({SBD_BENCHMARK.filename: sbd_remote}), raw_dir, sbd_source, **found)
     dst = out_dir / PREPARED_ROOT
     if dst.resolve() == voc.resolve():
         raise ValueError(
@@ -259,7 +204,7 @@ def prepare_voc(
     write_list(out_dir / "train.txt", [_sample(i) for i in train_ids])
     write_list(out_dir / "val.txt", [_sample(i) for i in voc_val])
     meta = DatasetMeta("voc", list(VOC_CLASSES), 255, len(train_ids), len(voc_val))
-    write_meta(out_dir, meta)
+    meta = write_meta(out_dir, meta)
     if check:
         check_prepared(out_dir, workers=workers)
     return meta

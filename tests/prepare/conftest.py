@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from latentseg.data.mock_release import make_cityscapes_zips, make_sbd_tgz, make_voc_tar
+from latentseg.prepare.mock_release import make_cityscapes_zips, make_sbd_tgz, make_voc_tar
 
 
 @dataclass(frozen=True)

@@ -5,8 +5,8 @@ from PIL import Image
 from torchvision.datasets import VOCSegmentation
 
 from latentseg.data.layout import read_list, read_meta
-from latentseg.data.synthetic import SyntheticSpec, generate
-from latentseg.data.validate import check_prepared
+from latentseg.prepare.synthetic import SyntheticSpec, generate
+from latentseg.prepare.validate import check_prepared
 
 
 def _digest(root):

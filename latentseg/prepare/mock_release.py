@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from latentseg.data.voc import VOC_PALETTE
+from latentseg.data.classes import VOC_PALETTE
 
 
 def _seed(text: str) -> int:

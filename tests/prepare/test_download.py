@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from latentseg.data.download import ChecksumError, DownloadError, OfflineError, Remote, fetch, verify
+from latentseg.prepare.download import ChecksumError, DownloadError, OfflineError, Remote, fetch, verify
 
 PAYLOAD = os.urandom(300_000) + b"end"  # several chunks of the server's writes
 MD5 = hashlib.md5(PAYLOAD).hexdigest()

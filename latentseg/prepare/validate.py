@@ -16,7 +16,7 @@ import numpy as np
 from PIL import Image
 
 from latentseg.data.layout import Sample, read_list, read_meta
-from latentseg.data.prepare_utils import parallel_map
+from latentseg.prepare.parallel import parallel_map
 
 RERUN = "re-run the prepare stage (delete the prepared folder first to rebuild it from the raw data)"
 

@@ -1,10 +1,11 @@
-"""Small helpers shared by the preparation of every data set: atomic file writes and a process pool."""
+"""What every converter runs per file, and the process pool that runs it: ``parallel_map`` over the jobs, each
+of which links or copies a raw file (``link_or_copy``) and writes a mask (``save_png``). Both write atomically
+(``latentseg.files``), so a killed run leaves whole files only and a re-run skips them."""
 
 from __future__ import annotations
 
 import os
 import shutil
-import tempfile
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -13,16 +14,12 @@ from typing import TypeVar
 from PIL import Image
 from tqdm import tqdm
 
+from latentseg.files import atomic_write
+
 T = TypeVar("T")
 R = TypeVar("R")
 
 _MIN_PARALLEL = 64  # below this, starting worker processes costs more than it saves
-
-
-def _tmp_beside(path: Path) -> Path:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    return Path(tmp)
 
 
 def link_or_copy(src: str | Path, dst: str | Path) -> None:
@@ -41,26 +38,13 @@ def link_or_copy(src: str | Path, dst: str | Path) -> None:
         return
     except OSError:
         pass  # another file system, or links not allowed: copy
-    tmp = _tmp_beside(dst)
-    try:
-        shutil.copyfile(src, tmp)
-        os.replace(tmp, dst)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    atomic_write(dst, lambda tmp: shutil.copyfile(src, tmp))
 
 
-def save_png_atomic(image: Image.Image, dst: str | Path) -> None:
+def save_png(image: Image.Image, dst: str | Path) -> None:
     """Save ``image`` as PNG through a temporary file, so a killed run leaves no truncated mask."""
-    dst = Path(dst)
-    tmp = _tmp_beside(dst)
-    try:
-        # compress_level 1: masks are tiny either way, and level 6 triples the encoding time
-        image.save(tmp, format="PNG", compress_level=1)
-        os.replace(tmp, dst)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    # compress_level 1: masks are tiny either way, and level 6 triples the encoding time
+    atomic_write(dst, lambda tmp: image.save(tmp, format="PNG", compress_level=1))
 
 
 def resolve_workers(workers: int | None) -> int:

@@ -1,9 +1,10 @@
 """Cityscapes (fine annotations): download, extract, convert label ids to the 19 train ids.
 
-Sources, first that applies: ``source`` (or ``$LATENTSEG_CITYSCAPES_ROOT``), a folder holding either the
-extracted ``leftImg8bit/`` + ``gtFine/`` trees or the two release zips; the zips in ``raw_dir``; a
-download, through ``remotes`` (plain URLs: a mirror, the tests) or else the official downloader of
-``cityscapesscripts`` logged in with ``$CITYSCAPES_USERNAME`` / ``$CITYSCAPES_PASSWORD``.
+Sources, first that applies (``releases.find_release``): ``source`` (or ``$LATENTSEG_CITYSCAPES_ROOT``), a folder
+holding either the extracted ``leftImg8bit/`` + ``gtFine/`` trees or the two release zips (checked against the
+site's MD5s); the zips in ``raw_dir``; a download, through ``remotes`` (plain URLs: a mirror, the tests) or else
+the official downloader of ``cityscapesscripts`` logged in with ``$CITYSCAPES_USERNAME`` / ``$CITYSCAPES_PASSWORD``
+or the credentials an earlier ``csDownload`` stored.
 
 Prepared folder (train and val; the test split has no public labels and is left out)::
 
@@ -27,16 +28,24 @@ import numpy as np
 from cityscapesscripts.helpers.labels import labels as CS_LABELS
 from PIL import Image
 
-from latentseg.data.archives import extract, is_current, is_extracted
 from latentseg.data.classes import CITYSCAPES_CLASSES
-from latentseg.data.download import DownloadError, OfflineError, Remote, verify
 from latentseg.data.layout import DatasetMeta, Sample, write_list, write_meta
-from latentseg.data.prepare_utils import link_or_copy, parallel_map, save_png_atomic
-from latentseg.data.validate import DataError, check_prepared
+from latentseg.prepare.download import DownloadError, OfflineError, Remote
+from latentseg.prepare.parallel import link_or_copy, parallel_map, save_png
+from latentseg.prepare.releases import Archive, Release, find_release
+from latentseg.prepare.validate import DataError, check_prepared
 
 log = logging.getLogger(__name__)
 
-PACKAGES = ("leftImg8bit_trainvaltest.zip", "gtFine_trainvaltest.zip")
+# The site's MD5s of the two packages (https://www.cityscapes-dataset.com/md5-sum/?packageID=<id>), the ones its
+# downloader checks; the URLs need a logged-in session, which ``download_official`` opens.
+CITYSCAPES_REMOTES = (
+    Remote(("https://www.cityscapes-dataset.com/file-handling/?packageID=3",), "leftImg8bit_trainvaltest.zip",
+           md5="0a6e97e94b616a514066c9e2adb0c97f"),  # 11 GB
+    Remote(("https://www.cityscapes-dataset.com/file-handling/?packageID=1",), "gtFine_trainvaltest.zip",
+           md5="4237c19de34c8a376e9ba46b495d6f66"),  # 241 MB
+)
+PACKAGES = tuple(r.filename for r in CITYSCAPES_REMOTES)
 SPLITS = ("train", "val")
 SOURCE_ENV = "LATENTSEG_CITYSCAPES_ROOT"
 USER_ENV, PASSWORD_ENV = "CITYSCAPES_USERNAME", "CITYSCAPES_PASSWORD"
@@ -149,58 +158,20 @@ def download_official(raw_dir: str | Path, packages: Sequence[str] = PACKAGES) -
         os.replace(staging / name, raw_dir / name)
 
 
-def _resolve(
-    raw_dir: Path, source: str | Path | None, download: bool, remotes: Sequence[Remote] | None
-) -> tuple[Path, Path]:
-    """The ``leftImg8bit`` and ``gtFine`` folders to read, downloading and extracting as needed."""
-    source = source if source is not None else os.environ.get(SOURCE_ENV) or None
-    zip_dir = raw_dir
-    if source is not None:
-        source = Path(source)
-        if not source.is_dir():
-            raise FileNotFoundError(f"Cityscapes source {source} (argument or ${SOURCE_ENV}) is not a folder")
-        if _is_tree(source):
-            return source / "leftImg8bit", source / "gtFine"
-        if not all((source / p).is_file() for p in PACKAGES):
-            raise FileNotFoundError(
-                f"{source} holds neither leftImg8bit/ + gtFine/ (with train/ and val/) "
-                f"nor {' and '.join(PACKAGES)}"
-            )
-        zip_dir = source
-    # one extraction folder per zip: each also holds a README and license.txt at its top
-    extracted = {p: raw_dir / Path(p).stem for p in PACKAGES}
-    prefixes = {p: [f"{p.split('_')[0]}/{split}" for split in SPLITS] for p in PACKAGES}
-    by_name = {r.filename: r for r in remotes or ()}
-    missing = [
-        p
-        for p in PACKAGES
-        if not (zip_dir / p).is_file() and not (zip_dir == raw_dir and is_extracted(extracted[p]))
-    ]  # an extraction whose zip was deleted afterwards (to save 11 GB) still counts
-    if missing:
-        if not download:
-            raise FileNotFoundError(
-                f"Cityscapes not found: place {', '.join(missing)} (from "
-                f"https://www.cityscapes-dataset.com/downloads/) in {raw_dir}, or set ${SOURCE_ENV} to a "
-                "folder with the extracted leftImg8bit/ and gtFine/"
-            )
-        if remotes:
-            for name in missing:
-                if name not in by_name:
-                    raise ValueError(
-                        f"remotes name no URL for {name}; give one Remote per package of {PACKAGES}"
-                    )
-                by_name[name].fetch(raw_dir)  # verified against the mirror's checksum
-        else:
-            download_official(raw_dir, missing)  # verified against the site's MD5 by the downloader
-    for package, dest in extracted.items():
-        archive = zip_dir / package
-        if not archive.is_file() or is_current(archive, dest, prefixes=prefixes[package]):
-            continue
-        if package in by_name:
-            verify(archive, md5=by_name[package].md5, sha256=by_name[package].sha256)
-        extract(archive, dest, prefixes=prefixes[package])
-    images, labels = (extracted[p] / p.split("_")[0] for p in PACKAGES)
-    return images, labels
+CITYSCAPES_RELEASE = Release(
+    name="Cityscapes release",
+    # one extraction folder per zip (each also holds a README and license.txt at its top), joined in trainvaltest/
+    archives=tuple(
+        Archive(r, tuple(f"{r.filename.split('_')[0]}/{split}" for split in SPLITS), Path(r.filename).stem)
+        for r in CITYSCAPES_REMOTES
+    ),
+    env=SOURCE_ENV,
+    is_root=_is_tree,
+    layout="leftImg8bit/ and gtFine/, each with train/ and val/",
+    joined="trainvaltest",
+    downloader=download_official,  # verified against the site's MD5 by the downloader
+    page="https://www.cityscapes-dataset.com/downloads/",
+)
 
 
 def _prepare_one(job: tuple[str, str, list[tuple[str, str]], str, str]) -> None:
@@ -217,7 +188,7 @@ def _prepare_one(job: tuple[str, str, list[tuple[str, str]], str, str]) -> None:
         raise DataError(
             f"{label_ids} cannot be read ({err}); delete the extracted gtFine folder and re-run"
         ) from err
-    save_png_atomic(Image.fromarray(to_train_ids(values, label_ids)), train_ids)
+    save_png(Image.fromarray(to_train_ids(values, label_ids)), train_ids)
 
 
 def prepare_cityscapes(
@@ -229,11 +200,17 @@ def prepare_cityscapes(
     remotes: Sequence[Remote] | None = None,
     workers: int | None = None,
     check: bool = True,
+    verify_checksum: bool = True,
 ) -> DatasetMeta:
-    """Prepare Cityscapes train (2,975) and val (500) in ``out_dir``; downloads/extractions in ``raw_dir``."""
+    """Prepare Cityscapes train (2,975) and val (500) in ``out_dir``; downloads/extractions in ``raw_dir``.
+
+    ``remotes`` replace the official packages (by file name); ``verify_checksum=False`` accepts zips of yours
+    whose MD5 is not the official one (``releases.find_release``)."""
     out_dir, raw_dir = Path(out_dir), Path(raw_dir)
     raw_dir.mkdir(parents=True, exist_ok=True)
-    images_root, labels_root = _resolve(raw_dir, source, download, remotes)
+    release = CITYSCAPES_RELEASE.with_remotes({r.filename: r for r in remotes or ()})
+    root = find_release(release, raw_dir, source, download=download, verify_checksum=verify_checksum)
+    images_root, labels_root = root / "leftImg8bit", root / "gtFine"
     jobs, lists = [], {}
     for split in SPLITS:
         image_dir, gt_dir = images_root / split, labels_root / split
@@ -269,7 +246,7 @@ def prepare_cityscapes(
     write_list(out_dir / "train.txt", lists["train"])
     write_list(out_dir / "val.txt", lists["val"])
     meta = DatasetMeta("cityscapes", list(CITYSCAPES_CLASSES), 255, len(lists["train"]), len(lists["val"]))
-    write_meta(out_dir, meta)
+    meta = write_meta(out_dir, meta)
     if check:
         check_prepared(out_dir, workers=workers)
     return meta

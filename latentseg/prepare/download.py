@@ -13,7 +13,6 @@ between failing at once (offline) and resuming.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import time
@@ -24,6 +23,8 @@ from pathlib import Path
 import requests
 import urllib3.exceptions
 from tqdm import tqdm
+
+from latentseg.files import file_digest
 
 log = logging.getLogger(__name__)
 
@@ -55,11 +56,6 @@ class Remote:
 
     def fetch(self, folder: str | Path, **kwargs) -> Path:
         return fetch(self.urls, Path(folder) / self.filename, md5=self.md5, sha256=self.sha256, **kwargs)
-
-
-def file_digest(path: str | Path, algorithm: str) -> str:
-    with open(path, "rb") as f:
-        return hashlib.file_digest(f, algorithm).hexdigest()
 
 
 MIN_PREFIX = 8  # hex digits: the length of the SHA-256 prefix that torch hub puts in a file name
@@ -103,10 +99,15 @@ def verify(path: str | Path, *, md5: str | None = None, sha256: str | None = Non
     return path
 
 
-def _manual_hint(urls: Sequence[str], dest: Path, md5: str | None, sha256: str | None) -> str:
+def checksum_text(md5: str | None = None, sha256: str | None = None) -> str:
+    """The checksums of a file for a message: ``"md5 <hex>"``, ``"sha256 starting with <hex>"``, ..."""
     full = {"md5": 32, "sha256": 64}
-    sums = ", ".join(f"{a} {v}" if len(v) == full[a] else f"{a} starting with {v}"
+    return ", ".join(f"{a} {v}" if len(v) == full[a] else f"{a} starting with {v}"
                      for a, v in _expected(md5, sha256)) or "no checksum recorded"
+
+
+def _manual_hint(urls: Sequence[str], dest: Path, md5: str | None, sha256: str | None) -> str:
+    sums = checksum_text(md5, sha256)
     return (
         f"To continue without a network, download {urls[0]} on another machine and place it at "
         f"{dest.resolve()} ({sums}); it will be verified and used."

@@ -8,7 +8,7 @@ import zipfile
 
 import pytest
 
-from latentseg.data.archives import MARKER, UnsafeArchiveError, extract, is_extracted
+from latentseg.prepare.archives import MARKER, UnsafeArchiveError, extract, is_extracted
 
 
 def _tar(path, members: dict[str, bytes], links: dict[str, str] | None = None):
