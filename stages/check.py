@@ -1,39 +1,72 @@
-"""Stage `check`: every table cell against its reference, within tolerance; exits 1 naming each cell that is not.
+"""Stage `check`: every table cell against its reference within tolerance, and the claims that must hold; exits 1
+naming each cell out of tolerance and each must-hold claim that no longer holds.
 
-The paper profile is checked against the paper's numbers; the demo profile against the committed reference of the
-demo's own results (`--write` records a new one after a deliberate change). With `--report` (as the pipeline runs
-it) the findings are written to a file and the exit status stays 0, so that `dvc exp run` of a variant, whose
-numbers are meant to differ, still completes; CI runs it without `--report`.
+    python stages/check.py --tables reports/tables/all.csv --reference reference [--report reports/tolerance.md]
+    python stages/check.py --tables reports/tables/all.csv --reference reference --write
+
+The paper profile is checked against the paper's numbers (`<reference>/paper.yaml`); the demo profile against the
+committed record of the demo's own results (`<reference>/demo.yaml`: each cell's mean, a tolerance derived from the
+measured seed spread, the claims that held). `--write` records a new one after a deliberate change. The claims
+come from `<reference>/claims.yaml`, evaluated on the same all.csv. With `--report` (as the pipeline runs it) the
+findings are written to a file and the exit status stays 0, so that `dvc exp run` of a variant, whose numbers are
+meant to differ, still completes; CI runs it without `--report`.
 """
 
 import argparse
 import sys
 from pathlib import Path
 
-import pandas as pd
 import yaml
 
-from latentseg.data.layout import atomic_write_text
+from latentseg.files import atomic_write_text
 from latentseg.params import load_params
-from latentseg.reports.check import out_of_tolerance, reference_from
+from latentseg.reports.check import (
+    broken_claims,
+    out_of_tolerance,
+    paper_expectations,
+    record_reference,
+    recorded_expectations,
+)
+from latentseg.reports.claims import evaluate_file
+from latentseg.reports.stats import read_runs
+
+HEADER = """\
+# The {profile} profile's own results, recorded with
+#   python stages/check.py --tables reports/tables/all.csv --reference reference --write
+# CI checks every new run against them. noise: the pooled within-cell std of each kind over the cells with >= 2
+# runs (training seeds), else claims.yaml's default_noise. tables: each cell's mean over its n runs and its
+# tolerance 3 * sigma * sqrt(2 / n) (a run on another machine behaves like another seed). claims_must_hold: the
+# claims of claims.yaml whose verdict was `holds` when this was recorded.
+"""
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--tables", type=Path, required=True, help="all.csv of the tables stage")
-    parser.add_argument("--reference", type=Path, required=True, help="folder holding <profile>.yaml")
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--tables", type=Path, required=True, help="all.csv of the tables stage (every run)")
+    parser.add_argument("--reference", type=Path, required=True,
+                        help="folder holding <profile>.yaml and claims.yaml")
     parser.add_argument("--write", action="store_true", help="record the built tables as the profile's reference")
     parser.add_argument("--report", type=Path, help="write the findings here and exit 0")
     args = parser.parse_args()
-    profile = load_params()["profile"]
-    long = pd.read_csv(args.tables, dtype={"row": str, "column": str}, keep_default_na=True)
+    params = load_params()
+    profile = params["profile"]
+    runs = read_runs(args.tables)
+    claims_path = args.reference / "claims.yaml"
+    claims_doc = yaml.safe_load(claims_path.read_text()) if claims_path.is_file() else None
     path = args.reference / f"{profile}.yaml"
     if args.write:
-        # keep the tolerance of the reference being replaced; a first one starts at 3 mIoU points, 2 classes
-        tolerance = yaml.safe_load(path.read_text())["tolerance"] if path.is_file() else {"miou": 3.0, "effective": 2}
-        doc = {"tolerance": tolerance, "tables": reference_from(long)}
-        atomic_write_text(path, yaml.safe_dump(doc, sort_keys=False, allow_unicode=True))
-        print(f"wrote {path}")
+        if profile == "paper":
+            sys.exit(f"{path} holds the paper's numbers: --write records a profile's own results, not the paper's")
+        if claims_doc is None:
+            sys.exit(f"{claims_path} is missing: it gives the claims to record and the default noise")
+        verdicts, noise = evaluate_file(claims_doc, runs)
+        doc = record_reference(runs, noise, verdicts)
+        cells = {"noise": doc["noise"], "tables": doc["tables"]}  # one line per cell, one per claim
+        text = (yaml.safe_dump(cells, sort_keys=False, allow_unicode=True, width=120, default_flow_style=None)
+                + yaml.safe_dump({"claims_must_hold": doc["claims_must_hold"]}, default_flow_style=False))
+        atomic_write_text(path, HEADER.format(profile=profile) + text)
+        print(f"wrote {path}: {sum(len(c) for r in doc['tables'].values() for c in r.values())} cells, "
+              f"{len(doc['claims_must_hold'])} claims that must hold")
         return
     if not path.is_file():
         message = f"no reference for profile {profile!r}: {path} is missing (record one with --write)"
@@ -43,11 +76,20 @@ def main() -> None:
         print(message, file=sys.stderr)
         return
     reference = yaml.safe_load(path.read_text())
-    problems = out_of_tolerance(long, reference["tables"], reference["tolerance"])
+    if "noise" in reference:  # a recorded reference: every built cell must be in it
+        problems = out_of_tolerance(runs, recorded_expectations(reference), complete=True)
+    else:  # the paper's numbers, in the layout's column order
+        problems = out_of_tolerance(runs, paper_expectations(params["tables"], reference))
+    must_hold = reference.get("claims_must_hold") or []
+    if must_hold and claims_doc is None:
+        problems.append(f"{len(must_hold)} claim(s) must hold, but {claims_path} is missing")
+    elif must_hold:
+        problems += broken_claims(evaluate_file(claims_doc, runs)[0], must_hold)
     if problems:
-        text = f"{len(problems)} cell(s) out of tolerance against {path}:\n" + "".join(f"- {p}\n" for p in problems)
+        text = f"{len(problems)} problem(s) against {path}:\n" + "".join(f"- {p}\n" for p in problems)
     else:
-        text = f"Every table cell is within tolerance of {path}.\n"
+        text = f"Every table cell is within tolerance of {path}"
+        text += f", and all {len(must_hold)} claims that must hold still hold.\n" if must_hold else ".\n"
     if args.report is not None:
         atomic_write_text(args.report, f"# Tolerance check ({profile} profile)\n\n{text}")
     print(text, end="", file=sys.stderr if problems else sys.stdout)

@@ -1,4 +1,10 @@
-"""Stage `tables`: Tables 1-5 as Markdown and CSV, our numbers beside the paper's."""
+"""Stage `tables`: Tables 1-5 as Markdown and CSV, our numbers (mean ± spread over seeds) beside the paper's.
+
+    python stages/tables.py --runs results --paper reference/paper.yaml --out reports/tables
+
+Writes `<out>/table<N>.md` and `.csv` (one row per cell: mean, std, n, paper, diff, source) and `<out>/all.csv`
+(one row per cell and run: table, row, column, source, run, value).
+"""
 
 import argparse
 from pathlib import Path
@@ -6,26 +12,31 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from latentseg.data.layout import atomic_write_text
+from latentseg.files import atomic_write_text
 from latentseg.params import load_params
-from latentseg.reports.tables import long_table, metrics_reader, write_table
+from latentseg.reports.stats import RUN_COLUMNS
+from latentseg.reports.tables import results_reader, table_cells, table_runs, write_table
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--runs", type=Path, required=True, help="folder of run folders holding metrics.json")
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs", type=Path, required=True,
+                        help="results folder: <exp>/metrics.json and <exp>/classifier.json")
     parser.add_argument("--paper", type=Path, required=True, help="the paper's numbers (reference/paper.yaml)")
     parser.add_argument("--out", type=Path, required=True, help="folder for table<N>.md / .csv and all.csv")
     args = parser.parse_args()
     params = load_params()
     paper = yaml.safe_load(args.paper.read_text())["tables"]
-    read = metrics_reader(args.runs)
-    tables = []
+    read = results_reader(args.runs)
+    every_run = []
     for name, layout in params["tables"].items():
-        long = long_table(name, layout, paper.get(name, {}), read)
-        write_table(long, layout["title"], params["profile"], args.out / f"{name}.md", args.out / f"{name}.csv")
-        tables.append(long)
-    atomic_write_text(args.out / "all.csv", pd.concat(tables).to_csv(index=False))
+        runs = table_runs(name, layout, read)
+        cells = table_cells(name, layout, paper.get(name, {}), runs)
+        write_table(cells, layout["title"], params["profile"], args.out / f"{name}.md", args.out / f"{name}.csv")
+        every_run.append(runs)
+    built = [runs for runs in every_run if not runs.empty]
+    every = pd.concat(built) if built else pd.DataFrame(columns=RUN_COLUMNS)
+    atomic_write_text(args.out / "all.csv", every.to_csv(index=False))
 
 
 if __name__ == "__main__":

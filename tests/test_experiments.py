@@ -49,14 +49,14 @@ def test_changing_latent_k_changes_only_the_runs_that_inherit_it(params):
 
 
 def test_every_table_cell_and_figure_names_a_known_run(params):
-    runs, classifiers = set(params["experiments"]), set(params["classifiers"])
+    runs = set(params["experiments"])
     for name, layout in params["tables"].items():
         for row, cells in layout["rows"].items():
             assert len(cells) == len(layout["columns"]), (name, row)
             for cell in cells:
-                ref = CellRef.parse(cell)
+                ref = CellRef.parse(cell)  # "<exp>", "<exp>:<metric>" and "<exp>+classifier" all name an experiment
                 if ref is not None:
-                    assert ref.id in (runs if ref.source == "run" else classifiers), (name, row, cell)
+                    assert ref.experiment in runs, (name, row, cell)
     assert set(params["figures"].values()) <= runs
     for entry in params["classifiers"].values():
         assert params["experiments"][entry["run"]]["dataset"] == entry["dataset"]

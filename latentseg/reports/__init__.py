@@ -1,1 +1,2 @@
-"""Tables 1-5, Figure 3 and the tolerance check, built from per-run metric files."""
+"""Tables 1-5 (mean ± spread over seeds), the paper's claims with verdicts, Figure 3, training curves and the
+tolerance check, built from per-run metric files. Imports no torch: the report stages stay light."""

@@ -1,54 +1,111 @@
-"""The tolerance check: built tables against reference numbers (the paper's, or the demo's own)."""
+"""The check: built tables against reference numbers (the paper's, or the demo's own), and the claims that must hold.
+
+- The paper profile is checked against ``reference/paper.yaml``: each cell's mean within a fixed tolerance per kind
+  (mIoU points, latent classes) of the paper's number.
+- The demo profile is checked against its own recorded results (``reference/demo.yaml``): each cell's mean within a
+  tolerance derived from the measured seed spread, ``3 · σ · sqrt(2 / n)``, with ``σ`` the pooled within-cell std
+  of the cell's kind when the reference was recorded and ``n`` the cell's run count. A run on another machine
+  behaves like another seed, and the difference of two means of ``n`` runs has std ``σ · sqrt(2 / n)``. The
+  reference also lists the claims that held when it was recorded (``claims_must_hold``); each must still hold.
+
+A reference file for the demo profile reads::
+
+    noise: {miou: {sigma: 0.8, from: pooled over 12 cell(s) with >= 2 runs}, effective: {...}}
+    tables: {table1: {Proposed: {"1/8": {mean: 30.9, n: 3, tolerance: 1.96}, ...}, ...}, ...}
+    claims_must_hold: [t3-latent-adds-to-ce, ...]
+"""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any
 
 import pandas as pd
 
+from latentseg.reports.stats import Noise, cell_stats, kind_of
+from latentseg.reports.tables import paper_by_cell
 
-def tolerance_for(column: str, tolerances: Mapping[str, float]) -> float:
-    """Effective-latent-class columns are counts with their own tolerance; everything else is mIoU."""
-    return tolerances["effective"] if column.startswith("effective") else tolerances["miou"]
+Cell = tuple[str, str, str]
+Expected = dict[Cell, tuple[float, float]]  # cell -> (reference number, tolerance)
+TOLERANCE_SIGMAS = 3.0
+ROUNDING = 1e-3  # a recorded reference stores 3 decimals: a gap within that of the tolerance is within it
 
 
-def out_of_tolerance(long: pd.DataFrame, reference: Mapping[str, Mapping[str, list]],
-                     tolerances: Mapping[str, float]) -> list[str]:
-    """Every cell whose number is missing or differs from ``reference`` by more than its tolerance.
+def derived_tolerance(sigma: float, n: int) -> float:
+    """``3 · σ · sqrt(2 / n)``: three standard deviations of the difference of two means of ``n`` runs each."""
+    return TOLERANCE_SIGMAS * sigma * math.sqrt(2.0 / n)
 
-    ``long`` holds all tables (see ``tables.long_table``); ``reference[table][row]`` lists one number per column
-    (``None``: not checked). Cells the layout leaves ``null`` (not reproduced) are skipped.
+
+def paper_expectations(tables: Mapping[str, Mapping[str, Any]], paper_doc: Mapping[str, Any]) -> Expected:
+    """Every cell the layouts reproduce and the paper reports, with ``paper_doc["tolerance"]`` of its kind."""
+    paper = paper_by_cell(tables, paper_doc["tables"])
+    out: Expected = {}
+    for name, layout in tables.items():
+        for row, cells in layout["rows"].items():
+            for column, source in zip([str(c) for c in layout["columns"]], cells, strict=True):
+                key = (name, str(row), column)
+                if source is not None and paper[key] is not None:
+                    out[key] = (float(paper[key]), float(paper_doc["tolerance"][kind_of(source)]))
+    return out
+
+
+def recorded_expectations(reference: Mapping[str, Any]) -> Expected:
+    """The cells of a recorded (demo) reference with their derived tolerances."""
+    return {(table, str(row), str(column)): (float(cell["mean"]), float(cell["tolerance"]))
+            for table, rows in reference["tables"].items()
+            for row, columns in rows.items()
+            for column, cell in columns.items()}
+
+
+def out_of_tolerance(runs: pd.DataFrame, expected: Expected, complete: bool = False) -> list[str]:
+    """Every expected cell without runs or whose mean is further than its tolerance from the reference.
+
+    ``complete``: also every built cell that the reference lacks (a recorded reference covers every built cell;
+    one that does not is stale).
     """
+    stats = cell_stats(runs)
     problems = []
-    for table, rows in reference.items():
-        part = long[long["table"] == table]
-        if part.empty:
-            problems.append(f"{table}: not built")
+    for (table, row, column), (reference, tol) in expected.items():
+        where = f"{table} / {row} / {column}"
+        cell = stats.get((table, row, column))
+        if cell is None:
+            problems.append(f"{where}: no result (reference {reference:g})")
             continue
-        columns = list(dict.fromkeys(part["column"]))
-        for row, values in rows.items():
-            for column, expected in zip(columns, values, strict=False):
-                if expected is None:
-                    continue
-                cell = part[(part["row"] == str(row)) & (part["column"] == column)]
-                if not cell.empty and pd.isna(cell["source"].iloc[0]):
-                    continue  # a cell the layout does not reproduce (Mittal et al.'s rows)
-                ours: Any = None if cell.empty else cell["ours"].iloc[0]
-                tol = tolerance_for(column, tolerances)
-                if ours is None or pd.isna(ours):
-                    problems.append(f"{table} / {row} / {column}: no result (reference {expected})")
-                elif abs(float(ours) - float(expected)) > tol:
-                    problems.append(f"{table} / {row} / {column}: {float(ours):.2f} vs reference {expected} "
-                                    f"(|diff| {abs(float(ours) - float(expected)):.2f} > tolerance {tol})")
+        gap = abs(cell["mean"] - reference)
+        if gap > tol + ROUNDING:
+            problems.append(f"{where}: {cell['mean']:.2f} (mean of {cell['n']}) vs reference {reference:g} "
+                            f"(|diff| {gap:.2f} > tolerance {tol:.2f})")
+    if complete:
+        for table, row, column in sorted(stats.keys() - expected.keys()):
+            problems.append(f"{table} / {row} / {column}: built but not in the reference (re-record it with --write)")
     return problems
 
 
-def reference_from(long: pd.DataFrame) -> dict[str, dict[str, list]]:
-    """The reference layout of built tables (to record the demo's own results)."""
-    out: dict[str, dict[str, list]] = {}
-    for table, part in long.groupby("table", sort=False):
-        out[str(table)] = {}
-        for row, cells in part.groupby("row", sort=False):
-            out[str(table)][str(row)] = [None if pd.isna(v) else round(float(v), 2) for v in cells["ours"]]
-    return out
+def broken_claims(verdicts: pd.DataFrame, must_hold: list[str]) -> list[str]:
+    """Every claim of ``must_hold`` whose verdict (``claims.evaluate``) is no longer ``holds``."""
+    by_id = verdicts.set_index("id")
+    problems = []
+    for claim_id in must_hold:
+        if claim_id not in by_id.index:
+            problems.append(f"claim {claim_id}: must hold, but claims.yaml no longer states it")
+            continue
+        r = by_id.loc[claim_id]
+        if r["verdict"] != "holds":
+            detail = "" if r["verdict"] == "not run" else f": d = {r['diff']:+.2f}, se {r['se']:.2f}"
+            problems.append(f"claim {claim_id}: must hold, now {r['verdict']}{detail} ({r['higher']} above "
+                            f"{r['lower']})")
+    return problems
+
+
+def record_reference(runs: pd.DataFrame, noise: Mapping[str, Noise], verdicts: pd.DataFrame) -> dict[str, Any]:
+    """The demo reference of built results: each cell's mean and derived tolerance, and the claims that hold."""
+    tables: dict[str, Any] = {}
+    for (table, row, column), cell in cell_stats(runs).items():
+        sigma = noise[kind_of(cell["source"])].sigma
+        tables.setdefault(table, {}).setdefault(row, {})[column] = {
+            "mean": round(cell["mean"], 3), "n": cell["n"],
+            "tolerance": round(derived_tolerance(sigma, cell["n"]), 3)}
+    return {"noise": {kind: {"sigma": round(n.sigma, 4), "from": n.origin} for kind, n in noise.items()},
+            "tables": tables,
+            "claims_must_hold": [str(i) for i in verdicts.loc[verdicts["verdict"] == "holds", "id"]]}

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import matplotlib
@@ -11,6 +9,8 @@ import matplotlib
 matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt
 import numpy as np
+
+from latentseg.files import atomic_write
 
 
 def heatmap(p_latent_given_class: np.ndarray, classes: list[str], title: str, path: str | Path) -> None:
@@ -24,13 +24,7 @@ def heatmap(p_latent_given_class: np.ndarray, classes: list[str], title: str, pa
     ax.set_title(title, fontsize=9)
     fig.colorbar(im, ax=ax, label="P(l | c)")
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".png")
-    os.close(fd)
     try:
-        fig.savefig(tmp, dpi=120)
-        os.replace(tmp, path)
+        atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=120, format="png"))
     finally:
         plt.close(fig)
-        Path(tmp).unlink(missing_ok=True)

@@ -1,12 +1,21 @@
-"""Tables 1-5 from the table layouts of ``params.yaml`` and per-run metric files, beside the paper's numbers.
+"""Tables 1-5 from the table layouts of ``params.yaml`` and the per-run metric files, beside the paper's numbers.
 
-A cell of a layout names where its number comes from: ``"<run id>"`` (that run's mIoU), ``"<run id>:<metric>"``,
-``"classifier:<id>"`` (the mIoU of a run filtered by that image classifier) or ``null`` (not reproduced).
+A cell of a layout names where its numbers come from:
+
+- ``"<exp>"``: the mIoU of experiment ``<exp>``, from ``results/<exp>/metrics.json``;
+- ``"<exp>:<metric>"``: another metric of it (``voc-1_8-proposed:effective_t0.9``);
+- ``"<exp>+classifier"``: its mIoU once its image classifier filters it, from ``results/<exp>/classifier.json``;
+- ``null``: not reproduced.
+
+Both files hold one entry per run (training seed) under ``"runs"``: ``{"runs": {"seed-1234": {"miou": 31.0, ...}}}``
+(their top-level numbers are means for ``dvc metrics show``, not read here). A cell gets every run's value; a table
+shows the mean, the sample standard deviation and the run count, and ``all.csv`` keeps each run's value.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,96 +24,165 @@ from typing import Any
 import pandas as pd
 from tabulate import tabulate
 
-from latentseg.data.layout import atomic_write_text
+from latentseg.files import atomic_write_text
+from latentseg.reports.stats import CELL_KEY, RUN_COLUMNS, kind_of, summarise
+
+CELL_COLUMNS = [*CELL_KEY, "mean", "std", "n", "paper", "diff", "source"]
+CLASSIFIER = "+classifier"
 
 
 @dataclass(frozen=True)
 class CellRef:
-    source: str  # "run" or "classifier"
-    id: str
+    experiment: str
     metric: str = "miou"
+    classifier: bool = False  # the classifier-filtered numbers (classifier.json)
 
     @classmethod
     def parse(cls, cell: str | None) -> CellRef | None:
         if cell is None:
             return None
-        head, _, tail = str(cell).partition(":")
-        if head == "classifier":
-            return cls("classifier", tail)
-        return cls("run", head, tail or "miou")
+        head, _, metric = str(cell).partition(":")
+        classifier = head.endswith(CLASSIFIER)
+        return cls(head.removesuffix(CLASSIFIER), metric or "miou", classifier)
+
+    @property
+    def file(self) -> str:
+        return "classifier.json" if self.classifier else "metrics.json"
 
 
-MetricsReader = Callable[[CellRef], "dict[str, Any] | None"]
+RunsReader = Callable[[CellRef], "dict[str, float]"]
 
 
-def metrics_reader(runs_dir: str | Path) -> MetricsReader:
-    """Reads ``<runs>/<id>/metrics.json`` and ``<runs>/classifier-<id>/metrics.json``; None when missing."""
-    runs_dir = Path(runs_dir)
+def run_order(label: str) -> tuple[int, str]:
+    """Sort key of run labels: ``seed-2`` before ``seed-10``."""
+    match = re.fullmatch(r"seed-(\d+)", label)
+    return (int(match.group(1)) if match else -1, label)
 
-    def read(ref: CellRef) -> dict[str, Any] | None:
-        folder = ref.id if ref.source == "run" else f"classifier-{ref.id}"
-        path = runs_dir / folder / "metrics.json"
-        return json.loads(path.read_text()) if path.is_file() else None
+
+def results_reader(results_dir: str | Path) -> RunsReader:
+    """``read(ref)``: ``{run label: value}`` of that cell, in seed order; ``{}`` when its file is missing."""
+    results_dir = Path(results_dir)
+
+    def read(ref: CellRef) -> dict[str, float]:
+        path = results_dir / ref.experiment / ref.file
+        if not path.is_file():
+            return {}
+        runs = json.loads(path.read_text()).get("runs")
+        if not isinstance(runs, dict):
+            raise ValueError(f"{path}: no 'runs' mapping (expected {{\"runs\": {{\"seed-<n>\": {{...}}}}}}, one "
+                             "entry per training seed); re-run the stage that wrote it")
+        values = {}
+        for label in sorted(runs, key=run_order):
+            if ref.metric not in runs[label]:
+                raise KeyError(f"{path}: run {label!r} has no metric {ref.metric!r}")
+            values[label] = float(runs[label][ref.metric])
+        return values
 
     return read
 
 
-def long_table(name: str, layout: Mapping[str, Any], paper: Mapping[str, list], read: MetricsReader) -> pd.DataFrame:
-    """One row per cell: table, row, column, ours, paper, diff, source."""
+def paper_cells(name: str, layout: Mapping[str, Any], paper: Mapping[str, list]) -> dict[tuple, float | None]:
+    """``{(table, row, column): the paper's number or None}`` for every cell of a layout."""
+    columns = [str(c) for c in layout["columns"]]
+    out = {}
+    for row in layout["rows"]:
+        values = list(paper.get(str(row), [None] * len(columns)))
+        if len(values) != len(columns):
+            raise ValueError(f"the paper's {name}.{row} has {len(values)} numbers for {len(columns)} columns")
+        for column, value in zip(columns, values, strict=True):
+            out[(name, str(row), column)] = value
+    return out
+
+
+def paper_by_cell(tables: Mapping[str, Mapping[str, Any]], paper: Mapping[str, Mapping[str, list]]) -> dict:
+    """``paper_cells`` of every table layout (``params.yaml: tables``; ``paper``: paper.yaml's ``tables``)."""
+    out: dict[tuple, float | None] = {}
+    for name, layout in tables.items():
+        out.update(paper_cells(name, layout, paper.get(name, {})))
+    return out
+
+
+def table_runs(name: str, layout: Mapping[str, Any], read: RunsReader) -> pd.DataFrame:
+    """One row per cell and run (``RUN_COLUMNS``); a cell without runs has no row."""
     columns = [str(c) for c in layout["columns"]]
     records = []
     for row, cells in layout["rows"].items():
         if len(cells) != len(columns):
             raise ValueError(f"tables.{name}.rows.{row} has {len(cells)} cells for {len(columns)} columns")
-        paper_row = list(paper.get(str(row), [None] * len(columns)))
-        for col, cell, ref_value in zip(columns, cells, paper_row, strict=True):
+        for column, cell in zip(columns, cells, strict=True):
             ref = CellRef.parse(cell)
-            ours = None
-            if ref is not None:
-                metrics = read(ref)
-                if metrics is not None:
-                    if ref.metric not in metrics:
-                        raise KeyError(f"tables.{name}: metric {ref.metric!r} not in the metrics of {ref.id}")
-                    ours = metrics[ref.metric]
-            diff = None if ours is None or ref_value is None else round(ours - ref_value, 2)
-            records.append({"table": name, "row": str(row), "column": col, "ours": ours, "paper": ref_value,
-                            "diff": diff, "source": cell})
-    return pd.DataFrame.from_records(records)
+            for run, value in (read(ref) if ref is not None else {}).items():
+                records.append({"table": name, "row": str(row), "column": column, "source": cell, "run": run,
+                                "value": value})
+    return pd.DataFrame.from_records(records, columns=RUN_COLUMNS)
 
 
-def _fmt(value: Any, digits: int) -> str:
-    if value is None or (isinstance(value, float) and pd.isna(value)):
-        return "–"
-    return f"{float(value):.{digits}f}"
+def table_cells(name: str, layout: Mapping[str, Any], paper: Mapping[str, list], runs: pd.DataFrame) -> pd.DataFrame:
+    """One row per cell of the layout (``CELL_COLUMNS``): mean, std, n of its runs, the paper's number, the gap."""
+    stats = summarise(runs).set_index(CELL_KEY)
+    reference = paper_cells(name, layout, paper)
+    records = []
+    for row, cells in layout["rows"].items():
+        for column, cell in zip([str(c) for c in layout["columns"]], cells, strict=True):
+            key = (name, str(row), column)
+            built = key in stats.index
+            mean = float(stats.at[key, "mean"]) if built else None
+            std = stats.at[key, "std"] if built else None
+            ref_value = reference[key]
+            records.append({"table": name, "row": str(row), "column": column,
+                            "mean": None if mean is None else round(mean, 3),
+                            "std": None if std is None or pd.isna(std) else round(float(std), 3),
+                            "n": int(stats.at[key, "n"]) if built else 0, "paper": ref_value,
+                            "diff": None if mean is None or ref_value is None else round(mean - ref_value, 3),
+                            "source": cell})
+    return pd.DataFrame.from_records(records, columns=CELL_COLUMNS)
 
 
-def _cell(ours: Any, paper: Any, diff: Any, digits: int) -> str:
-    """``ours / paper (Δ)``; a cell the pipeline does not reproduce shows only the paper's number."""
-    text = f"{_fmt(ours, digits)} / {_fmt(paper, digits)}"
-    return text if diff is None or pd.isna(diff) else f"{text} ({float(diff):+.{digits}f})"
+def _missing(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and pd.isna(value))
 
 
-def markdown(long: pd.DataFrame, title: str, profile: str) -> str:
+def cell_text(mean: Any, std: Any, n: int, paper: Any, diff: Any, count: bool = False) -> str:
+    """``71.1 ± 0.4 (3) / 71.3 (-0.2)`` for several runs, ``71.1 / 71.3 (-0.2)`` for one, ``– / 71.4`` for none.
+
+    ``count``: effective-latent-class counts, whole numbers for one run (and the paper), one decimal for a mean.
+    """
+    digits = (1 if n >= 2 else 0) if count else 1
+    paper_digits = 0 if count else 1
+    if _missing(mean):
+        ours = "–"
+    elif n >= 2:
+        ours = f"{float(mean):.{digits}f} ± {float(std):.{digits}f} ({n})"
+    else:
+        ours = f"{float(mean):.{digits}f}"
+    text = f"{ours} / {'–' if _missing(paper) else f'{float(paper):.{paper_digits}f}'}"
+    return text if _missing(diff) else f"{text} ({float(diff):+.{digits}f})"
+
+
+def markdown(cells: pd.DataFrame, title: str, profile: str) -> str:
     """A table shaped like the paper's; each cell reads ``ours / paper (difference)``."""
-    rows = list(dict.fromkeys(long["row"]))
-    columns = list(dict.fromkeys(long["column"]))
+    rows = list(dict.fromkeys(cells["row"]))
+    columns = list(dict.fromkeys(cells["column"]))
     body = []
     for row in rows:
-        cells = long[long["row"] == row].set_index("column")
+        part = cells[cells["row"] == row].set_index("column")
         line = [row]
         for col in columns:
-            digits = 0 if col.startswith("effective") else 1  # latent-class counts are whole numbers
-            line.append(_cell(cells.at[col, "ours"], cells.at[col, "paper"], cells.at[col, "diff"], digits))
+            c = part.loc[col]
+            # latent-class counts print as whole numbers; a cell without a source goes by its column's name
+            count = col.startswith("effective") if _missing(c["source"]) else kind_of(c["source"]) == "effective"
+            line.append(cell_text(c["mean"], c["std"], int(c["n"]), c["paper"], c["diff"], count=count))
         body.append(line)
     table = tabulate(body, headers=["", *columns], tablefmt="github", disable_numparse=True)
-    note = (f"\n\nProfile `{profile}`. Each cell: ours / the paper's (difference). – : not reproduced here, or not "
-            "reported by the paper.")
+    note = (f"\n\nProfile `{profile}`. Each cell: ours / the paper's (difference of our mean from the paper's). "
+            "Ours is mean ± sample standard deviation (number of runs) over training seeds when a cell has several "
+            "runs, else the one run's number. – : not reproduced or not run here, or not reported by the paper.")
     if profile != "paper":
         note += (" The demo profile runs on the embedded synthetic data: compare its numbers with each other, not "
                  "with the paper's.")
     return f"# {title}\n\n{table}{note}\n"
 
 
-def write_table(long: pd.DataFrame, title: str, profile: str, md_path: str | Path, csv_path: str | Path) -> None:
-    atomic_write_text(md_path, markdown(long, title, profile))
-    atomic_write_text(csv_path, long.to_csv(index=False))
+def write_table(cells: pd.DataFrame, title: str, profile: str, md_path: str | Path, csv_path: str | Path) -> None:
+    atomic_write_text(md_path, markdown(cells, title, profile))
+    atomic_write_text(csv_path, cells.to_csv(index=False))

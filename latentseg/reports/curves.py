@@ -1,0 +1,128 @@
+"""Training curves: for each table, one PNG with every experiment's loss terms and validation mIoU over steps, one
+line per run (training seed), so that a reader sees how each number of the table was reached and how much seeds
+differ along the way.
+
+The curves are dvclive's histories, written by the training stage per run::
+
+    results/<exp>/live/seed-<n>/plots/metrics/train/<term>.tsv   # total, ce, latent, cons, adv_l, ... (and lr)
+    results/<exp>/live/seed-<n>/plots/metrics/val/miou.tsv
+
+each a tab-separated file with a header ``step<TAB><term>`` (``timestamp<TAB>step<TAB><term>`` when logged with
+timestamps) and one row per logged step. A missing file, run or experiment is skipped: the figure shows what there
+is. Usage from a stage::
+
+    write_curves("results", params["tables"], "reports/figures")  # -> reports/figures/curves_table1.png, ...
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only, no display
+import matplotlib.pyplot as plt
+import pandas as pd
+
+from latentseg.files import atomic_write
+from latentseg.reports.tables import CellRef, run_order
+
+TRAIN = Path("plots/metrics/train")
+VAL_MIOU = Path("plots/metrics/val/miou.tsv")
+VAL_PANEL = "val mIoU"
+NOT_LOSSES = frozenset({"lr"})  # logged beside the losses, but not a loss
+
+Curves = dict[str, dict[str, pd.Series]]  # run label -> panel -> value by step
+
+
+def read_tsv(path: Path) -> pd.Series | None:
+    """One dvclive history as values indexed by step; None when the file is missing, empty or malformed."""
+    if not path.is_file():
+        return None
+    try:
+        frame = pd.read_csv(path, sep="\t")
+    except (pd.errors.EmptyDataError, pd.errors.ParserError):
+        return None
+    value = path.stem if path.stem in frame.columns else frame.columns[-1]
+    if "step" not in frame.columns or value == "step" or frame.empty:
+        return None
+    return pd.Series(pd.to_numeric(frame[value], errors="coerce").to_numpy(), index=frame["step"], name=value)
+
+
+def experiment_curves(results_dir: str | Path, experiment: str) -> Curves:
+    """``{run: {panel: series}}`` of one experiment: each loss term it logged, and its validation mIoU."""
+    live = Path(results_dir) / experiment / "live"
+    out: Curves = {}
+    runs = sorted((d for d in live.glob("seed-*") if d.is_dir()), key=lambda d: run_order(d.name))
+    for run_dir in runs:
+        panels = {}
+        for tsv in sorted((run_dir / TRAIN).glob("*.tsv")):
+            if tsv.stem not in NOT_LOSSES and (series := read_tsv(tsv)) is not None:
+                panels[tsv.stem] = series
+        if (series := read_tsv(run_dir / VAL_MIOU)) is not None:
+            panels[VAL_PANEL] = series
+        if panels:
+            out[run_dir.name] = panels
+    return out
+
+
+def experiments_of(layout: Mapping[str, Any]) -> list[str]:
+    """The experiments a table layout names, in the order of its cells (each once)."""
+    names = [ref.experiment for cells in layout["rows"].values() for c in cells if (ref := CellRef.parse(c))]
+    return list(dict.fromkeys(names))
+
+
+def _panels(curves: Mapping[str, Curves]) -> list[str]:
+    """total first, the other loss terms by name, validation mIoU last."""
+    names = {p for runs in curves.values() for panels in runs.values() for p in panels}
+    terms = sorted(names - {"total", VAL_PANEL})
+    return [*(["total"] if "total" in names else []), *terms, *([VAL_PANEL] if VAL_PANEL in names else [])]
+
+
+def plot_curves(curves: Mapping[str, Curves], title: str, path: str | Path) -> Path:
+    """One row per experiment with curves, one column per loss term (and validation mIoU), one line per run."""
+    curves = {exp: runs for exp, runs in curves.items() if runs}
+    panels = _panels(curves)
+    if not curves:
+        fig, ax = plt.subplots(figsize=(6, 1.5))
+        ax.axis("off")
+        ax.text(0.5, 0.5, f"{title}\nno training curves found", ha="center", va="center")
+    else:
+        runs = sorted({r for by_run in curves.values() for r in by_run}, key=run_order)
+        colour = {r: plt.get_cmap("tab10")(i % 10) for i, r in enumerate(runs)}
+        fig, axes = plt.subplots(len(curves), len(panels), figsize=(2.4 * len(panels), 1.7 * len(curves) + 0.6),
+                                 squeeze=False)
+        for i, (exp, by_run) in enumerate(curves.items()):
+            for j, panel in enumerate(panels):
+                ax = axes[i][j]
+                lines = [(r, p[panel]) for r, p in by_run.items() if panel in p]
+                if not lines:
+                    ax.axis("off")
+                    continue
+                for run, series in lines:
+                    ax.plot(series.index, series.to_numpy(), color=colour[run], lw=1.0, label=run)
+                ax.tick_params(labelsize=6)
+                ax.set_title(panel, fontsize=7)
+                if j == 0:
+                    ax.set_ylabel(exp, fontsize=7)
+        handles = [plt.Line2D([], [], color=colour[r], label=r) for r in runs]
+        fig.legend(handles=handles, loc="upper right", fontsize=7, ncol=min(len(runs), 6))
+        fig.suptitle(f"{title}: training losses and validation mIoU over steps, one line per run", fontsize=9,
+                     x=0.01, ha="left")
+        fig.tight_layout(rect=(0, 0, 1, 1 - 0.5 / fig.get_figheight()))
+    try:
+        return atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=80, format="png"))
+    finally:
+        plt.close(fig)
+
+
+def write_curves(results_dir: str | Path, tables_layout: Mapping[str, Mapping[str, Any]],
+                 out_dir: str | Path) -> list[Path]:
+    """``<out_dir>/curves_<table>.png`` for every table of ``tables_layout`` (``params.yaml: tables``)."""
+    written = []
+    for name, layout in tables_layout.items():
+        curves = {exp: experiment_curves(results_dir, exp) for exp in experiments_of(layout)}
+        written.append(plot_curves(curves, layout.get("title", name), Path(out_dir) / f"curves_{name}.png"))
+    return written
