@@ -196,15 +196,6 @@ def resolve(params: dict[str, Any], exp_id: str) -> tuple[Experiment, RunConfig]
     return exp, cfg
 
 
-def with_seed(cfg: RunConfig, seed: int) -> RunConfig:
-    return replace(cfg, optim=replace(cfg.optim, seed=seed))
-
-
-def run_label(seed: int) -> str:
-    """The name of one run of an experiment: its folder and its key in the metrics files."""
-    return f"seed-{seed}"
-
-
 def dataset_data(params: dict[str, Any], dataset: str) -> DataConfig:
     """The data settings of ``dataset`` in the current profile, before any method's layer (the classifier's)."""
     _, profile = profile_section(params)

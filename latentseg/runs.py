@@ -1,7 +1,7 @@
 """An experiment's runs (one per training seed): training them, side by side where asked, evaluating each, and
 the experiment's metrics file. Shared by the training and classifier stages.
 
-Layout, per experiment ``<exp>`` and run label ``seed-<n>`` (``experiments.run_label``)::
+Layout, per experiment ``<exp>`` and run label ``seed-<n>`` (``run_label``)::
 
     <runs>/<exp>/seed-<n>/checkpoint.pt      # weights, optimisers, co-occurrence matrix (resumable)
     <results>/<exp>/metrics.json             # every run's metrics under "runs", their means at the top
@@ -31,9 +31,18 @@ from latentseg.config import RunConfig
 from latentseg.data.dataset import eval_loader
 from latentseg.evaluate import evaluate, normalise_rows, run_metrics
 from latentseg.train import distributed
-from latentseg.train.trainer import Logger, TrainData, load_trained, resolve_device, train
+from latentseg.train.trainer import Logger, TrainData, load_trained, resolve_device, resume_step, train
 
 LoggerFactory = Callable[["RunJob", bool], AbstractContextManager[Logger]]  # (job, resuming) -> logger context
+
+
+def run_label(seed: int) -> str:
+    """The name of one run of an experiment: its folder and its key in the metrics files."""
+    return f"seed-{seed}"
+
+
+def with_seed(cfg: RunConfig, seed: int) -> RunConfig:
+    return replace(cfg, optim=replace(cfg.optim, seed=seed))
 
 
 @dataclass(frozen=True)
@@ -105,8 +114,12 @@ def _in_worker(job: RunJob, threads: int) -> RunOutcome:
     return train_and_evaluate(job)
 
 
-def run_all(jobs: list[RunJob], parallel: int, logger: LoggerFactory,
-            resuming: Callable[[RunJob], bool]) -> Iterator[RunOutcome]:
+def resuming(job: RunJob) -> bool:
+    """Whether the run continues (or re-enters, finished) a checkpoint of its own: its curves continue too."""
+    return resume_step(job.checkpoint, job.cfg, job.data, job.init) > 0
+
+
+def run_all(jobs: list[RunJob], parallel: int, logger: LoggerFactory) -> Iterator[RunOutcome]:
     """Train and evaluate ``jobs``, ``parallel`` at a time in worker processes (in this one if 1).
 
     ``logger(job, resuming)`` opens the curves' sink of a run; in worker processes the curves are collected and

@@ -18,10 +18,9 @@ from latentseg.config import ClassifierConfig, DataConfig, from_dict
 from latentseg.data.dataset import eval_loader
 from latentseg.data.layout import read_list, read_meta, split_folder
 from latentseg.evaluate import evaluate
-from latentseg.experiments import run_label
 from latentseg.files import atomic_write_json
 from latentseg.models.init import resolve_init
-from latentseg.runs import summarise
+from latentseg.runs import run_label, summarise
 from latentseg.train.trainer import TrainData, load_trained, resolve_device
 
 

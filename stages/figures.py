@@ -1,25 +1,32 @@
-"""Stage `figures`: Figure 3, heat maps of P(l|c) on the validation set."""
+"""Stage `figures`: Figure 3 (heat maps of P(l|c), eq. 8, from the co-occurrence matrix M accumulated in training)
+and, per table, the training and validation curves of its experiments (`curves_<table>.png`)."""
 
 import argparse
+import json
 from pathlib import Path
 
 import pandas as pd
 
 from latentseg.params import load_params
+from latentseg.reports.curves import write_curves
 from latentseg.reports.figures import heatmap
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--runs", type=Path, required=True, help="folder of run folders holding latent.csv")
+    parser.add_argument("--results", type=Path, required=True, help="folder of <experiment>/ result folders")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
     params = load_params()
-    for name, run_id in params["figures"].items():
-        frame = pd.read_csv(args.runs / run_id / "latent.csv", index_col=0)
-        exp = params["experiments"][run_id]
-        title = f"P(l|c), {exp['dataset']} {exp['fraction']}, k = {frame.shape[1]} ({run_id}, {params['profile']})"
+    for name, exp_id in params["figures"].items():
+        label = next(iter(json.loads((args.results / exp_id / "metrics.json").read_text())["runs"]))  # first seed
+        frame = pd.read_csv(args.results / exp_id / "latent" / f"{label}.csv", index_col=0)
+        exp = params["experiments"][exp_id]
+        title = (f"P(l|c), {exp['dataset']} {exp['fraction']}, k = {frame.shape[1]} ({exp_id}, {label}, "
+                 f"{params['profile']} profile)")
         heatmap(frame.to_numpy(), list(frame.index), title, args.out / f"{name}.png")
+    for path in write_curves(args.results, params["tables"], args.out):
+        print(f"wrote {path}")
 
 
 if __name__ == "__main__":

@@ -25,12 +25,11 @@ from dvclive import Live
 
 from latentseg.config import RunConfig, from_dict
 from latentseg.data.layout import read_list, read_meta, split_folder
-from latentseg.experiments import run_label, with_seed
 from latentseg.files import atomic_write_json, atomic_write_text
 from latentseg.models.init import resolve_init
-from latentseg.runs import RunJob, run_all, summarise
+from latentseg.runs import RunJob, run_all, run_label, summarise, with_seed
 from latentseg.train import distributed
-from latentseg.train.trainer import Logger, TrainData, resume_step
+from latentseg.train.trainer import Logger, TrainData
 
 
 def relaunch_under_torchrun() -> None:
@@ -94,7 +93,7 @@ def main() -> None:
             yield log
 
     parallel = cfg.runtime.parallel_runs if procs.world == 1 else 1
-    outcomes = list(run_all(jobs, parallel, live, lambda job: resume_step(job.checkpoint, job.cfg, job.data, job.init) > 0))
+    outcomes = list(run_all(jobs, parallel, live))
     distributed.shutdown()
     if not procs.is_main:
         return
