@@ -101,7 +101,8 @@ def train_classifier(cfg: ClassifierConfig, data_cfg: DataConfig, data: TrainDat
         optim.step()
         ema_update(teacher, student, cfg.ema)
         if (step + 1) % log_every == 0 or step + 1 == cfg.iterations:
-            progress.report(step + 1, {"bce": float(bce), "cons": float(cons), "lr": optim.param_groups[0]["lr"]})
+            progress.report(step + 1, {"bce": float(bce.detach()), "cons": float(cons.detach()),
+                                        "lr": optim.param_groups[0]["lr"]})
     return teacher  # the mean teacher is the better classifier (Tarvainen & Valpola)
 
 

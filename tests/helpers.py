@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from latentseg.config import RunConfig, from_dict
+from latentseg.config import DataConfig, RunConfig, from_dict
 from latentseg.data.layout import read_list
 from latentseg.data.splits import split_labeled
 from latentseg.experiments import canonical, deep_merge, defaults, validate
@@ -51,3 +51,8 @@ def tiny_data(root: Path, name: str = "voc", num_train: int = 40, fraction: str 
     meta = generate(SyntheticSpec(name, num_train, 8, size, seed=3), root)
     labeled, unlabeled = split_labeled(read_list(root / "train.txt"), fraction, 0)
     return TrainData(root, meta, labeled, unlabeled)
+
+
+def data_config(**overrides: Any) -> DataConfig:
+    """The tiny configuration's data section with ``overrides``."""
+    return from_dict(DataConfig, {**tiny_tree()["data"], **overrides}, "data.")

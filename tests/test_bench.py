@@ -6,7 +6,11 @@ import json
 
 import pytest
 
-from latentseg import bench, cli
+from latentseg import cli
+from latentseg.bench.data import bench_data
+from latentseg.bench.flops import count_flops, known_peaks
+from latentseg.bench.profiles import PROFILES, bench_config
+from tests.helpers import PARAMS, data_config
 from tests.train.speed_fixtures import one_thread
 
 pytestmark = pytest.mark.usefixtures(one_thread.__name__)
@@ -32,22 +36,22 @@ def test_bench_runs_end_to_end_and_reports_both_modes(tmp_path, capsys):
 
 
 def test_flops_of_the_paper_step_are_counted_without_computing():
-    paper = bench.PROFILES["paper"]
-    flops = bench.count_flops(bench.bench_config(paper), paper)  # on the meta device: instant at any size
+    paper = PROFILES["paper"]
+    flops = count_flops(bench_config(paper, PARAMS), paper)  # on the meta device: instant at any size
     assert 9e12 < flops < 11e12  # ResNet-101 at output stride 8, 20 images of 321x321, forward + backward
-    small = bench.PROFILES["tiny"]
-    assert bench.count_flops(bench.bench_config(small), small) < flops / 1000
+    small = PROFILES["tiny"]
+    assert count_flops(bench_config(small, PARAMS), small) < flops / 1000
 
 
 def test_known_peaks_by_device_name():
-    assert bench.known_peaks("NVIDIA H100 80GB HBM3")[0] == pytest.approx(989.4)
-    assert bench.known_peaks("NVIDIA H100 PCIe")[0] == pytest.approx(756.0)
-    assert bench.known_peaks("NVIDIA H200")[2] == pytest.approx(66.9)
-    assert bench.known_peaks("NVIDIA A100-SXM4-80GB")[0] == pytest.approx(312.0)
-    assert bench.known_peaks("NVIDIA H100 NVL") is None and bench.known_peaks("") is None
+    assert known_peaks("NVIDIA H100 80GB HBM3")[0] == pytest.approx(989.4)
+    assert known_peaks("NVIDIA H100 PCIe")[0] == pytest.approx(756.0)
+    assert known_peaks("NVIDIA H200")[2] == pytest.approx(66.9)
+    assert known_peaks("NVIDIA A100-SXM4-80GB")[0] == pytest.approx(312.0)
+    assert known_peaks("NVIDIA H100 NVL") is None and known_peaks("") is None
 
 
 def test_data_pipeline_cost_per_image():
-    result = bench.bench_data(images=2, size=(60, 80))
+    result = bench_data(data_config(), images=2, size=(60, 80))
     assert result.decode_ms > 0 and result.augment_ms > 0
     assert result.total_ms == pytest.approx(result.decode_ms + result.augment_ms)

@@ -16,7 +16,7 @@ from latentseg.config import RunConfig, from_dict
 from latentseg.files import atomic_write_json
 from latentseg.models.init import MANIFEST
 from latentseg.weights.pretrain import CocoPretrainSpec, pretrain_coco
-from latentseg.weights.published import fetch_published, published
+from latentseg.weights.published import fetch_published, published_spec
 
 Logger = Callable[[dict[str, float], int], None]
 
@@ -44,7 +44,7 @@ def make_weights(plan: dict[str, Any], out: str | Path, raw_dir: str | Path, wor
             spec = from_dict(PublishedSpec, how, where + ".")
             fetch_published(spec.published, target, source=spec.file, cache=Path(raw_dir) / "weights",
                             verify_checksum=spec.verify_checksum)
-            record = published(spec.published)
+            record = published_spec(spec.published)
             manifest[init] = {"file": target.name, "made_by": f"published {spec.published}",
                               "url": record.remotes[0].urls[0], "env": record.env}
         else:

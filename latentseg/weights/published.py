@@ -65,7 +65,7 @@ PUBLISHED: dict[str, Published] = {
 }
 
 
-def published(name: str) -> Published:
+def published_spec(name: str) -> Published:
     if name not in PUBLISHED:
         raise ValueError(f"no published weights named {name!r}; choose one of {sorted(PUBLISHED)}")
     return PUBLISHED[name]
@@ -86,13 +86,17 @@ def load_checkpoint_file(path: str | Path) -> dict[str, Tensor]:
     return dict(state)
 
 
+BACKBONE = "resnet101"  # the trunk every released file holds (tests convert tiny stand-ins)
+
+
 def convert_published(state: Mapping[str, Tensor], layout: str, out: str | Path, *, origin: str,
-                      backbone: str = "resnet101") -> Path:
+                      backbone: str | None = None) -> Path:
     """Map ``state`` (a published ``layout``) strictly onto our network and save it as initial weights.
 
     Only what the checkpoint holds is saved: the trunk, and the semantic head when it is a 21-way VOC head
     (Hung et al.'s ``layer5``). A missing, misnamed or mis-shaped tensor raises ``KeyError`` naming it.
     """
+    backbone = backbone or BACKBONE
     model = DeepLabV2(len(VOC_CLASSES), None, backbone=backbone, aspp_branches=4, freeze_bn_stats=True)
     fresh = set(load_published(model, state, layout))
     kept = {k: v for k, v in model.state_dict().items() if k not in fresh}
@@ -121,7 +125,7 @@ def _local_copy(spec: Published, remotes: tuple[Remote, ...], path: Path, verify
 
 def fetch_published(name: str, out: str | Path, *, source: str | Path | None = None,
                     cache: str | Path | None = None, remotes: tuple[Remote, ...] | None = None,
-                    verify_checksum: bool = True, backbone: str = "resnet101", **fetch_kwargs: Any) -> Path:
+                    verify_checksum: bool = True, backbone: str | None = None, **fetch_kwargs: Any) -> Path:
     """Fetch the released checkpoint ``name`` (see ``PUBLISHED``) and write it to ``out`` as initial weights.
 
     The file is ``source`` if given, else ``$<PUBLISHED[name].env>``, else downloaded (resuming, retrying,
@@ -129,7 +133,7 @@ def fetch_published(name: str, out: str | Path, *, source: str | Path | None = N
     trying ``remotes`` (default: the published URLs) in order. Offline, ``OfflineError`` names the URL and
     where to place the file by hand. ``fetch_kwargs`` go to ``download.fetch`` (retries, backoff, progress).
     """
-    spec = published(name)
+    spec = published_spec(name)
     remotes = remotes or spec.remotes
     source = source if source is not None else os.environ.get(spec.env) or None
     if source is not None:

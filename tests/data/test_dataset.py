@@ -2,14 +2,15 @@ import pytest
 import torch
 from PIL import Image
 
-from latentseg.config import DataConfig
-from latentseg.data.dataset import MEAN_RGB, SegmentationDataset, eval_transform, train_transform
+from latentseg.data.augment import MEAN_RGB, eval_transform, train_transform
+from latentseg.data.dataset import SegmentationDataset
 from latentseg.prepare.synthetic import SyntheticSpec, generate
+from tests.helpers import data_config
 
 
 def test_train_transform_pads_with_ignore_and_is_reproducible_from_its_seed(tmp_path):
     generate(SyntheticSpec("voc", 4, 1, (20, 24), seed=0), tmp_path)
-    ds = SegmentationDataset(tmp_path, tmp_path / "train.txt", train_transform(DataConfig(crop_size=(32, 32))))
+    ds = SegmentationDataset(tmp_path, tmp_path / "train.txt", train_transform(data_config(crop_size=[32, 32])))
     image, mask, index = ds[(1, 99)]
     assert image.shape == (3, 32, 32) and mask.shape == (32, 32) and index == 1
     assert (mask == 255).any()  # the padding of a 20x24 image to 32x32
@@ -19,7 +20,7 @@ def test_train_transform_pads_with_ignore_and_is_reproducible_from_its_seed(tmp_
 
 def test_eval_transform_normalises_and_pads(tmp_path):
     generate(SyntheticSpec("voc", 1, 1, (20, 24), seed=0), tmp_path)
-    ds = SegmentationDataset(tmp_path, tmp_path / "val.txt", eval_transform(DataConfig(eval_pad=30)))
+    ds = SegmentationDataset(tmp_path, tmp_path / "val.txt", eval_transform(data_config(eval_pad=30)))
     image, mask, _ = ds[0]
     assert image.shape == (3, 30, 30)
     assert (mask[20:] == 255).all() and (mask[:, 24:] == 255).all()

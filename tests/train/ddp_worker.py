@@ -1,6 +1,6 @@
 """One process of the two-process training run of ``test_ddp.py``; started by torchrun (gloo, CPU).
 
-    torchrun --standalone --nproc_per_node 2 tests/train/ddp_worker.py <data> <config.json> <out>
+    torchrun --standalone --nproc_per_node 2 tests/train/ddp_worker.py <data> <config.json> <out> <init.pt>
 
 Trains with ``latentseg.train.trainer.train`` exactly as the stage does, then writes what this rank holds
 (co-occurrence matrix, both networks' weights, the losses rank 0 logged) to ``<out>/rank<r>.pt``.
@@ -28,6 +28,7 @@ def held_state(step_module) -> dict:
 
 def main() -> None:
     data_root, config, out = Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3])
+    init = Path(sys.argv[4])
     torch.set_num_threads(1)
     cfg = from_dict(RunConfig, json.loads(config.read_text()))
     procs = distributed.init_from_env(cfg.runtime.device)
@@ -42,7 +43,7 @@ def main() -> None:
     trainer.one_update = spy
     train = read_list(data_root / "train.txt")
     data = trainer.TrainData(data_root, read_meta(data_root), train[:8], train[8:])
-    summary = trainer.train(cfg, out / "checkpoint.pt", data, lambda m, s: logged.update(m))
+    summary = trainer.train(cfg, out / "checkpoint.pt", data, init, lambda m, s: logged.update(m))
     state = held_state(captured["step"])
     state.update(logged=logged, last=summary.last_losses, rank=procs.rank)
     torch.save(state, out / f"rank{procs.rank}.pt")

@@ -2,25 +2,17 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
 import torch
 
-from latentseg.config import (
-    DataConfig,
-    LatentConfig,
-    ModelConfig,
-    OptimConfig,
-    RunConfig,
-    RuntimeConfig,
-    SelfTrainingConfig,
-)
+from latentseg.config import RunConfig
 from latentseg.data.layout import read_list, read_meta
 from latentseg.prepare.synthetic import SyntheticSpec, generate
-from latentseg.train.step import Batch, SegmentationStep
-from latentseg.train.trainer import TrainData, build_networks
+from latentseg.train.step import Batch, SegmentationStep, build_networks
+from latentseg.train.trainer import TrainData
+from tests.helpers import tiny_config as base_config
 
 NUM_CLASSES = 21
 
@@ -35,18 +27,19 @@ def one_thread():
     torch.set_num_threads(threads)
 
 
+# The paper's method (every loss, frozen batch-norm statistics) on a tiny trunk and 32x32 crops.
+SPEED: dict = {
+    "model": {"freeze_bn_stats": True}, "data": {"scale_range": [0.75, 1.25]},
+    "optim": {"iterations": 3, "batch_size": 3, "lr": 1e-3}, "latent": {"k": 4}, "hung": {"semi_start": 0},
+    "discriminator": {"lr": 1e-3}, "runtime": {"log_every": 3, "checkpoint_every": 1000},
+}
+
+
 def tiny_config(**changes) -> RunConfig:
-    """The paper's method (every loss, frozen batch-norm statistics) on a tiny trunk and 32x32 crops."""
-    cfg = RunConfig(
-        init="none",
-        model=ModelConfig(backbone="tiny", discriminator_width=8, freeze_bn_stats=True),
-        data=DataConfig(crop_size=(32, 32), scale_range=(0.75, 1.25), workers=0),
-        optim=OptimConfig(iterations=3, batch_size=3, lr=1e-3, d_lr=1e-3),
-        latent=LatentConfig(k=4),
-        self_training=SelfTrainingConfig(semi_start=0),
-        runtime=RuntimeConfig(device="cpu", log_every=3, checkpoint_every=1000),
-    )
-    return replace(cfg, **changes)
+    """``SPEED`` with ``changes`` (sections as mappings, or ``objective``) merged in."""
+    from latentseg.experiments import deep_merge
+
+    return base_config(**deep_merge(SPEED, changes))
 
 
 def make_data(root: Path) -> TrainData:
@@ -55,28 +48,29 @@ def make_data(root: Path) -> TrainData:
     return TrainData(root, read_meta(root), train[:8], train[8:])
 
 
-def with_calibrated_init(cfg: RunConfig, data: TrainData, path: Path) -> RunConfig:
-    """``cfg`` starting from seeded weights whose frozen batch-norm statistics are those of the training images.
+def calibrated_init(cfg: RunConfig, data: TrainData, path: Path) -> Path:
+    """Initial weights for ``cfg``: seeded, with frozen batch-norm statistics those of the training images.
 
     Random weights with the default statistics give losses in the millions (nothing normalises the activations),
     where a comparison of runs says little; pretrained weights bring sensible statistics, and so does this.
     """
-    from latentseg.bench import calibrate_batch_norm
-    from latentseg.data.dataset import SegmentationDataset, train_transform
+    from latentseg.bench.profiles import calibrate_batch_norm
+    from latentseg.data.augment import train_transform
+    from latentseg.data.dataset import SegmentationDataset
+    from latentseg.models.init import save_init
 
     torch.manual_seed(cfg.optim.seed)
     model, _ = build_networks(cfg, NUM_CLASSES)
     images = SegmentationDataset(data.root, data.labeled + data.unlabeled, train_transform(cfg.data))
     calibrate_batch_norm(model, torch.stack([images[(i, i)][0] for i in range(len(images))]))
-    torch.save({"format": "latentseg-init", "model": model.state_dict()}, path)
-    return replace(cfg, init="coco", init_weights=str(path))
+    return save_init(model.state_dict(), path, [], cfg.model.backbone, "calibrated random weights")
 
 
 def step_and_batch(cfg: RunConfig, n: int = 2, size: int = 32, seed: int = 0) -> tuple[SegmentationStep, Batch]:
     """A step module built as the trainer builds it (seeded), and a random batch with ignored pixels."""
     torch.manual_seed(cfg.optim.seed)
     model, disc = build_networks(cfg, NUM_CLASSES)
-    groups = [i % 3 for i in range(NUM_CLASSES)] if cfg.latent.target == "manual" else None
+    groups = [i % 3 for i in range(NUM_CLASSES)] if cfg.latent is not None and cfg.latent.target == "manual" else None
     step = SegmentationStep(cfg, model, disc, NUM_CLASSES, num_labeled=50, group_of_class=groups)
     g = torch.Generator().manual_seed(seed)
     mask = torch.randint(0, NUM_CLASSES, (n, size, size), generator=g)

@@ -11,7 +11,6 @@ import json
 import os
 import subprocess
 import sys
-from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -21,9 +20,11 @@ import yaml
 
 from latentseg.config import to_dict
 from latentseg.data.layout import write_list
+from latentseg.models.init import load_init
 from latentseg.train import distributed, trainer
 from latentseg.train.sampling import StreamBatchSampler, shard
-from tests.train.speed_fixtures import NUM_CLASSES, make_data, one_thread, tiny_config, with_calibrated_init
+from latentseg.train.step import build_networks
+from tests.train.speed_fixtures import NUM_CLASSES, calibrated_init, make_data, one_thread, tiny_config
 
 pytestmark = pytest.mark.usefixtures(one_thread.__name__)
 
@@ -42,7 +43,7 @@ def test_shards_of_a_batch_cover_it_once_and_match_one_process():
         shard(2, 0, 4)
 
 
-def _state_of_single_run(cfg, data, path: Path) -> dict:
+def _state_of_single_run(cfg, data, path: Path, init: Path) -> dict:
     captured = {}
     update = trainer.one_update
 
@@ -52,7 +53,7 @@ def _state_of_single_run(cfg, data, path: Path) -> dict:
 
     trainer.one_update = spy
     try:
-        summary = trainer.train(cfg, path, data)
+        summary = trainer.train(cfg, path, data, init)
     finally:
         trainer.one_update = update
     step = captured["step"]
@@ -68,7 +69,8 @@ def _flat_change(state: dict, initial: dict) -> torch.Tensor:
 @pytest.mark.slow
 def test_two_process_run_holds_one_state_and_equals_the_one_process_run(tmp_path):
     data = make_data(tmp_path / "voc")
-    cfg = with_calibrated_init(tiny_config(), data, tmp_path / "init.pt")
+    cfg = tiny_config()
+    init = calibrated_init(cfg, data, tmp_path / "init.pt")
     config = tmp_path / "config.json"
     config.write_text(json.dumps(to_dict(cfg)))
     out = tmp_path / "ddp"
@@ -76,7 +78,7 @@ def test_two_process_run_holds_one_state_and_equals_the_one_process_run(tmp_path
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
            "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-           str(REPO / "tests/train/ddp_worker.py"), str(data.root), str(config), str(out)]
+           str(REPO / "tests/train/ddp_worker.py"), str(data.root), str(config), str(out), str(init)]
     proc = subprocess.run(cmd, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=150)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
     r0, r1 = (torch.load(out / f"rank{r}.pt") for r in (0, 1))
@@ -90,13 +92,13 @@ def test_two_process_run_holds_one_state_and_equals_the_one_process_run(tmp_path
     assert (out / "checkpoint.pt").is_file()
 
     # ... and it is the state of one process that holds the whole batch.
-    single = _state_of_single_run(cfg, data, tmp_path / "single.pt")
+    single = _state_of_single_run(cfg, data, tmp_path / "single.pt", init)
     for name, value in single["last"].items():
         assert r0["logged"][name] == pytest.approx(value, rel=2e-4, abs=1e-6), name
     assert torch.allclose(r0["matrix"], single["matrix"], rtol=1e-4, atol=1e-6)
     torch.manual_seed(cfg.optim.seed)  # the initial weights, built as the trainer builds them
-    model0, disc0 = trainer.build_networks(cfg, NUM_CLASSES)
-    trainer.initialise(model0, cfg)
+    model0, disc0 = build_networks(cfg, NUM_CLASSES)
+    load_init(model0, init)
     for key, initial in (("model", model0.state_dict()), ("disc", disc0.state_dict())):
         ddp, one = _flat_change(r0[key], initial), _flat_change(single[key], initial)
         assert one.norm() > 1e-3  # the weights moved
@@ -108,28 +110,31 @@ def test_train_stage_on_two_processes_trains_once_and_writes_once(tmp_path):
     """``LATENTSEG_NPROC_PER_NODE=2 python stages/train.py ...`` restarts itself under torchrun; rank 0 alone
     writes the curves, the checkpoint and the metrics, and evaluates."""
     data = make_data(tmp_path / "voc")
-    cfg = tiny_config(data=replace(tiny_config().data, eval_pad=None))
+    cfg = tiny_config(runtime={"eval_every": 2})
     split = tmp_path / "splits" / "1-2"
     write_list(split / "labeled.txt", data.labeled)
     write_list(split / "unlabeled.txt", data.unlabeled)
     doc = {"experiment": {"id": "tiny-ddp", "dataset": "voc", "fraction": "1/2", "method": "proposed",
-                          "init": "none"}, "profile": "demo", "run": to_dict(cfg)}
+                          "init": "none", "seeds": [1234]}, "profile": "demo", "run": to_dict(cfg)}
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(doc))
     out = tmp_path / "run"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
            "OMP_NUM_THREADS": "1", "LATENTSEG_NPROC_PER_NODE": "2"}
     cmd = [sys.executable, str(REPO / "stages/train.py"), "--config", str(tmp_path / "config.yaml"),
            "--data", str(data.root), "--splits", str(tmp_path / "splits"), "--weights", str(tmp_path / "weights"),
-           "--checkpoint", str(out / "checkpoint.pt"), "--live", str(out / "live"), "--metrics",
-           str(out / "metrics.json"), "--latent", str(out / "latent.csv")]
+           "--runs", str(out / "runs"), "--results", str(out / "results")]
+    (tmp_path / "weights").mkdir()
+    (tmp_path / "weights" / "manifest.json").write_text('{"profile": "demo", "weights": {}}')
     proc = subprocess.run(cmd, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=150)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
-    assert proc.stdout.count("tiny-ddp: 3 steps") == 1 and "on 2 process(es)" in proc.stdout
+    assert proc.stdout.count("tiny-ddp seed-1234: 3 steps") == 1
     assert proc.stdout.count("tiny-ddp: mIoU") == 1
-    metrics = json.loads((out / "metrics.json").read_text())
-    assert metrics["steps"] == 3 and "miou" in metrics
-    assert torch.load(out / "checkpoint.pt")["step"] == 3
-    assert (out / "live").is_dir() and (out / "latent.csv").read_text().startswith(",l0")
+    metrics = json.loads((out / "results" / "metrics.json").read_text())
+    assert metrics["runs"]["seed-1234"]["steps"] == 3 and "miou" in metrics
+    assert torch.load(out / "runs" / "seed-1234" / "checkpoint.pt")["step"] == 3
+    live = out / "results" / "live" / "seed-1234" / "plots" / "metrics"
+    assert (live / "train" / "total.tsv").is_file() and (live / "val" / "miou.tsv").is_file()
+    assert (out / "results" / "latent" / "seed-1234.csv").read_text().startswith("class,l0")
 
 
 def test_each_process_claims_its_own_gpu(tmp_path, monkeypatch):

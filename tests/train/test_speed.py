@@ -11,8 +11,7 @@ import torch
 from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from latentseg import bench
-from latentseg.config import LatentConfig, LossConfig, SelfTrainingConfig
+from latentseg.bench.profiles import calibrate_batch_norm
 from latentseg.train import trainer
 from latentseg.train.runtime import StepSpeed
 from latentseg.train.step import make_optimizers, one_update
@@ -26,7 +25,7 @@ OPTIMISED = StepSpeed(amp=True, channels_last=True, compile=False, cudnn_benchma
 def _iterations(cfg, speed: StepSpeed, steps: int = 2, compile_backend: str | None = None) -> list[dict]:
     """Losses of ``steps`` iterations from the seeded weights (statistics calibrated) on one fixed batch."""
     step, batch = step_and_batch(cfg)
-    bench.calibrate_batch_norm(step.model, torch.cat([batch.image, batch.unlabeled]))
+    calibrate_batch_norm(step.model, torch.cat([batch.image, batch.unlabeled]))
     speed.prepare(step)
     sgd, adam = make_optimizers(cfg, step.model, step.discriminator, fused=speed.fused_optim)
     if compile_backend:
@@ -78,11 +77,11 @@ class _Broken(nn.Module):
 
 def test_compile_failure_falls_back_to_eager_and_the_run_is_the_eager_run(tmp_path, monkeypatch, caplog):
     data = make_data(tmp_path / "voc")
-    eager_cfg = tiny_config(optim=replace(tiny_config().optim, iterations=2))
+    eager_cfg = tiny_config(optim={"iterations": 2})
     eager = trainer.train(eager_cfg, tmp_path / "eager.pt", data)
     monkeypatch.setattr(torch, "compile", lambda module, **kw: _Broken(module))
     with caplog.at_level(logging.WARNING):
-        fallback = trainer.train(replace(eager_cfg, runtime=replace(eager_cfg.runtime, compile=True)),
+        fallback = trainer.train(tiny_config(optim={"iterations": 2}, runtime={"compile": True}),
                                  tmp_path / "fallback.pt", data)
     assert not fallback.compiled and not eager.compiled
     assert "torch.compile failed" in caplog.text and "simulated" in caplog.text
@@ -115,11 +114,11 @@ class _SyncRecorder(TorchDispatchMode):
 
 VARIANTS = {
     "proposed": {},
-    "hung": {"loss": LossConfig(latent=False, consistency=False),
-             "self_training": SelfTrainingConfig(enabled=True, semi_start=0)},
-    "manual": {"latent": LatentConfig(target="manual", groups={"a": ["x"], "b": ["y"], "c": ["z"]})},
-    "semantic-kl": {"latent": LatentConfig(target="semantic_kl")},
-    "ce-adv-labeled": {"loss": LossConfig(latent=False, consistency=False, adversarial="labeled")},
+    "hung": {"objective": "hung"},
+    "s4gan": {"objective": "s4gan"},
+    "manual": {"latent": {"target": "manual", "groups": {"a": ["x"], "b": ["y"], "c": ["z"]}}},
+    "semantic-kl": {"latent": {"target": "semantic_kl"}},
+    "ce-adv-labeled": {"loss": {"latent": False, "consistency": False, "adversarial": "labeled"}},
 }
 
 

@@ -1,8 +1,18 @@
+"""The training loop: resume, identity (never reuse a run of other settings, code, data or weights), every
+method's objective, the "full" split's unlabeled stream, validation curves, Table 5's twin heads."""
+
 import pytest
 import torch
 
+from latentseg.models.init import load_init, save_init
+from latentseg.train import trainer
+from latentseg.train.step import build_networks
 from latentseg.train.trainer import load_trained, resume_step, train
 from tests.helpers import tiny_config, tiny_data
+
+MANUAL = {"target": "manual", "groups": {"bg": ["background"], "rest": [
+    "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow", "diningtable", "dog",
+    "horse", "motorbike", "person", "pottedplant", "sheep", "sofa", "train", "tvmonitor"]}}
 
 
 class Killed(Exception):
@@ -25,7 +35,7 @@ def test_resumed_run_ends_with_the_same_weights_as_an_uninterrupted_one(tmp_path
 
     with pytest.raises(Killed):
         train(cfg, tmp_path / "killed.pt", data, log=die_after_checkpoint)
-    assert resume_step(tmp_path / "killed.pt", cfg) == 3
+    assert resume_step(tmp_path / "killed.pt", cfg, data, None) == 3
     summary = train(cfg, tmp_path / "killed.pt", data)
     assert summary.resumed_from == 3 and summary.steps_run == 3
     straight, s_state = _weights(tmp_path / "straight.pt")
@@ -37,44 +47,100 @@ def test_resumed_run_ends_with_the_same_weights_as_an_uninterrupted_one(tmp_path
                        r_state["step_module"]["discriminator.classifier.weight"])
 
 
-def test_checkpoint_of_another_configuration_is_not_resumed(tmp_path):
+def test_a_checkpoint_is_reused_only_by_the_same_run(tmp_path, monkeypatch):
+    """Another configuration, training code, split or initialisation starts afresh; how a run is executed
+    (log and checkpoint intervals, loader processes) does not matter."""
     data = tiny_data(tmp_path / "data")
-    train(tiny_config(), tmp_path / "run.pt", data)
-    other = tiny_config(latent={"k": 3})
-    assert resume_step(tmp_path / "run.pt", other) == 0
-    summary = train(other, tmp_path / "run.pt", data)
-    assert summary.resumed_from == 0
-    _, state = _weights(tmp_path / "run.pt")
-    assert state["num_latent"] == 3
+    path = tmp_path / "run.pt"
+    train(tiny_config(), path, data)
+    assert resume_step(path, tiny_config(), data, None) == 6  # finished: reused as it is
+    assert resume_step(path, tiny_config(runtime={"log_every": 2, "checkpoint_every": 5}), data, None) == 6
+    assert resume_step(path, tiny_config(latent={"k": 3}), data, None) == 0
+    other_split = tiny_data(tmp_path / "data", fraction="1/2")
+    assert resume_step(path, tiny_config(), other_split, None) == 0
+    init = tmp_path / "init.pt"
+    model, _ = build_networks(tiny_config(), 21)
+    save_init(model.state_dict(), init, [], "tiny", "test")
+    assert resume_step(path, tiny_config(), data, init) == 0
+    monkeypatch.setattr(trainer, "fingerprint", lambda module: "other training code")
+    assert resume_step(path, tiny_config(), data, None) == 0
+    summary = train(tiny_config(), path, data)
+    assert summary.resumed_from == 0 and summary.steps_run == 6
 
 
-@pytest.mark.parametrize("method", [
-    {"loss": {"latent": False, "consistency": False, "adversarial": "none"}},  # L_ce
-    {"loss": {"consistency": False, "adversarial": "none"}},  # + L_latent
-    {"loss": {"latent": False, "consistency": False, "adversarial": "labeled"}},  # + L_adv (labeled only)
-    {"loss": {"latent": False, "consistency": False}, "self_training": {"enabled": True}},  # Hung et al.
-    {"latent": {"target": "semantic"}},
-    {"latent": {"target": "semantic_kl"}},
-    {"latent": {"target": "manual", "groups": {"bg": ["background"], "rest": [
-        "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow", "diningtable", "dog",
-        "horse", "motorbike", "person", "pottedplant", "sheep", "sofa", "train", "tvmonitor"]}}},
+@pytest.mark.parametrize("name, method, terms", [
+    ("ce", {"loss": {"latent": False, "consistency": False, "adversarial": "none"}}, {"ce"}),
+    ("ce-latent", {"loss": {"consistency": False, "adversarial": "none"}}, {"ce", "latent"}),
+    ("ce-adv-labeled", {"loss": {"latent": False, "consistency": False, "adversarial": "labeled"}},
+     {"ce", "adv_l", "d"}),
+    ("proposed", {}, {"ce", "latent", "adv_l", "adv_u", "cons", "d"}),
+    ("hung", {"objective": "hung"}, {"ce", "adv_l", "adv_u", "semi", "d"}),
+    ("s4gan", {"objective": "s4gan"}, {"ce", "fm", "st", "d"}),
+    ("semantic", {"latent": {"target": "semantic"}}, {"ce", "latent", "adv_l", "adv_u", "cons", "d"}),
+    ("semantic-kl", {"latent": {"target": "semantic_kl"}}, {"ce", "latent", "adv_l", "adv_u", "cons", "d"}),
+    ("manual", {"latent": MANUAL}, {"ce", "latent", "adv_l", "adv_u", "cons", "d"}),
 ])
-def test_every_variant_trains_and_logs_its_terms(tmp_path, method):
+def test_every_method_trains_and_logs_its_terms(tmp_path, name, method, terms):
     data = tiny_data(tmp_path / "data", num_train=16)
     logged = []
     summary = train(tiny_config(optim={"iterations": 3}, **method), tmp_path / "run.pt", data,
                     log=lambda m, s: logged.append(m))
     assert summary.steps_run == 3
     assert all(torch.isfinite(torch.tensor(v)) for v in logged[-1].values())
-    terms = set(logged[-1])
-    loss = method.get("loss", {})
-    assert ("latent" in terms) == (loss.get("latent", True) or method.get("latent", {}).get("target") == "semantic_kl")
-    assert ("d" in terms) == (loss.get("adversarial", "all") != "none")
-    assert ("semi" in terms) == method.get("self_training", {}).get("enabled", False)
+    assert set(logged[-1]) == terms | {"total", "lr"}
 
 
-def test_full_split_uses_labeled_images_as_the_unlabeled_stream(tmp_path):
+@pytest.mark.parametrize("full_unlabeled, terms", [
+    ("none", {"ce", "latent", "adv_l", "d"}),  # AdvSemiSeg's full-data run: no term on unlabeled images
+    ("labeled", {"ce", "latent", "adv_l", "adv_u", "cons", "d"}),  # the labeled images fed as unlabeled
+])
+def test_a_full_split_has_no_unlabeled_terms_unless_asked(tmp_path, full_unlabeled, terms):
     data = tiny_data(tmp_path / "data", num_train=8, fraction="full")
     assert data.unlabeled == []
-    summary = train(tiny_config(optim={"iterations": 2}), tmp_path / "run.pt", data)
-    assert summary.steps_run == 2
+    logged = []
+    train(tiny_config("full", optim={"iterations": 2}, data={"full_unlabeled": full_unlabeled}),
+          tmp_path / "run.pt", data, log=lambda m, s: logged.append(m))
+    assert set(logged[-1]) == terms | {"total", "lr"}
+
+
+def test_validation_during_training_logs_a_curve_and_changes_nothing(tmp_path):
+    data = tiny_data(tmp_path / "data")
+    plain = tiny_config(objective="s4gan")  # its discriminator's dropout draws from the global generator
+    evaluated = tiny_config(objective="s4gan", runtime={"eval_every": 2})
+    train(plain, tmp_path / "plain.pt", data)
+    logged, seen = [], []
+
+    def validate(model):
+        seen.append(model.training)
+        torch.rand(3)  # a validation that draws random numbers must not shift training's
+        return {"miou": 12.5}
+
+    train(evaluated, tmp_path / "evaluated.pt", data, log=lambda m, s: logged.append((s, m)), validate=validate)
+    assert [s for s, m in logged if "val/miou" in m] == [2, 4]  # not at the end: the stage evaluates the run
+    a, b = _weights(tmp_path / "plain.pt")[0], _weights(tmp_path / "evaluated.pt")[0]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_symmetric_kl_variant_starts_both_heads_from_the_coco_head(tmp_path):
+    """Table 5: "both branches predict semantic classes and are trained alike"."""
+    data = tiny_data(tmp_path / "data")
+    source, _ = build_networks(tiny_config(), 21)
+    init = save_init(source.state_dict(), tmp_path / "coco.pt", [], "tiny", "test")
+    cfg = tiny_config(latent={"target": "semantic_kl"})
+    model, _ = build_networks(cfg, 21)
+    load_init(model, init, latent_from_semantic=True)
+    for a, b in zip(model.semantic_head.parameters(), model.latent_head.parameters(), strict=True):
+        assert torch.equal(a, b)
+    spied = {}
+    update = trainer.one_update
+
+    def spy(step_module, batch, *args, **kwargs):
+        spied.setdefault("real", batch.real_mask)
+        return update(step_module, batch, *args, **kwargs)
+
+    trainer.one_update = spy
+    try:
+        train(cfg, tmp_path / "kl.pt", data, init)
+    finally:
+        trainer.one_update = update
+    assert spied["real"] is not None  # the discriminator's ground truth: a labeled draw of its own

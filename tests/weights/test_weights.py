@@ -6,30 +6,22 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
 import torch
 
-from latentseg.config import RunConfig, from_dict
+from latentseg.experiments import resolve_weights
 from latentseg.models.deeplab import DeepLabV2
+from latentseg.models.init import INIT_FORMAT, load_init, resolve_init
 from latentseg.params import load_params
 from latentseg.prepare.download import ChecksumError, OfflineError, Remote
-from latentseg.pretrain import INIT_FORMAT
-from latentseg.train.trainer import initialise
-from latentseg.weights import (
-    PUBLISHED,
-    CocoPretrainSpec,
-    coco_pretrain_config,
-    fetch_published,
-    make_weights,
-    resolve_init,
-)
+from latentseg.weights import make_weights
+from latentseg.weights.published import PUBLISHED, fetch_published
 from tests.layouts import hung_coco_state, torchvision_resnet_state
 
 FAST = {"backoff": 0.01, "progress": False}
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(autouse=True)
@@ -52,7 +44,7 @@ def _sha256(path: Path) -> str:
 @pytest.fixture
 def hung_file(served) -> tuple[dict, Remote]:
     """A tiny checkpoint in Hung et al.'s layout, served over HTTP under a torch-hub style name."""
-    state = hung_coco_state(DeepLabV2(21, None, backbone="tiny"))
+    state = hung_coco_state(prefixed=False)  # the released file's layout
     path = _save(state, served.state.root / "resnet101COCO-tiny.pth", legacy=True)
     return state, served.remote(path.name, sha256=_sha256(path)[:8])  # verified against the name's prefix
 
@@ -63,15 +55,14 @@ def test_fetch_published_coco_maps_strictly_and_initialises_a_run(hung_file, ser
                           cache=tmp_path / "raw", backbone="tiny", **FAST)
     saved = torch.load(out, weights_only=False)
     assert saved["format"] == INIT_FORMAT and saved["backbone"] == "tiny" and len(saved["classes"]) == 21
-    assert torch.equal(saved["model"]["backbone.layer3.0.downsample.0.weight"],
-                       state["Scale.layer3.0.downsample.0.weight"])
-    assert torch.equal(saved["model"]["semantic_head.conv2d_list.3.bias"], state["Scale.layer5.conv2d_list.3.bias"])
+    assert torch.equal(saved["model"]["backbone.layer3.0.downsample.0.weight"], state["layer3.0.downsample.0.weight"])
+    assert torch.equal(saved["model"]["semantic_head.conv2d_list.3.bias"], state["layer5.conv2d_list.3.bias"])
     assert not any(k.startswith("latent_head.") for k in saved["model"])
     # the training code loads it as a "coco" initialisation, for VOC (head kept) and Cityscapes (head dropped)
     for classes in (21, 19):
-        model = DeepLabV2(classes, 20, backbone="tiny")
-        fresh = initialise(model, replace(RunConfig(), init="coco", init_weights=str(out)))
-        assert torch.equal(model.backbone.conv1.weight, state["Scale.conv1.weight"])
+        model = DeepLabV2(classes, 20, backbone="tiny", aspp_branches=2, freeze_bn_stats=False)
+        fresh = load_init(model, out)
+        assert torch.equal(model.backbone.conv1.weight, state["conv1.weight"])
         assert ("semantic_head.conv2d_list.0.weight" in fresh) == (classes == 19)
     # a second call finds the verified download and does not fetch again
     fetch_published("deeplab_coco", tmp_path / "again.pt", remotes=(remote,), cache=tmp_path / "raw",
@@ -116,7 +107,7 @@ def test_published_records_name_their_files_by_sha256_prefix():
 
 
 def test_a_copy_the_user_has_is_used_without_network(monkeypatch, refused_url, tmp_path):
-    model = DeepLabV2(21, None, backbone="tiny")
+    model = DeepLabV2(21, None, backbone="tiny", aspp_branches=2, freeze_bn_stats=True)
     path = _save(torchvision_resnet_state(model), tmp_path / "my-resnet101.pth")
     nowhere = Remote((refused_url,), "resnet101-00000000.pth", sha256=_sha256(path)[:8])
     monkeypatch.setenv("LATENTSEG_IMAGENET_WEIGHTS", str(path))
@@ -132,7 +123,7 @@ def test_a_copy_the_user_has_is_used_without_network(monkeypatch, refused_url, t
 
 
 def test_a_missing_or_misnamed_tensor_is_named(tmp_path):
-    state = hung_coco_state(DeepLabV2(21, None, backbone="tiny"))
+    state = hung_coco_state()
     del state["Scale.layer4.0.bn3.running_mean"]
     state["Scale.layer1.0.conv2.wieght"] = state.pop("Scale.layer1.0.conv2.weight")
     path = _save(state, tmp_path / "broken.pth", legacy=True)
@@ -148,13 +139,13 @@ def test_a_missing_or_misnamed_tensor_is_named(tmp_path):
 
 @pytest.mark.slow
 def test_full_size_hung_checkpoint_converts(tmp_path):
-    model = DeepLabV2(21, None, backbone="resnet101")
-    state = hung_coco_state(model)
+    model = DeepLabV2(21, None, backbone="resnet101", aspp_branches=2, freeze_bn_stats=True)
+    state = hung_coco_state(full=True, prefixed=False)
     path = _save(state, tmp_path / "resnet101COCO.pth", legacy=True)
     out = fetch_published("deeplab_coco", tmp_path / "coco.pt", source=path, verify_checksum=False)
     saved = torch.load(out, weights_only=False)["model"]
     assert len([k for k in saved if k.startswith("backbone.")]) == len(model.backbone.state_dict())
-    assert torch.equal(saved["backbone.layer3.22.conv3.weight"], state["Scale.layer3.22.conv3.weight"])
+    assert torch.equal(saved["backbone.layer3.22.conv3.weight"], state["layer3.22.conv3.weight"])
 
 
 def _demo_params(iterations: int = 3, num_train: int = 24) -> dict:
@@ -170,7 +161,7 @@ def _demo_params(iterations: int = 3, num_train: int = 24) -> dict:
 
 def test_demo_weights_stage_pretrains_on_coco_format_data_and_writes_the_manifest(tmp_path):
     out = tmp_path / "weights"
-    manifest = make_weights(_demo_params(), out, tmp_path / "raw", tmp_path / "work")
+    manifest = make_weights(resolve_weights(_demo_params()), out, tmp_path / "raw", tmp_path / "work")
     assert manifest["imagenet"] is None and manifest["coco"]["file"] == "coco.pt"
     assert json.loads((out / "manifest.json").read_text())["weights"] == manifest
     saved = torch.load(out / "coco.pt", weights_only=False)
@@ -179,8 +170,8 @@ def test_demo_weights_stage_pretrains_on_coco_format_data_and_writes_the_manifes
     assert resolve_init(out, "imagenet") is None  # the demo makes none: random by design
     assert resolve_init(out, "none") is None
     init = resolve_init(out, "coco")
-    model = DeepLabV2(21, 20, backbone="tiny", freeze_bn_stats=False)
-    fresh = initialise(model, replace(RunConfig(), init="coco", init_weights=str(init)))
+    model = DeepLabV2(21, 20, backbone="tiny", aspp_branches=2, freeze_bn_stats=False)
+    fresh = load_init(model, init)
     assert all(k.startswith("latent_head.") for k in fresh)
     assert torch.equal(model.backbone.conv1.weight, saved["model"]["backbone.conv1.weight"])
     (out / "coco.pt").unlink()
@@ -199,11 +190,12 @@ def test_missing_weights_of_a_profile_that_makes_them_is_an_error(tmp_path):
         resolve_init(tmp_path / "nothing", "imagenet")
 
 
-def test_paper_profile_fetches_both_published_files(served, monkeypatch, tmp_path):
-    """The paper profile's weights section, run against local copies of the two published layouts."""
-    tiny = DeepLabV2(21, None, backbone="tiny")
-    coco = _save(hung_coco_state(tiny), tmp_path / "coco.pth", legacy=True)
-    imagenet = _save(torchvision_resnet_state(tiny), tmp_path / "resnet.pth")
+@pytest.mark.parametrize("prefixed", [False, True], ids=["hung-released", "scale-prefixed"])
+def test_paper_profile_converts_both_published_files(monkeypatch, tmp_path, prefixed):
+    """The paper profile's weights plan, run against local copies of the two published layouts (tiny trunks,
+    random values, ``verify_checksum: false``): both of Hung et al.'s key layouts are accepted."""
+    coco = _save(hung_coco_state(prefixed=prefixed), tmp_path / "coco.pth", legacy=True)
+    imagenet = _save(torchvision_resnet_state(DeepLabV2(21, None, "tiny", 2, True)), tmp_path / "resnet.pth")
     params = copy.deepcopy(load_params(ROOT / "params.yaml"))
     params["profile"] = "paper"
     weights = params["profiles"]["paper"]["weights"]
@@ -212,26 +204,30 @@ def test_paper_profile_fetches_both_published_files(served, monkeypatch, tmp_pat
     weights["coco"] = {**weights["coco"], "file": str(coco), "verify_checksum": False}
     monkeypatch.setenv("LATENTSEG_IMAGENET_WEIGHTS", str(imagenet))
     weights["imagenet"] = {**weights["imagenet"], "verify_checksum": False}
-    params["profiles"]["paper"]["run"] = {"model": {"backbone": "tiny"}}  # the weights follow the profile's trunk
-    manifest = make_weights(params, tmp_path / "weights", tmp_path / "raw", tmp_path / "work")
+    monkeypatch.setattr("latentseg.weights.published.BACKBONE", "tiny")  # the files above are tiny trunks
+    manifest = make_weights(resolve_weights(params), tmp_path / "weights", tmp_path / "raw", tmp_path / "work")
     assert manifest["coco"]["url"].endswith("resnet101COCO-41f33a49.pth")
     assert resolve_init(tmp_path / "weights", "imagenet").is_file()
     with pytest.raises(KeyError, match="unknown configuration key"):
         weights["coco"]["fle"] = "typo"
-        make_weights(params, tmp_path / "weights", tmp_path / "raw", tmp_path / "work")
+        make_weights(resolve_weights(params), tmp_path / "weights", tmp_path / "raw", tmp_path / "work")
 
 
-def test_paper_coco_pretraining_config_starts_from_imagenet(tmp_path):
-    """The rebuild the paper profile offers (commented in params.yaml): the profile's VOC settings, CE only."""
+def test_paper_coco_pretraining_plan_starts_from_imagenet(tmp_path):
+    """The rebuild the paper profile offers (commented in params.yaml): the profile's settings, CE only."""
     params = copy.deepcopy(load_params(ROOT / "params.yaml"))
     params["profile"] = "paper"
-    spec = from_dict(CocoPretrainSpec, {"year": 2017, "min_area": 1000, "init": "imagenet",
-                                        "run": {"optim": {"iterations": 60000}}})
+    params["profiles"]["paper"]["weights"]["coco"] = {"pretrain_coco": {
+        "year": 2017, "source": None, "synthetic": None, "min_area": 1000, "init": "imagenet", "seed": 1234,
+        "run": {"optim": {"iterations": 60000}}}}
+    plan = resolve_weights(params)
+    cfg = plan["coco"]["config"]
+    assert cfg["init"] == "imagenet" and cfg["model"]["backbone"] == "resnet101"
+    assert cfg["optim"]["iterations"] == 60000 and cfg["data"]["crop_size"] == [321, 321]
+    assert cfg["latent"] is None and cfg["discriminator"] is None  # the cross-entropy alone
+    params["profiles"]["paper"]["weights"]["imagenet"] = None
     with pytest.raises(FileNotFoundError, match="makes no ImageNet weights"):
-        coco_pretrain_config(params, spec, tmp_path / "imagenet.pt")
-    (tmp_path / "imagenet.pt").touch()
-    cfg = coco_pretrain_config(params, spec, tmp_path / "imagenet.pt")
-    assert cfg.init == "imagenet" and cfg.init_weights == str(tmp_path / "imagenet.pt")
-    assert cfg.model.backbone == "resnet101" and cfg.optim.iterations == 60000 and cfg.data.crop_size == (321, 321)
-    with pytest.raises(KeyError, match="unknown section"):
-        coco_pretrain_config(params, replace(spec, run={"optimizer": {}}), tmp_path / "imagenet.pt")
+        make_weights(resolve_weights(params), tmp_path / "weights", tmp_path / "raw", tmp_path / "work")
+    params["profiles"]["paper"]["weights"]["coco"]["pretrain_coco"]["run"] = {"optimizer": {}}
+    with pytest.raises(KeyError, match="unknown key"):
+        resolve_weights(params)
