@@ -1,7 +1,8 @@
 """The ``latentseg`` command: ``latentseg <subcommand> [options]``; ``latentseg <subcommand> --help`` for each.
 
 Subcommands:
-    bench   time the training step of the paper's configuration (optimised against plain fp32 eager)
+    bench     time the training step of the paper's configuration (optimised against plain fp32 eager)
+    predict   segment images with a trained run: semantic and latent-class PNGs and an overlay
 """
 
 from __future__ import annotations
@@ -15,15 +16,17 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True, metavar="subcommand")
 
-    from latentseg import bench
+    from latentseg import bench, predict_command
 
-    sub = commands.add_parser("bench", help="time the training step", description=bench.__doc__,
-                              formatter_class=argparse.RawDescriptionHelpFormatter)
-    bench.add_arguments(sub)
-    sub.set_defaults(run=bench.run)
+    for name, module, short in (("bench", bench, "time the training step"),
+                                ("predict", predict_command, "segment images with a trained run")):
+        sub = commands.add_parser(name, help=short, description=module.__doc__,
+                                  formatter_class=argparse.RawDescriptionHelpFormatter)
+        module.add_arguments(sub)
+        sub.set_defaults(handler=module.run)
 
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
-    return args.run(args)
+    return args.handler(args)
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
-"""Stage `figures`: Figure 3 (heat maps of P(l|c), eq. 8, from the co-occurrence matrix M accumulated in training)
-and, per table, the training and validation curves of its experiments (`curves_<table>.png`)."""
+"""Stage `figures`: Figure 3 (heat maps of P(l|c), eq. 8, from the co-occurrence matrix M accumulated in training),
+Figure 1 (`fig1_<dataset>.png`, from the arrays of stage `figure1`, where they exist) and, per table, the training
+and validation curves of its experiments (`curves_<table>.png`)."""
 
 import argparse
 import json
@@ -9,6 +10,7 @@ import pandas as pd
 
 from latentseg.params import load_params
 from latentseg.reports.curves import write_curves
+from latentseg.reports.figure1 import draw_figure1, read_arrays
 from latentseg.reports.figures import heatmap
 
 
@@ -25,6 +27,16 @@ def main() -> None:
         title = (f"P(l|c), {exp['dataset']} {exp['fraction']}, k = {frame.shape[1]} ({exp_id}, {label}, "
                  f"{params['profile']} profile)")
         heatmap(frame.to_numpy(), list(frame.index), title, args.out / f"{name}.png")
+    for dataset, exp_id in params["figure1"]["runs"].items():
+        arrays_file = args.results / exp_id / "figure1.npz"
+        if not arrays_file.is_file():
+            print(f"figure 1 ({dataset}): {arrays_file} not found (stage figure1@{dataset}); skipped")
+            continue
+        arrays = read_arrays(arrays_file)
+        exp = params["experiments"][exp_id]
+        title = (f"Figure 1, {dataset} {exp['fraction']}: {exp_id} ({arrays['run']}, {params['profile']} profile), "
+                 f"first {len(arrays['ids'])} validation images")
+        print(f"wrote {draw_figure1(arrays, args.out / f'fig1_{dataset}.png', title)}")
     for path in write_curves(args.results, params["tables"], args.out):
         print(f"wrote {path}")
 

@@ -1,0 +1,209 @@
+"""A trained run on images of any size: its semantic and latent-class maps, as evaluation computes them.
+
+    predictor = Predictor.from_checkpoint("runs/voc-1_8-proposed/seed-1234/checkpoint.pt")
+    out = predictor.predict(read_image("photo.jpg"))  # out.semantic (H, W), out.latent (H, W) or None
+
+An image goes through the run's evaluation transform (``data.augment.eval_transform``: resized where the data set
+is evaluated resized, as Cityscapes is; the Caffe mean subtracted; padded to ``data.eval_pad``, VOC's 505x505),
+then one forward pass on the whole of it; the logits are upsampled to the padded size as ``evaluate.evaluate``
+does, cropped to the image, and, for a resized data set, upsampled to the image's own size. The semantic map is
+the argmax of the softmax, after Mittal et al.'s classifier filter when one is given (``evaluate.
+filter_by_classifier``). Checkpoints are read with ``weights_only=True``: a file from elsewhere runs no code.
+
+Errors about inputs are ``PredictError``: one line that names the file and what to pass instead.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps, UnidentifiedImageError
+from torch import Tensor, nn
+
+from latentseg.colours import dataset_classes_and_palette
+from latentseg.config import RunConfig, from_dict
+from latentseg.data.augment import eval_transform
+from latentseg.evaluate import filter_by_classifier, normalise_rows
+from latentseg.models.deeplab import DeepLabV2, upsample
+
+RUN_FORMAT, CLASSIFIER_FORMAT = "latentseg-run", "latentseg-classifier"
+# What each of the package's file formats is, for the error that meets one where another is expected.
+FORMATS = {RUN_FORMAT: "a trained run's checkpoint", "latentseg-init": "an initial-weights file (stage weights)",
+           CLASSIFIER_FORMAT: "an image classifier (stage classifier)"}
+RUN_FIX = "pass --run runs/<experiment> or --checkpoint runs/<experiment>/seed-<n>/checkpoint.pt"
+
+
+class PredictError(ValueError):
+    """Bad input to a prediction: a one-line message naming the file and the fix."""
+
+
+def first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
+
+
+def load_failure(err: BaseException) -> str:
+    """Why ``torch.load(weights_only=True)`` refused a file, in a few words (torch's own message runs to lines)."""
+    text = str(err)
+    if found := re.search(r"Unsupported global: GLOBAL (\S+)", text):
+        return f"it holds a Python object, {found.group(1)}, that a weights-only load refuses"
+    if found := re.search(r"WeightsUnpickler error:\s*(\S.*)", text):
+        return found.group(1).strip()
+    return first_line(err).split(". ")[0]
+
+
+def read_checkpoint(path: str | Path, expected: str, fix: str) -> dict[str, Any]:
+    """The dictionary saved at ``path`` if its ``format`` is ``expected``."""
+    path = Path(path)
+    if not path.is_file():
+        raise PredictError(f"{path}: no such file; {fix}")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # not a torch file, truncated, or holding objects other than tensors and plain data
+        raise PredictError(f"{path}: not a checkpoint torch can read ({load_failure(err)}); {fix}") from err
+    found = state.get("format") if isinstance(state, dict) else None
+    if found != expected:
+        known = FORMATS.get(found) if isinstance(found, str) else None
+        wanted = FORMATS[expected]
+        what = f"is {known}, not {wanted}" if known else f"is not {wanted} (no format {expected!r} in it)"
+        raise PredictError(f"{path} {what}; {fix}")
+    return state
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto``: the GPU when there is one, else the CPU; or any torch device name (``cpu``, ``cuda``, ``cuda:1``)."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError as err:
+        raise PredictError(f"--device {name}: not a torch device; use auto, cpu, cuda or cuda:<n>") from err
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise PredictError(f"--device {name}: no CUDA device is visible; use --device cpu (or auto)")
+    return device
+
+
+def read_image(path: str | Path) -> np.ndarray:
+    """(H, W, 3) uint8 RGB, turned upright as its EXIF orientation says (as image viewers show a photo)."""
+    path = Path(path)
+    if not path.is_file():
+        raise PredictError(f"{path}: no such image; pass the path of a JPEG or PNG file")
+    try:
+        with Image.open(path) as im:
+            return np.asarray(ImageOps.exif_transpose(im).convert("RGB")).copy()
+    except (OSError, UnidentifiedImageError, SyntaxError) as err:
+        raise PredictError(f"{path}: not an image Pillow can read ({first_line(err)}); pass a JPEG or PNG "
+                           "file") from err
+
+
+@dataclass(frozen=True)
+class ImageFilter:
+    """Mittal et al.'s image classifier and its threshold: classes it gives less are removed from the argmax."""
+
+    model: nn.Module  # (N, 3, H, W) normalised image -> (N, C) logits
+    threshold: float
+
+
+@dataclass(frozen=True)
+class Prediction:
+    semantic: np.ndarray  # (H, W) int64 class index
+    latent: np.ndarray | None  # (H, W) int64 latent class index; None for a run without a latent head
+    probabilities: np.ndarray | None  # (C, H, W) float32 softmax before the filter, when asked for
+    class_presence: np.ndarray | None  # (C,) the classifier's probability of each class, with a filter
+    removed: tuple[int, ...]  # classes the filter removed (background is never removed)
+
+
+def model_from_state(state: dict[str, Any], path: Path) -> tuple[DeepLabV2, RunConfig]:
+    """The segmentation network and configuration of a run checkpoint (``train/trainer.py: _save``)."""
+    try:
+        cfg = from_dict(RunConfig, state["config"])
+        model = DeepLabV2(state["num_classes"], state["num_latent"], backbone=cfg.model.backbone,
+                          aspp_branches=cfg.model.aspp_branches, freeze_bn_stats=cfg.model.freeze_bn_stats)
+        model.load_state_dict({k.removeprefix("model."): v for k, v in state["step_module"].items()
+                               if k.startswith("model.")})
+    except (KeyError, TypeError, ValueError, RuntimeError) as err:
+        raise PredictError(f"{path}: a run checkpoint this version of latentseg cannot load ({first_line(err)}); "
+                           "re-run its training stage") from err
+    return model, cfg
+
+
+class Predictor:
+    """One trained run, loaded once, predicting any number of images."""
+
+    def __init__(self, model: DeepLabV2, cfg: RunConfig, p_latent_given_class: Tensor | None,
+                 device: torch.device, identity: dict[str, Any] | None = None) -> None:
+        self.cfg = cfg
+        self.identity = identity or {}  # what the run was trained from: its classifier is found by it
+        self.device = device
+        self.model = model.to(device).eval()
+        self.num_classes = model.semantic_head.conv2d_list[0].out_channels
+        self.num_latent = None if model.latent_head is None else model.latent_head.conv2d_list[0].out_channels
+        self.classes, self.palette = dataset_classes_and_palette(cfg.dataset, self.num_classes)
+        self.p_latent_given_class = p_latent_given_class  # (C, k) eq. 8 from training's M, or None
+        self.transform = eval_transform(cfg.data)
+        self.autocast = device.type == "cuda"  # bf16, as the training stage evaluates on a GPU
+        self.image_filter: ImageFilter | None = None
+        self.keep = tuple(i for i, c in enumerate(self.classes) if c == "background")  # never filtered out
+
+    @classmethod
+    def from_checkpoint(cls, path: str | Path, device: str | torch.device = "auto") -> Predictor:
+        path = Path(path)
+        state = read_checkpoint(path, RUN_FORMAT, RUN_FIX)
+        model, cfg = model_from_state(state, path)
+        matrix = state["step_module"].get("cooccurrence.matrix")  # eq. (7)'s M, (C, k)
+        p = None if matrix is None else normalise_rows(matrix.float())
+        device = device if isinstance(device, torch.device) else resolve_device(device)
+        return cls(model, cfg, p, device, state.get("identity"))
+
+    def use_filter(self, image_filter: ImageFilter | None) -> None:
+        """Filter the semantic maps with an image classifier of the run's classes from now on (None: stop)."""
+        if image_filter is not None:
+            image_filter.model.to(self.device).eval()
+        self.image_filter = image_filter
+
+    def check_size(self, height: int, width: int, name: str) -> None:
+        """A ``PredictError`` naming ``name`` for an image larger than the run's evaluation padding."""
+        pad = self.cfg.data.eval_pad
+        if pad and not self.cfg.data.resize and max(height, width) > pad:
+            raise PredictError(f"{name}: {height}x{width} pixels is larger than this run's evaluation padding "
+                               f"{pad}x{pad} (data.eval_pad); downscale or crop it to at most {pad} pixels a side")
+
+    @torch.inference_mode()
+    def predict(self, image: np.ndarray, probabilities: bool = False, name: str = "image") -> Prediction:
+        """``image`` (H, W, 3) uint8 RGB -> the maps at (H, W)."""
+        if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+            raise PredictError(f"{name}: expected an (H, W, 3) uint8 RGB array, got {image.shape} {image.dtype}")
+        h, w = image.shape[:2]
+        self.check_size(h, w, name)
+        pixels = torch.tensor(image).permute(2, 0, 1)  # a copy: the array may be read-only
+        x, _ = self.transform(pixels, torch.zeros((h, w), dtype=torch.uint8))
+        content = self.cfg.data.resize or (h, w)  # where the image lies in the padded input
+        x = x[None].to(self.device)
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast):
+            out = self.model(x, with_latent=self.model.latent_head is not None)
+        prob = self._restore(out.semantic, tuple(x.shape[-2:]), content, (h, w)).softmax(1)  # (1, C, H, W)
+        presence, removed, scores = None, (), prob
+        if self.image_filter is not None:
+            presence = torch.sigmoid(self.image_filter.model(x).float())  # (1, C)
+            scores = filter_by_classifier(prob, presence, self.image_filter.threshold, self.keep)
+            below = (presence[0] < self.image_filter.threshold).cpu().tolist()
+            removed = tuple(c for c, out_of_it in enumerate(below) if out_of_it and c not in self.keep)
+        latent = None
+        if out.latent is not None:
+            latent = self._restore(out.latent, tuple(x.shape[-2:]), content, (h, w)).argmax(1)[0].cpu().numpy()
+        return Prediction(scores.argmax(1)[0].cpu().numpy(), latent,
+                          prob[0].cpu().numpy() if probabilities else None,
+                          None if presence is None else presence[0].cpu().numpy(), removed)
+
+    @staticmethod
+    def _restore(logits: Tensor, padded: tuple[int, int], content: tuple[int, int],
+                 size: tuple[int, int]) -> Tensor:
+        """(1, n, h/8, w/8) logits -> (1, n, H, W) float: to the padded input as evaluation does, cropped to the
+        image there, then (a resized data set) to the image's own size."""
+        logits = upsample(logits, padded).float()[..., : content[0], : content[1]]
+        return upsample(logits, size)
