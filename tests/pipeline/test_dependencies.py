@@ -1,0 +1,130 @@
+"""A stage depends on every file of latentseg/ its script imports: dvc.yaml against the import closure, and
+``dvc status`` itself, on a copy of the repository, following a change of code to exactly the stages that run it."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from latentseg.closure import ROOT as PACKAGE
+from latentseg.closure import closure
+
+REPO = PACKAGE.parent
+MAKING_SIDE = ("latentseg/prepare/", "latentseg/weights/", "latentseg/bench/")
+
+
+def stage_scripts(dvc_yaml: Path) -> dict[str, tuple[Path, list[str]]]:
+    """Each stage (foreach templates once): its script and its declared deps."""
+    stages = yaml.safe_load(dvc_yaml.read_text())["stages"]
+    out = {}
+    for name, stage in stages.items():
+        body = stage.get("do", stage)
+        script = next(w for w in body["cmd"].split() if w.startswith("stages/") and w.endswith(".py"))
+        out[name] = (dvc_yaml.parent / script, [d if isinstance(d, str) else next(iter(d)) for d in body["deps"]])
+    return out
+
+
+def missing_deps(script: Path, deps: list[str], root: Path = REPO) -> list[str]:
+    """The package files ``script`` imports that ``deps`` (files or folders) do not cover."""
+    needed = sorted(str(p.relative_to(root)) for p in closure(script, root / "latentseg"))
+    covered = [d.rstrip("/") for d in deps]
+    return [f for f in needed if not any(f == d or f.startswith(d + "/") for d in covered)]
+
+
+@pytest.mark.parametrize("stage", sorted(stage_scripts(REPO / "dvc.yaml")))
+def test_every_stage_depends_on_the_code_it_runs(stage):
+    script, deps = stage_scripts(REPO / "dvc.yaml")[stage]
+    assert str(script.relative_to(REPO)) in deps, f"{stage}: its script is not among its deps"
+    assert missing_deps(script, deps) == [], f"{stage} imports these files but dvc.yaml does not list them"
+
+
+def test_the_check_fails_when_an_import_is_added_without_its_dependency(tmp_path):
+    script, deps = stage_scripts(REPO / "dvc.yaml")["train"]
+    edited = tmp_path / "train.py"
+    edited.write_text(script.read_text().replace("import yaml\n", "import yaml\n\nimport latentseg.prepare.download\n"))
+    missing = missing_deps(edited, deps)
+    assert "latentseg/prepare/download.py" in missing and "latentseg/prepare/__init__.py" in missing
+
+
+def test_training_imports_nothing_of_the_making_side():
+    """Every file a training stage imports is a reason to re-train every run: no downloads, archives, data
+    conversion, weight fetching or benchmarks among them."""
+    for stage in ("train", "classifier", "figure1"):
+        script, _ = stage_scripts(REPO / "dvc.yaml")[stage]
+        files = [str(p.relative_to(REPO)) for p in closure(script)]
+        assert not [f for f in files if f.startswith(MAKING_SIDE)], stage
+    reports = [str(p.relative_to(REPO)) for s in ("tables", "claims", "figures", "check")
+               for p in closure(stage_scripts(REPO / "dvc.yaml")[s][0])]
+    assert not [f for f in reports if f.startswith(("latentseg/train/", "latentseg/models/"))]
+
+
+def _placeholders(repo: Path) -> None:
+    """Stand-ins for every output of the pipeline (a file, or a folder holding one), so that `dvc commit` can
+    record a lock file without running anything."""
+    proc = subprocess.run([sys.executable, "-m", "dvc", "stage", "list", "--all", "--name-only"], cwd=repo,
+                          capture_output=True, text=True, check=True)
+    from dvc.repo import Repo
+
+    with Repo(str(repo)) as dvc:
+        for stage in dvc.index.stages:
+            for item in [*stage.outs, *stage.deps]:  # deps inside other stages' output folders (configs/x.yaml)
+                path = Path(item.fs_path)
+                if path.exists():
+                    continue
+                if path.suffix:
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                    path.write_text("{}\n")
+                else:
+                    path.mkdir(parents=True, exist_ok=True)
+                    (path / "placeholder").write_text("x\n")
+    assert proc.stdout.strip()
+
+
+def _changed(repo: Path) -> set[str]:
+    proc = subprocess.run([sys.executable, "-m", "dvc", "status", "--json"], cwd=repo, capture_output=True,
+                          text=True, check=True)
+    return set(json.loads(proc.stdout or "{}"))
+
+
+@pytest.mark.slow
+def test_dvc_status_follows_the_import_closure(tmp_path):
+    """Changing a file of the training code makes `dvc status` report every training stage changed; changing a
+    download helper touches no training stage (the paper's runs do not re-train because a downloader changed)."""
+    repo = tmp_path / "repo"
+    tracked = subprocess.run(["git", "ls-files"], cwd=REPO, capture_output=True, text=True, check=True).stdout.split()
+    for rel in tracked:
+        if (REPO / rel).is_file():
+            (repo / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO / rel, repo / rel)
+    subprocess.run(["git", "init", "-q"], cwd=repo, check=True)
+    _placeholders(repo)
+    subprocess.run([sys.executable, "-m", "dvc", "commit", "--force", "--quiet"], cwd=repo, check=True,
+                   capture_output=True)
+    assert _changed(repo) == set()
+    stages = {s.split("@")[0] for s in _lock_stages(repo)}
+    assert {"train", "classifier", "prepare", "weights", "tables"} <= stages
+
+    losses = repo / "latentseg" / "losses.py"
+    original = losses.read_text()
+    losses.write_text(original + "\n# an edit of the training code\n")
+    changed = _changed(repo)
+    trains = {s for s in _lock_stages(repo) if s.startswith(("train@", "classifier@"))}
+    assert trains and trains <= changed and "weights" in changed
+    assert not {s for s in changed if s.startswith(("prepare@", "split@", "tables", "claims", "check"))}
+    losses.write_text(original)
+    assert _changed(repo) == set()
+
+    download = repo / "latentseg" / "prepare" / "download.py"
+    download.write_text(download.read_text() + "\n# an edit of a download helper\n")
+    changed = _changed(repo)
+    assert changed and changed <= {s for s in _lock_stages(repo) if s.startswith("prepare@")} | {"weights"}
+
+
+def _lock_stages(repo: Path) -> list[str]:
+    return list(yaml.safe_load((repo / "dvc.lock").read_text())["stages"])
