@@ -132,9 +132,7 @@ def run_all(jobs: list[RunJob], parallel: int, logger: LoggerFactory) -> Iterato
         return
     processes = min(parallel, len(jobs))
     threads = max(1, (os.cpu_count() or 1) // processes)
-    context = multiprocessing.get_context("forkserver")  # a clean process: no OpenMP or CUDA state is forked
-    context.set_forkserver_preload([__name__])  # imported once in the server, not once per worker
-    with context.Pool(processes) as pool:
+    with _process_context().Pool(processes) as pool:
         flags = [resuming(job) for job in jobs]
         for job, flag, outcome in zip(jobs, flags, pool.starmap(_in_worker, [(j, threads) for j in jobs]),
                                       strict=True):
@@ -142,6 +140,17 @@ def run_all(jobs: list[RunJob], parallel: int, logger: LoggerFactory) -> Iterato
                 for values, step in outcome.curves:
                     log(values, step)
             yield outcome
+
+
+def _process_context() -> multiprocessing.context.BaseContext:
+    """How workers start. On the CPU a fork of this process, which has imported torch but computed nothing yet
+    (no OpenMP thread pool to inherit): instant. Where CUDA may be in use, a fork would inherit its state, which
+    CUDA forbids: a fork server instead, a clean process that imports this module once and forks the workers."""
+    if torch.cuda.is_available():
+        context = multiprocessing.get_context("forkserver")
+        context.set_forkserver_preload([__name__])
+        return context
+    return multiprocessing.get_context("fork")
 
 
 def summarise(per_run: dict[str, dict[str, float]]) -> dict:
