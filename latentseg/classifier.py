@@ -25,8 +25,8 @@ from latentseg.data.dataset import SegmentationDataset
 from latentseg.data.layout import Sample, samples_digest
 from latentseg.files import atomic_write, file_digest
 from latentseg.models.resnet import build_backbone
+from latentseg.progress import Progress
 from latentseg.train import checkpoint as ckpt
-from latentseg.train.progress import Progress
 from latentseg.train.sampling import stream_loader
 from latentseg.train.step import poly_lr
 from latentseg.train.trainer import STREAM_LABELED, STREAM_UNLABELED, TrainData

@@ -16,6 +16,7 @@ from torch.utils.data import DataLoader
 
 from latentseg.losses import joint_counts
 from latentseg.models.deeplab import DeepLabV2, upsample
+from latentseg.progress import progress
 
 
 def confusion_matrix(pred: Tensor, target: Tensor, num_classes: int, ignore_index: int = 255) -> Tensor:
@@ -87,7 +88,7 @@ def evaluate(model: DeepLabV2, loader: DataLoader, num_classes: int, device: tor
         classifier.eval()
     confusion = torch.zeros(num_classes, num_classes, dtype=torch.long, device=device)
     joint = None
-    for image, mask, _ in loader:
+    for image, mask, _ in progress(loader, len(loader), "evaluation", unit="batches"):
         image, mask = image.to(device, non_blocking=True), mask.to(device, non_blocking=True)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
             out = model(image, with_latent=model.latent_head is not None)

@@ -6,15 +6,15 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import TypeVar
 
 from PIL import Image
-from tqdm import tqdm
 
 from latentseg.files import atomic_write
+from latentseg.progress import progress as show_progress
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -64,15 +64,12 @@ def parallel_map(
     ``fn`` must be a module-level function (it is pickled). The first exception is re-raised.
     """
     workers = resolve_workers(workers)
-    bar = {
-        "total": len(jobs),
-        "desc": desc,
-        "unit": "file",
-        "disable": None if progress else True,
-        "leave": False,
-    }
+
+    def shown(results: Iterable[R]) -> Iterable[R]:
+        return show_progress(results, len(jobs), desc or "files", unit="files") if progress else results
+
     if workers == 1 or len(jobs) < _MIN_PARALLEL:
-        return [fn(job) for job in tqdm(jobs, **bar)]
+        return list(shown(fn(job) for job in jobs))
     chunksize = max(1, len(jobs) // (workers * 16))
     with ProcessPoolExecutor(max_workers=workers) as pool:
-        return list(tqdm(pool.map(fn, jobs, chunksize=chunksize), **bar))
+        return list(shown(pool.map(fn, jobs, chunksize=chunksize)))

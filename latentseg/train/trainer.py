@@ -35,9 +35,9 @@ from latentseg.files import atomic_write, file_digest
 from latentseg.losses import SplitBatch
 from latentseg.models.deeplab import DeepLabV2
 from latentseg.models.init import load_init
+from latentseg.progress import Progress
 from latentseg.train import checkpoint as ckpt
 from latentseg.train import distributed
-from latentseg.train.progress import Progress
 from latentseg.train.runtime import StepSpeed, first_step_with_fallback
 from latentseg.train.sampling import stream_loader
 from latentseg.train.step import Batch, SegmentationStep, build_networks, make_optimizers, one_update, uses_unlabeled
