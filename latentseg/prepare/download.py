@@ -22,9 +22,9 @@ from pathlib import Path
 
 import requests
 import urllib3.exceptions
-from tqdm import tqdm
 
 from latentseg.files import file_digest
+from latentseg.progress import progress as show_progress
 
 log = logging.getLogger(__name__)
 
@@ -160,21 +160,14 @@ def _transfer(url: str, part: Path, session: requests.Session, timeout: float, p
         length = response.headers.get("Content-Length")
         total = offset + int(length) if length and length.isdigit() else None
         mode = "ab" if offset else "wb"
-        bar = tqdm(
-            total=total,
-            initial=offset,
-            unit="B",
-            unit_scale=True,
-            unit_divisor=1024,
-            desc=part.name[: -len(".part")],
-            disable=None if progress else True,
-            leave=False,
-        )
+        chunks = response.raw.stream(CHUNK, decode_content=False)  # of 1 MiB: progress counts MiB
+        if progress:
+            left = -(-(total - offset) // CHUNK) if total is not None else 0
+            chunks = show_progress(chunks, left, f"{part.name[: -len('.part')]} (from byte {offset})", unit="MiB")
         try:
-            with open(part, mode) as f, bar:
-                for chunk in response.raw.stream(CHUNK, decode_content=False):
+            with open(part, mode) as f:
+                for chunk in chunks:
                     f.write(chunk)
-                    bar.update(len(chunk))
         except (
             requests.RequestException,
             urllib3.exceptions.HTTPError,
