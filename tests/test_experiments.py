@@ -60,7 +60,7 @@ def test_layers_apply_in_order(params):
     _, cfg = resolve({**params, "latent": {**params["latent"], "k": 7}}, "voc-1_8-proposed")
     assert cfg.latent.k == 7  # inherits the default
     _, cfg = resolve(params, "voc-1_8-hung")
-    assert cfg.objective == "hung" and cfg.latent is None and cfg.loss is None and cfg.hung.semi_start == 25
+    assert cfg.objective == "hung" and cfg.latent is None and cfg.loss is None and cfg.hung.semi_start == 15
     _, cfg = resolve({**params, "profile": "paper"}, "cityscapes-1_8-proposed")
     assert cfg.data.crop_size == (256, 512) and cfg.data.resize == (512, 1024)
 

@@ -144,3 +144,21 @@ def test_symmetric_kl_variant_starts_both_heads_from_the_coco_head(tmp_path):
     finally:
         trainer.one_update = update
     assert spied["real"] is not None  # the discriminator's ground truth: a labeled draw of its own
+
+
+def test_one_s4gan_step_changes_the_weights_of_both_networks():
+    """Mittal et al.'s iteration: SGD on the segmentation network (L_ce + L_fm + L_st), Adam on their discriminator."""
+    from tests.train.speed_fixtures import step_and_batch
+
+    cfg = tiny_config(objective="s4gan", optim={"iterations": 3})
+    step, batch = step_and_batch(cfg)
+    batch.real_image, batch.real_mask = batch.image.flip(0), batch.mask.flip(0)  # its own labeled draw
+    sgd, adam = trainer.make_optimizers(cfg, step.model, step.discriminator)
+    before = {name: {k: v.clone() for k, v in net.state_dict().items()}
+              for name, net in (("segmentation", step.model), ("discriminator", step.discriminator))}
+    parts = trainer.one_update(step, batch, 1, sgd, adam)
+    assert set(parts) == {"ce", "fm", "st", "d", "total"}
+    for name, net in (("segmentation", step.model), ("discriminator", step.discriminator)):
+        moved = [k for k, v in net.state_dict().items()
+                 if v.is_floating_point() and not torch.equal(v, before[name][k])]
+        assert moved, f"the {name} network did not move"
