@@ -13,9 +13,11 @@ from latentseg.evaluate import adjusted_rand_index, dominant_latent_class, evalu
 from latentseg.prepare.synthetic import VOC_PLANTED_GROUPS, SyntheticSpec, generate
 from latentseg.train.trainer import TrainData, load_trained, train
 from tests.helpers import tiny_config
+from tests.train.speed_fixtures import one_thread  # noqa: F401  (a fixture)
 
 
 @pytest.mark.slow
+@pytest.mark.usefixtures("one_thread")  # two threads on a machine whose other core is busy: 10x slower
 def test_learned_latent_classes_recover_the_planted_groups(tmp_path):
     root = tmp_path / "voc"
     meta = generate(SyntheticSpec("voc", 400, 60, (64, 64), seed=0), root)
