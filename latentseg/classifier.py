@@ -23,7 +23,7 @@ from latentseg.config import ClassifierConfig, DataConfig, to_dict
 from latentseg.data.augment import train_transform
 from latentseg.data.dataset import SegmentationDataset
 from latentseg.data.layout import Sample, samples_digest
-from latentseg.files import atomic_write, file_digest
+from latentseg.files import atomic_torch_save, file_digest
 from latentseg.models.resnet import build_backbone
 from latentseg.progress import Progress
 from latentseg.train import checkpoint as ckpt
@@ -118,7 +118,7 @@ def classifier_identity(cfg: ClassifierConfig, data_cfg: DataConfig, data: Train
 def save_classifier(model: ImageClassifier, path: str | Path, identity: dict) -> None:
     doc = {"format": "latentseg-classifier", "identity": identity, "backbone": identity["config"]["backbone"],
            "model": model.state_dict(), "num_classes": model.fc.out_features}
-    atomic_write(path, lambda tmp: torch.save(doc, tmp))
+    atomic_torch_save(path, doc)
 
 
 def load_classifier(path: str | Path, identity: dict | None = None) -> ImageClassifier | None:

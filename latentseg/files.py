@@ -20,7 +20,8 @@ from typing import Any
 def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
     """Call ``write(tmp)`` on a temporary path beside ``path``, then rename it to ``path``; returns ``path``.
 
-    ``write`` may write the file by name (``torch.save``, ``Image.save``, ``fig.savefig``, ``shutil.copyfile``).
+    ``write`` may write the file by name (``Image.save``, ``fig.savefig``, ``shutil.copyfile``); a torch file goes
+    through ``atomic_torch_save``.
     On any error, including KeyboardInterrupt, the temporary file is removed and ``path`` is left as it was.
     """
     path = Path(path)
@@ -35,6 +36,24 @@ def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
         tmp.unlink(missing_ok=True)
         raise
     return path
+
+
+def atomic_torch_save(path: str | Path, obj: Any) -> Path:
+    """``torch.save(obj)`` to ``path`` atomically; the same content gives the same bytes.
+
+    torch.save given a file *name* names the archive inside the file after it, here a random temporary name, so
+    saving the same tensors twice would give two different files; given an open file it names it ``archive``.
+    The bytes matter: DVC re-runs every stage downstream of an output whose bytes changed, and a run's identity
+    holds the digest of its initial weights, so a re-made but identical ``weights/coco.pt`` must not re-train
+    every run.
+    """
+    import torch  # here, not at the top: the report stages import this module and no torch
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as f:
+            torch.save(obj, f)
+
+    return atomic_write(path, write)
 
 
 def atomic_write_text(path: str | Path, text: str) -> Path:

@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from latentseg.files import atomic_write
+from latentseg.files import atomic_torch_save
 
 INIT_FORMAT = "latentseg-init"
 MANIFEST = "manifest.json"
@@ -92,4 +92,4 @@ def save_init(model_state: Mapping[str, Tensor], path: str | Path, classes: list
     """Write initial weights (the trunk, and a semantic head for ``classes`` if the state has one)."""
     doc = {"format": INIT_FORMAT, "model": dict(model_state), "classes": classes, "backbone": backbone,
            "origin": origin}
-    return atomic_write(path, lambda tmp: torch.save(doc, tmp))
+    return atomic_torch_save(path, doc)

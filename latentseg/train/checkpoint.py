@@ -1,26 +1,11 @@
-"""Checkpoints written atomically (temporary file, then rename) so a killed run never leaves half a file."""
+"""Reading checkpoints (written atomically, and byte-reproducibly, by ``files.atomic_torch_save``)."""
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
-
-
-def save_atomic(obj: Any, path: str | Path) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def load(path: str | Path) -> dict[str, Any]:

@@ -31,7 +31,7 @@ from latentseg.data.augment import train_transform
 from latentseg.data.classes import group_index
 from latentseg.data.dataset import SegmentationDataset
 from latentseg.data.layout import DatasetMeta, Sample, samples_digest
-from latentseg.files import atomic_write, file_digest
+from latentseg.files import atomic_torch_save, file_digest
 from latentseg.losses import SplitBatch
 from latentseg.models.deeplab import DeepLabV2
 from latentseg.models.init import load_init
@@ -252,7 +252,7 @@ def _save(path: Path, cfg: RunConfig, ident: dict, step_module: SegmentationStep
         "sgd": sgd.state_dict(), "adam": adam.state_dict() if adam is not None else None,
         "rng": torch.get_rng_state(),
     }
-    atomic_write(path, lambda tmp: torch.save(doc, tmp))
+    atomic_torch_save(path, doc)
 
 
 def load_trained(path: str | Path) -> tuple[DeepLabV2, RunConfig, dict]:

@@ -3,8 +3,6 @@
 
 from __future__ import annotations
 
-import json
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -12,10 +10,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from latentseg.closure import ROOT as PACKAGE
 from latentseg.closure import closure
+from tests.pipeline.repository import REPO, changed_stages, copy_repository
 
-REPO = PACKAGE.parent
 MAKING_SIDE = ("latentseg/prepare/", "latentseg/weights/", "latentseg/bench/")
 
 
@@ -86,44 +83,32 @@ def _placeholders(repo: Path) -> None:
     assert proc.stdout.strip()
 
 
-def _changed(repo: Path) -> set[str]:
-    proc = subprocess.run([sys.executable, "-m", "dvc", "status", "--json"], cwd=repo, capture_output=True,
-                          text=True, check=True)
-    return set(json.loads(proc.stdout or "{}"))
-
-
 @pytest.mark.slow
 def test_dvc_status_follows_the_import_closure(tmp_path):
     """Changing a file of the training code makes `dvc status` report every training stage changed; changing a
     download helper touches no training stage (the paper's runs do not re-train because a downloader changed): only
     the stages that download (prepare, split for published splits, weights)."""
-    repo = tmp_path / "repo"
-    tracked = subprocess.run(["git", "ls-files"], cwd=REPO, capture_output=True, text=True, check=True).stdout.split()
-    for rel in tracked:
-        if (REPO / rel).is_file():
-            (repo / rel).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(REPO / rel, repo / rel)
-    subprocess.run(["git", "init", "-q"], cwd=repo, check=True)
+    repo = copy_repository(tmp_path / "repo")
     _placeholders(repo)
     subprocess.run([sys.executable, "-m", "dvc", "commit", "--force", "--quiet"], cwd=repo, check=True,
                    capture_output=True)
-    assert _changed(repo) == set()
+    assert changed_stages(repo) == set()
     stages = {s.split("@")[0] for s in _lock_stages(repo)}
     assert {"train", "classifier", "prepare", "weights", "tables"} <= stages
 
     losses = repo / "latentseg" / "losses.py"
     original = losses.read_text()
     losses.write_text(original + "\n# an edit of the training code\n")
-    changed = _changed(repo)
+    changed = changed_stages(repo)
     trains = {s for s in _lock_stages(repo) if s.startswith(("train@", "classifier@"))}
     assert trains and trains <= changed and "weights" in changed
     assert not {s for s in changed if s.startswith(("prepare@", "split@", "tables", "claims", "check"))}
     losses.write_text(original)
-    assert _changed(repo) == set()
+    assert changed_stages(repo) == set()
 
     download = repo / "latentseg" / "prepare" / "download.py"
     download.write_text(download.read_text() + "\n# an edit of a download helper\n")
-    changed = _changed(repo)
+    changed = changed_stages(repo)
     assert changed and changed <= {s for s in _lock_stages(repo) if s.startswith(("prepare@", "split@"))} | {"weights"}
     assert not {s for s in changed if s.startswith(("train@", "classifier@"))}
 

@@ -208,6 +208,10 @@ def test_paper_profile_converts_both_published_files(monkeypatch, tmp_path, pref
     manifest = make_weights(resolve_weights(params), tmp_path / "weights", tmp_path / "raw", tmp_path / "work")
     assert manifest["coco"]["url"].endswith("resnet101COCO-41f33a49.pth")
     assert resolve_init(tmp_path / "weights", "imagenet").is_file()
+    # made again (the stage re-runs when a download helper changes): the same bytes, so no run re-trains
+    made = {name: _sha256(tmp_path / "weights" / name) for name in ("coco.pt", "imagenet.pt")}
+    make_weights(resolve_weights(params), tmp_path / "weights", tmp_path / "raw", tmp_path / "work")
+    assert {name: _sha256(tmp_path / "weights" / name) for name in made} == made
     with pytest.raises(KeyError, match="unknown configuration key"):
         weights["coco"]["fle"] = "typo"
         make_weights(resolve_weights(params), tmp_path / "weights", tmp_path / "raw", tmp_path / "work")
