@@ -150,10 +150,6 @@ class RunConfig:
     discriminator: DiscriminatorConfig | None  # None: no discriminator
     runtime: RuntimeConfig
 
-    @property
-    def uses_latent_branch(self) -> bool:
-        return self.latent is not None
-
 
 def from_dict(cls: type, values: dict[str, Any] | None, where: str = "") -> Any:
     """Build dataclass ``cls`` from ``values``; unknown or missing keys raise ``KeyError`` naming ``where.key``."""

@@ -24,6 +24,11 @@ log = logging.getLogger("latentseg")
 T = TypeVar("T")
 
 
+def configure_logging() -> None:
+    """What every stage calls first: the library's INFO messages (progress, choices it makes) on the console."""
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+
+
 class Progress:
     """Tracks a loop of ``total`` steps that starts (or resumes) at ``start``; ``images`` per step."""
 

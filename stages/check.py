@@ -20,6 +20,7 @@ import yaml
 
 from latentseg.files import atomic_write_text
 from latentseg.params import load_params
+from latentseg.progress import configure_logging
 from latentseg.reports.check import (
     broken_claims,
     out_of_tolerance,
@@ -48,6 +49,7 @@ def main() -> None:
     parser.add_argument("--write", action="store_true", help="record the built tables as the profile's reference")
     parser.add_argument("--report", type=Path, help="write the findings here and exit 0")
     args = parser.parse_args()
+    configure_logging()
     params = load_params()
     profile = params["profile"]
     runs = read_runs(args.tables)

@@ -10,6 +10,7 @@ from pathlib import Path
 import yaml
 
 from latentseg.params import load_params
+from latentseg.progress import configure_logging
 from latentseg.reports.claims import evaluate_file, write_claims
 from latentseg.reports.stats import read_runs
 from latentseg.reports.tables import paper_by_cell
@@ -23,6 +24,7 @@ def main() -> None:
     parser.add_argument("--md", type=Path, required=True, help="the report to write (reports/claims.md)")
     parser.add_argument("--csv", type=Path, required=True, help="one row per claim (reports/claims.csv)")
     args = parser.parse_args()
+    configure_logging()
     params = load_params()
     paper = paper_by_cell(params["tables"], yaml.safe_load(args.paper.read_text())["tables"])
     frame, noise = evaluate_file(yaml.safe_load(args.claims.read_text()), read_runs(args.tables), paper)

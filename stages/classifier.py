@@ -7,7 +7,6 @@ A classifier is trained from the same settings, data and code only once: a re-ru
 """
 
 import argparse
-import logging
 from pathlib import Path
 
 import torch
@@ -20,6 +19,7 @@ from latentseg.data.layout import read_list, read_meta, split_folder
 from latentseg.evaluate import evaluate
 from latentseg.files import atomic_write_json
 from latentseg.models.init import resolve_init
+from latentseg.progress import configure_logging
 from latentseg.runs import run_label, summarise
 from latentseg.train.trainer import TrainData, load_trained, resolve_device
 
@@ -34,7 +34,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True, help="folder of this classifier's files, one per seed")
     parser.add_argument("--results", type=Path, required=True, help="folder of every experiment's results")
     args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    configure_logging()
     doc = yaml.safe_load(args.config.read_text())
     cfg = from_dict(ClassifierConfig, doc["config"], "classifier.")
     data_cfg = from_dict(DataConfig, doc["data"], "data.")

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from latentseg.figure1_arrays import figure1_arrays, write_npz
 from latentseg.params import load_params
+from latentseg.progress import configure_logging
 
 
 def main() -> None:
@@ -23,6 +24,7 @@ def main() -> None:
     parser.add_argument("--runs", type=Path, required=True, help="folder of every experiment's runs")
     parser.add_argument("--results", type=Path, required=True, help="folder of every experiment's results")
     args = parser.parse_args()
+    configure_logging()
     section = load_params()["figure1"]
     exp = section["runs"][args.dataset]
     metrics = args.results / exp / "metrics.json"

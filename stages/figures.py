@@ -9,6 +9,7 @@ from pathlib import Path
 import pandas as pd
 
 from latentseg.params import load_params
+from latentseg.progress import configure_logging
 from latentseg.reports.curves import write_curves
 from latentseg.reports.figure1 import draw_figure1, read_arrays
 from latentseg.reports.figures import heatmap
@@ -19,6 +20,7 @@ def main() -> None:
     parser.add_argument("--results", type=Path, required=True, help="folder of <experiment>/ result folders")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
+    configure_logging()
     params = load_params()
     for name, exp_id in params["figures"].items():
         label = next(iter(json.loads((args.results / exp_id / "metrics.json").read_text())["runs"]))  # first seed

@@ -7,11 +7,11 @@ CITYSCAPES_USERNAME / CITYSCAPES_PASSWORD).
 """
 
 import argparse
-import logging
 from pathlib import Path
 
 from latentseg.params import load_params, profile_section
 from latentseg.prepare.synthetic import SyntheticSpec, generate
+from latentseg.progress import configure_logging
 
 RELEASE_KEYS = {"voc": {"source", "sbd_source", "verify_checksum"}, "cityscapes": {"source", "verify_checksum"}}
 
@@ -22,7 +22,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--raw", type=Path, required=True, help="where official archives are kept or fetched")
     args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    configure_logging()
     name, profile = profile_section(load_params())
     section = profile.get("datasets", {}).get(args.dataset) or {}
     spec = section.get("synthetic")

@@ -14,6 +14,7 @@ from latentseg.config import to_dict
 from latentseg.experiments import resolve, resolve_classifier, resolve_weights
 from latentseg.files import atomic_write_text
 from latentseg.params import load_params
+from latentseg.progress import configure_logging
 
 
 def write(path: Path, doc: dict) -> None:
@@ -25,6 +26,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True, help="folder of <experiment>.yaml, classifier-<id>.yaml, "
                                                                 "weights.yaml")
     args = parser.parse_args()
+    configure_logging()
     params = load_params()
     for exp_id in params["experiments"]:
         exp, cfg = resolve(params, exp_id)

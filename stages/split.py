@@ -8,6 +8,7 @@ from pathlib import Path
 from latentseg.data.splits import write_splits
 from latentseg.params import load_params
 from latentseg.prepare.published_splits import published_split_file
+from latentseg.progress import configure_logging
 
 
 def main() -> None:
@@ -17,6 +18,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--raw", type=Path, required=True, help="where published splits are fetched")
     args = parser.parse_args()
+    configure_logging()
     section = load_params()["datasets"][args.dataset]
     name = section.get("published_split")
     permutation = published_split_file(name, args.dataset, args.raw) if name else None

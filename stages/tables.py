@@ -14,6 +14,7 @@ import yaml
 
 from latentseg.files import atomic_write_text
 from latentseg.params import load_params
+from latentseg.progress import configure_logging
 from latentseg.reports.stats import RUN_COLUMNS
 from latentseg.reports.tables import results_reader, table_cells, table_runs, write_table
 
@@ -25,6 +26,7 @@ def main() -> None:
     parser.add_argument("--paper", type=Path, required=True, help="the paper's numbers (reference/paper.yaml)")
     parser.add_argument("--out", type=Path, required=True, help="folder for table<N>.md / .csv and all.csv")
     args = parser.parse_args()
+    configure_logging()
     params = load_params()
     paper = yaml.safe_load(args.paper.read_text())["tables"]
     read = results_reader(args.runs)

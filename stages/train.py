@@ -12,7 +12,6 @@ Each process takes a GPU no other latentseg process holds, so `dvc queue start -
 """
 
 import argparse
-import logging
 import os
 import shutil
 import sys
@@ -27,6 +26,7 @@ from latentseg.config import RunConfig, from_dict
 from latentseg.data.layout import read_list, read_meta, split_folder
 from latentseg.files import atomic_write_json, atomic_write_text
 from latentseg.models.init import resolve_init
+from latentseg.progress import configure_logging
 from latentseg.runs import RunJob, run_all, run_label, summarise, with_seed
 from latentseg.train import distributed
 from latentseg.train.trainer import Logger, TrainData
@@ -56,7 +56,7 @@ def main() -> None:
     parser.add_argument("--runs", type=Path, required=True, help="folder of the experiment's run checkpoints")
     parser.add_argument("--results", type=Path, required=True, help="folder of its metrics, P(l|c) and curves")
     args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    configure_logging()
     doc = yaml.safe_load(args.config.read_text())
     exp, cfg = doc["experiment"], from_dict(RunConfig, doc["run"])
     init = resolve_init(args.weights, exp["init"])  # raises, naming the stage, when a file that should be is not
@@ -103,7 +103,8 @@ def main() -> None:
             if p is not None:
                 atomic_write_text(args.results / "latent" / f"{outcome.label}{suffix}.csv",
                                   latent_csv(p, data.meta.classes))
-    (args.results / "latent").mkdir(parents=True, exist_ok=True)  # empty for a run without a latent branch
+    if not any(o.p_latent is not None or o.p_latent_val is not None for o in outcomes):  # git keeps no empty folder
+        atomic_write_text(args.results / "latent" / "none.txt", "no latent branch in this experiment's runs\n")
     metrics = summarise({o.label: o.metrics for o in outcomes})
     atomic_write_json(args.results / "metrics.json", metrics)
     print(f"{exp['id']}: mIoU {metrics['miou']:.2f} (mean of {len(outcomes)} run(s))")

@@ -7,11 +7,11 @@ pretrained on an embedded COCO-format stand-in, "imagenet" is none (random weigh
 """
 
 import argparse
-import logging
 from pathlib import Path
 
 import yaml
 
+from latentseg.progress import configure_logging
 from latentseg.weights import make_weights
 
 
@@ -22,7 +22,7 @@ def main() -> None:
     parser.add_argument("--raw", type=Path, required=True, help="where downloads are kept (weights/, coco/)")
     parser.add_argument("--work", type=Path, required=True, help="COCO preparation and pretraining checkpoint")
     args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    configure_logging()
     manifest = make_weights(yaml.safe_load(args.plan.read_text()), args.out, args.raw, args.work)
     for init, entry in manifest.items():
         print(f"{init}: " + (f"{args.out / entry['file']} ({entry['made_by']})" if entry else "none (random)"))

@@ -40,21 +40,6 @@ _CITYSCAPES_COLOURS: list[tuple[int, int, int]] = [
 # Flat 768 ints for ``Image.putpalette``; indices 19..255 (255 = ignore) are black.
 CITYSCAPES_PALETTE: list[int] = [v for rgb in _CITYSCAPES_COLOURS for v in rgb] + [0] * (3 * (256 - 19))
 
-# Table 5's "manual supercategories" (10 groups). The paper does not list its grouping; this default follows
-# the WordNet-style categories of VOC's own documentation, split so that there are ten groups.
-VOC_MANUAL_GROUPS: dict[str, list[str]] = {
-    "background": ["background"],
-    "person": ["person"],
-    "two-wheeler": ["bicycle", "motorbike"],
-    "road vehicle": ["bus", "car"],
-    "other vehicle": ["aeroplane", "boat", "train"],
-    "bird": ["bird"],
-    "pet": ["cat", "dog"],
-    "farm animal": ["cow", "horse", "sheep"],
-    "furniture": ["chair", "diningtable", "sofa"],
-    "household object": ["bottle", "pottedplant", "tvmonitor"],
-}
-
 # Cityscapes' own seven categories (cityscapesscripts' ``category`` column).
 CITYSCAPES_CATEGORIES: dict[str, list[str]] = {
     "flat": ["road", "sidewalk"],

@@ -4,8 +4,8 @@ Following Hung et al.: shuffle the training list with a seeded generator and tak
 ``int(fraction * N)`` samples as labeled (1/50 -> 211, 1/20 -> 529, 1/8 -> 1322 of VOC's 10,582).
 The same (data set, fraction, seed) gives the same split for every method.
 
-Published splits can be used instead: id lists (one id a line, or UniMatch's ``<image> <mask>`` lines)
-and Mittal et al.'s pickled index permutations, resolved against a prepared ``train.txt``.
+A published permutation can be used instead (Mittal et al.'s pickled index permutations), resolved against a
+prepared ``train.txt`` (``prepare/published_splits.py`` fetches theirs).
 """
 
 from __future__ import annotations
@@ -46,23 +46,6 @@ def sample_key(path_or_id: str) -> str:
     return stem.removesuffix("_leftImg8bit")
 
 
-def read_split_ids(path: str | Path) -> list[str]:
-    """Read a published split list: an id a line (``2007_000032``) or UniMatch-style pair lines
-    (``JPEGImages/2007_000032.jpg SegmentationClass/2007_000032.png``); the image token decides the id."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"split list {path} not found")
-    ids = []
-    for lineno, line in enumerate(path.read_text().splitlines(), 1):
-        parts = line.split()
-        if not parts or parts[0].startswith("#"):
-            continue
-        if len(parts) > 2:
-            raise ValueError(f"{path}:{lineno}: expected an id or '<image> <mask>', got {line.strip()!r}")
-        ids.append(sample_key(parts[0]))
-    return ids
-
-
 def resolve_ids(ids: Sequence[str], train: Sequence[Sample], *, source: str = "the split") -> list[Sample]:
     """Map ids to the samples of a prepared ``train.txt``, in the order given.
 
@@ -79,15 +62,6 @@ def resolve_ids(ids: Sequence[str], train: Sequence[Sample], *, source: str = "t
     if repeated:
         raise ValueError(f"{source} lists ids more than once: {repeated[:5]}")
     return [by_key[i] for i in ids]
-
-
-def split_from_ids(
-    labeled_ids: Sequence[str], train: Sequence[Sample], *, source: str = "the split"
-) -> tuple[list[Sample], list[Sample]]:
-    """``(labeled, unlabeled)`` from a published list of labeled ids; the unlabeled keep train order."""
-    labeled = resolve_ids(labeled_ids, train, source=source)
-    chosen = {s.image for s in labeled}
-    return labeled, [s for s in train if s.image not in chosen]
 
 
 class _ArrayOnlyUnpickler(pickle.Unpickler):

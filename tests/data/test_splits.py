@@ -2,7 +2,6 @@ from __future__ import annotations
 
 import os
 import pickle
-import re
 
 import numpy as np
 import pytest
@@ -10,10 +9,8 @@ import pytest
 from latentseg.data.layout import Sample, read_list, write_list
 from latentseg.data.splits import (
     load_index_permutation,
-    read_split_ids,
     resolve_ids,
     sample_key,
-    split_from_ids,
     split_from_permutation,
     split_labeled,
     write_splits,
@@ -78,29 +75,6 @@ def test_sample_key():
     )
 
 
-def test_read_id_lists_in_both_published_formats(tmp_path):
-    (tmp_path / "ids.txt").write_text("2007_000003\n\n2007_000001\n")
-    (tmp_path / "pairs.txt").write_text(
-        "JPEGImages/2007_000003.jpg SegmentationClass/2007_000003.png\n"
-        "JPEGImages/2007_000001.jpg SegmentationClass/2007_000001.png\n"
-    )
-    assert (
-        read_split_ids(tmp_path / "ids.txt")
-        == read_split_ids(tmp_path / "pairs.txt")
-        == ["2007_000003", "2007_000001"]
-    )
-    (tmp_path / "bad.txt").write_text("a b c\n")
-    with pytest.raises(ValueError, match=re.escape("bad.txt:1")):
-        read_split_ids(tmp_path / "bad.txt")
-
-
-def test_split_from_ids_resolves_against_the_training_list(tmp_path):
-    train = voc_samples(10)
-    labeled, unlabeled = split_from_ids(["2007_000007", "2007_000002"], train)
-    assert [s.id for s in labeled] == ["2007_000007", "2007_000002"]
-    assert len(unlabeled) == 8 and [s.id for s in unlabeled][:2] == ["2007_000000", "2007_000001"]
-
-
 def test_cityscapes_pair_lines_resolve(tmp_path):
     train = [
         Sample(
@@ -113,7 +87,7 @@ def test_cityscapes_pair_lines_resolve(tmp_path):
         "leftImg8bit/train/aachen/aachen_000000_000002_leftImg8bit.png "
         "gtFine/train/aachen/aachen_000000_000002_gtFine_labelTrainIds.png\n"
     )
-    assert resolve_ids(read_split_ids(tmp_path / "l.txt"), train) == [train[2]]
+    assert resolve_ids(["aachen_000000_000002"], train) == [train[2]]
 
 
 def test_id_not_in_training_set_is_a_clear_error():
