@@ -72,7 +72,7 @@ def main() -> None:
     for exp, per_run in filtered.items():
         if not per_run:
             raise FileNotFoundError(f"no run of {exp} under {args.runs / exp}: run its training stage first")
-        atomic_write_json(args.results / exp / "classifier.json", summarise(per_run))
+        atomic_write_json(args.results / exp / "classifier.json", {**summarise(per_run), "profile": doc["profile"]})
 
 
 if __name__ == "__main__":

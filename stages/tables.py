@@ -29,7 +29,7 @@ def main() -> None:
     configure_logging()
     params = load_params()
     paper = yaml.safe_load(args.paper.read_text())["tables"]
-    read = results_reader(args.runs)
+    read = results_reader(args.runs, params["profile"])
     every_run = []
     for name, layout in params["tables"].items():
         runs = table_runs(name, layout, read)

@@ -105,7 +105,7 @@ def main() -> None:
                                   latent_csv(p, data.meta.classes))
     if not any(o.p_latent is not None or o.p_latent_val is not None for o in outcomes):  # git keeps no empty folder
         atomic_write_text(args.results / "latent" / "none.txt", "no latent branch in this experiment's runs\n")
-    metrics = summarise({o.label: o.metrics for o in outcomes})
+    metrics = {**summarise({o.label: o.metrics for o in outcomes}), "profile": doc["profile"]}
     atomic_write_json(args.results / "metrics.json", metrics)
     print(f"{exp['id']}: mIoU {metrics['miou']:.2f} (mean of {len(outcomes)} run(s))")
 

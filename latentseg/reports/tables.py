@@ -59,15 +59,19 @@ def run_order(label: str) -> tuple[int, str]:
     return (int(match.group(1)) if match else -1, label)
 
 
-def results_reader(results_dir: str | Path) -> RunsReader:
-    """``read(ref)``: ``{run label: value}`` of that cell, in seed order; ``{}`` when its file is missing."""
+def results_reader(results_dir: str | Path, profile: str | None = None) -> RunsReader:
+    """``read(ref)``: ``{run label: value}`` of that cell, in seed order; ``{}`` when its file is missing, or when
+    it holds the results of another ``profile`` (a demo result left in the workspace is no paper result)."""
     results_dir = Path(results_dir)
 
     def read(ref: CellRef) -> dict[str, float]:
         path = results_dir / ref.experiment / ref.file
         if not path.is_file():
             return {}
-        runs = json.loads(path.read_text()).get("runs")
+        doc = json.loads(path.read_text())
+        if profile is not None and doc.get("profile") != profile:
+            return {}
+        runs = doc.get("runs")
         if not isinstance(runs, dict):
             raise ValueError(f"{path}: no 'runs' mapping (expected {{\"runs\": {{\"seed-<n>\": {{...}}}}}}, one "
                              "entry per training seed); re-run the stage that wrote it")

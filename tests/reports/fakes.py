@@ -7,13 +7,15 @@ from pathlib import Path
 from statistics import mean
 
 
-def write_runs(results: Path, exp: str, runs: dict[str, dict[str, float]], file: str = "metrics.json") -> Path:
-    """``results/<exp>/<file>``: the mean of every metric at the top (for `dvc metrics show`) and every run below."""
+def write_runs(results: Path, exp: str, runs: dict[str, dict[str, float]], file: str = "metrics.json",
+               profile: str = "demo") -> Path:
+    """``results/<exp>/<file>``: the mean of every metric at the top (for `dvc metrics show`), every run below, and
+    the profile that made them."""
     metrics = sorted({m for r in runs.values() for m in r})
     doc = {m: mean(r[m] for r in runs.values() if m in r) for m in metrics}
     path = results / exp / file
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({**doc, "runs": runs}, indent=2))
+    path.write_text(json.dumps({**doc, "runs": runs, "profile": profile}, indent=2))
     return path
 
 

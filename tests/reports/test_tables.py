@@ -1,5 +1,6 @@
 """Tables with spread over seeds, from metric files with repeats written at test time."""
 
+import json
 import subprocess
 import sys
 
@@ -105,3 +106,14 @@ def test_reports_import_no_torch():
             "latentseg.reports.curves, latentseg.reports.figures; assert 'torch' not in sys.modules, 'torch'")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
+
+
+def test_results_of_another_profile_are_not_read(results):
+    """A profile switch leaves the other profile's results in the workspace until every stage re-ran: a table
+    of the paper profile never shows a demo number."""
+    path = results / "a" / "metrics.json"
+    doc = json.loads(path.read_text())
+    path.write_text(json.dumps({**doc, "profile": "demo"}))
+    assert results_reader(results, "demo")(CellRef.parse("a"))
+    assert results_reader(results, "paper")(CellRef.parse("a")) == {}
+    assert results_reader(results)(CellRef.parse("a"))  # no profile asked: every file
