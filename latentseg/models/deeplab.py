@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -44,8 +45,14 @@ class DeepLabV2(nn.Module):
                     m.eval()
         return self
 
-    def forward(self, x: Tensor, with_latent: bool = True) -> SegOutput:
-        features = self.backbone(x)
+    def forward(self, x: Tensor, with_latent: bool = True, passes: list[int] | None = None) -> SegOutput:
+        """Logits of ``x``. ``passes`` (batch sizes summing to ``len(x)``) runs the trunk on each part of the batch
+        in a pass of its own, so that batch statistics are each part's (a labeled and an unlabeled batch, as the
+        reference codes run them), yet in one call: DistributedDataParallel expects one forward per backward."""
+        if passes is not None and len(passes) > 1:
+            features = torch.cat([self.backbone(part) for part in x.split(passes)])
+        else:
+            features = self.backbone(x)
         latent = self.latent_head(features) if (with_latent and self.latent_head is not None) else None
         return SegOutput(self.semantic_head(features), latent)
 

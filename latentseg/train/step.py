@@ -82,14 +82,15 @@ class SegmentationStep(nn.Module):
         self.register_buffer("group_lookup", lookup, persistent=False)
 
     def segment(self, *images: Tensor | None) -> list[SegOutput | None]:
-        """The network on each batch in its own forward pass, as both reference codes run it: with batch
-        statistics (``freeze_bn_stats: false``) a labeled and an unlabeled batch are normalised each by its own.
-        With frozen statistics the passes are merged into one, which computes the same and runs faster."""
+        """The network on each batch (None: none), in one call. With batch statistics (``freeze_bn_stats:
+        false``) each batch passes the trunk on its own, as both reference codes run a labeled and an unlabeled
+        batch, so each is normalised by its own statistics; with frozen statistics one merged pass computes the
+        same."""
         given = [x for x in images if x is not None]
-        if not self.cfg.model.freeze_bn_stats or len(given) < 2:
-            return [None if x is None else self.model(x, with_latent=self.has_latent) for x in images]
-        out = self.model(torch.cat(given), with_latent=self.has_latent)
         sizes = [x.shape[0] for x in given]
+        passes = None if self.cfg.model.freeze_bn_stats else sizes
+        out = self.model(torch.cat(given) if len(given) > 1 else given[0], with_latent=self.has_latent,
+                         passes=passes)
         sem = out.semantic.split(sizes)
         lat = out.latent.split(sizes) if out.latent is not None else [None] * len(sizes)
         parts = iter(zip(sem, lat, strict=True))
