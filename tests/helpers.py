@@ -26,15 +26,22 @@ TINY: dict[str, Any] = {
              "scale_range": [0.8, 1.2], "mirror": True},
     "optim": {"iterations": 6, "batch_size": 4, "lr": 0.01, "seed": 1234},
     "latent": {"k": 5},
-    "hung": {"semi_start": 2},
     "discriminator": {"width": 8},
     "runtime": {"device": "cpu", "log_every": 1, "checkpoint_every": 3, "eval_every": 0, "parallel_runs": 1},
 }
 
 
+TINY_METHODS: dict[str, dict[str, Any]] = {"hung": {"hung": {"semi_start": 2}}, "s4gan": {}}
+
+
 def tiny_tree(**overrides: Any) -> dict[str, Any]:
-    """The run sections of ``params.yaml`` shrunk by ``TINY``, then ``overrides`` (sections or ``objective``)."""
-    tree = deep_merge(deep_merge(defaults(PARAMS), TINY), overrides)
+    """The run sections of ``params.yaml`` shrunk by ``TINY``, with the layer of the objective's method
+    (``methods.hung`` / ``methods.s4gan`` of ``params.yaml``) where ``overrides`` pick one, then ``overrides``."""
+    tree = deep_merge(defaults(PARAMS), TINY)
+    objective = overrides.get("objective", "latent")
+    if objective != "latent":
+        tree = deep_merge(deep_merge(tree, PARAMS["methods"][objective]), TINY_METHODS[objective])
+    tree = deep_merge(tree, overrides)
     tree.pop("classifier")
     return tree
 
