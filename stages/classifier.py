@@ -15,7 +15,6 @@ import yaml
 from latentseg.classifier import classifier_identity, load_classifier, save_classifier, train_classifier
 from latentseg.config import ClassifierConfig, DataConfig, from_dict
 from latentseg.data.dataset import eval_loader
-from latentseg.data.layout import read_list, read_meta, split_folder
 from latentseg.evaluate import evaluate
 from latentseg.files import atomic_write_json
 from latentseg.models.init import resolve_init
@@ -38,9 +37,7 @@ def main() -> None:
     doc = yaml.safe_load(args.config.read_text())
     cfg = from_dict(ClassifierConfig, doc["config"], "classifier.")
     data_cfg = from_dict(DataConfig, doc["data"], "data.")
-    split = split_folder(args.splits, doc["fraction"])
-    data = TrainData(args.data, read_meta(args.data), read_list(split / "labeled.txt"),
-                     read_list(split / "unlabeled.txt"))
+    data = TrainData.of_split(args.data, args.splits, doc["fraction"])
     device = resolve_device("auto")
     init_file = resolve_init(args.weights, "imagenet")  # Mittal et al. start from ImageNet; None in the demo
     init = None

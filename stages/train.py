@@ -23,7 +23,6 @@ import yaml
 from dvclive import Live
 
 from latentseg.config import RunConfig, from_dict
-from latentseg.data.layout import read_list, read_meta, split_folder
 from latentseg.files import atomic_write_json, atomic_write_text
 from latentseg.models.init import resolve_init
 from latentseg.progress import configure_logging
@@ -63,9 +62,7 @@ def main() -> None:
     if exp["init"] != "none" and init is None:
         print(f"the {doc['profile']} profile makes no '{exp['init']}' weights (params.yaml: profiles.{doc['profile']}"
               f".weights.{exp['init']}: null): these runs start from random weights, by design")
-    split = split_folder(args.splits, exp["fraction"])
-    data = TrainData(args.data, read_meta(args.data), read_list(split / "labeled.txt"),
-                     read_list(split / "unlabeled.txt"))
+    data = TrainData.of_split(args.data, args.splits, exp["fraction"])
     procs = distributed.init_from_env(cfg.runtime.device)  # torchrun's group if any; a GPU of its own
     jobs = [RunJob(run_label(s), with_seed(cfg, s), args.runs / run_label(s) / "checkpoint.pt", data, init)
             for s in exp["seeds"]]

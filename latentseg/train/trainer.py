@@ -30,7 +30,7 @@ from latentseg.config import RunConfig, from_dict, to_dict
 from latentseg.data.augment import train_transform
 from latentseg.data.classes import group_index
 from latentseg.data.dataset import SegmentationDataset
-from latentseg.data.layout import DatasetMeta, Sample, samples_digest
+from latentseg.data.layout import DatasetMeta, Sample, read_list, read_meta, samples_digest, split_folder
 from latentseg.files import atomic_torch_save, file_digest
 from latentseg.losses import SplitBatch
 from latentseg.models.deeplab import DeepLabV2
@@ -56,6 +56,12 @@ class TrainData:
     meta: DatasetMeta
     labeled: list[Sample]
     unlabeled: list[Sample]
+
+    @classmethod
+    def of_split(cls, root: Path, splits_root: Path, fraction: str | float | int) -> TrainData:
+        """The prepared data set at `root` with the labeled/unlabeled lists of one split fraction."""
+        split = split_folder(splits_root, fraction)
+        return cls(root, read_meta(root), read_list(split / "labeled.txt"), read_list(split / "unlabeled.txt"))
 
 
 @dataclass(frozen=True)
