@@ -28,6 +28,7 @@ from torch import Tensor, nn
 from latentseg.colours import dataset_classes_and_palette
 from latentseg.config import RunConfig, from_dict
 from latentseg.data.augment import eval_transform
+from latentseg.devices import resolve_device
 from latentseg.evaluate import filter_by_classifier, normalise_rows
 from latentseg.models.deeplab import DeepLabV2, upsample
 
@@ -73,19 +74,6 @@ def read_checkpoint(path: str | Path, expected: str, fix: str) -> dict[str, Any]
         what = f"is {known}, not {wanted}" if known else f"is not {wanted} (no format {expected!r} in it)"
         raise PredictError(f"{path} {what}; {fix}")
     return state
-
-
-def resolve_device(name: str) -> torch.device:
-    """``auto``: the GPU when there is one, else the CPU; or any torch device name (``cpu``, ``cuda``, ``cuda:1``)."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError as err:
-        raise PredictError(f"--device {name}: not a torch device; use auto, cpu, cuda or cuda:<n>") from err
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise PredictError(f"--device {name}: no CUDA device is visible; use --device cpu (or auto)")
-    return device
 
 
 def read_image(path: str | Path) -> np.ndarray:
@@ -157,7 +145,11 @@ class Predictor:
         model, cfg = model_from_state(state, path)
         matrix = state["step_module"].get("cooccurrence.matrix")  # eq. (7)'s M, (C, k)
         p = None if matrix is None else normalise_rows(matrix.float())
-        device = device if isinstance(device, torch.device) else resolve_device(device)
+        if not isinstance(device, torch.device):
+            try:
+                device = resolve_device(device, "--device")
+            except ValueError as err:
+                raise PredictError(str(err)) from err
         return cls(model, cfg, p, device, state.get("identity"))
 
     def use_filter(self, image_filter: ImageFilter | None) -> None:

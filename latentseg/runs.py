@@ -29,9 +29,10 @@ from torch import Tensor
 
 from latentseg.config import RunConfig
 from latentseg.data.dataset import eval_loader
+from latentseg.devices import resolve_device
 from latentseg.evaluate import evaluate, normalise_rows, run_metrics
 from latentseg.train import distributed
-from latentseg.train.trainer import Logger, TrainData, load_trained, resolve_device, resume_step, train
+from latentseg.train.trainer import Logger, TrainData, load_trained, resume_step, train
 
 LoggerFactory = Callable[["RunJob", bool], AbstractContextManager[Logger]]  # (job, resuming) -> logger context
 

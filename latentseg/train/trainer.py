@@ -31,6 +31,7 @@ from latentseg.data.augment import train_transform
 from latentseg.data.classes import group_index
 from latentseg.data.dataset import SegmentationDataset
 from latentseg.data.layout import DatasetMeta, Sample, read_list, read_meta, samples_digest, split_folder
+from latentseg.devices import resolve_device
 from latentseg.files import atomic_torch_save, file_digest
 from latentseg.losses import SplitBatch
 from latentseg.models.deeplab import DeepLabV2
@@ -73,17 +74,6 @@ class TrainSummary:
     images_per_second: float  # images of the whole batch (all streams), all processes together
     last_losses: dict[str, float]
     compiled: bool = False  # runtime.compile asked for it and compiling succeeded
-
-
-def resolve_device(name: str) -> torch.device:
-    """``runtime.device``; "cuda" is this process's GPU (the current device: ``distributed.init_from_env``)."""
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("runtime.device is 'cuda' but no CUDA device is visible; use 'auto' or 'cpu'")
-    if name == "cuda":
-        return torch.device("cuda", torch.cuda.current_device())
-    return torch.device(name)
 
 
 def identity(cfg: RunConfig, data: TrainData, init: Path | None) -> dict:
