@@ -22,15 +22,16 @@ import torch
 from torch.utils.data import DataLoader
 
 from latentseg.bench import cpu_model
-from latentseg.config import RunConfig, from_dict
 from latentseg.data.classes import VOC_CLASSES, group_index
 from latentseg.data.dataset import SegmentationDataset, eval_transform
-from latentseg.data.layout import read_list
+from latentseg.data.layout import TrainData, read_list
 from latentseg.data.splits import split_labeled
 from latentseg.evaluate import adjusted_rand_index, dominant_latent_class, evaluate
 from latentseg.experiments import deep_merge
+from latentseg.methods import run_config
 from latentseg.prepare.synthetic import VOC_PLANTED_GROUPS, SyntheticSpec, generate
-from latentseg.train.trainer import TrainData, load_trained, train
+from latentseg.train.trainer import train
+from latentseg.trained import load_trained
 
 BASE = {
     "model": {"backbone": "tiny", "freeze_bn_stats": False, "discriminator_width": 16},
@@ -42,7 +43,7 @@ CE_ONLY = {"loss": {"latent": False, "consistency": False, "adversarial": "none"
 
 
 def run(name: str, overrides: dict, data: TrainData, work: Path) -> tuple[float, list[int] | None, float]:
-    cfg = from_dict(RunConfig, deep_merge(BASE, overrides))
+    cfg = run_config(deep_merge(BASE, overrides))
     t0 = time.perf_counter()
     train(cfg, work / f"{name}.pt", data)
     model, _, _ = load_trained(work / f"{name}.pt")

@@ -22,14 +22,14 @@ from latentseg.closure import fingerprint
 from latentseg.config import ClassifierConfig, DataConfig, to_dict
 from latentseg.data.augment import train_transform
 from latentseg.data.dataset import SegmentationDataset
-from latentseg.data.layout import Sample, samples_digest
+from latentseg.data.layout import Sample, TrainData, samples_digest
 from latentseg.files import atomic_torch_save, file_digest
 from latentseg.models.resnet import build_backbone
 from latentseg.progress import Progress
 from latentseg.train import checkpoint as ckpt
 from latentseg.train.sampling import stream_loader
 from latentseg.train.step import poly_lr
-from latentseg.train.trainer import STREAM_LABELED, STREAM_UNLABELED, TrainData
+from latentseg.train.streams import STREAM_LABELED, STREAM_UNLABELED
 
 
 class ImageClassifier(nn.Module):

@@ -1,9 +1,11 @@
 """The import closure of a module within this package: which of its files a piece of code runs.
 
 Two uses: a pipeline stage depends on every file its script imports (``tests/pipeline`` checks ``dvc.yaml``
-against it), and a training checkpoint records a fingerprint of the training code it was made with, so that a
-finished run is never reused by newer training code (``train/trainer.py``). Imports are read from the source
-(``ast``), lazy ones inside functions included; only this package's modules are followed.
+against it), and a training checkpoint records a fingerprint of the code of its computation, so that a finished
+run is never reused by newer code that computes something else (``train/identity.py``). Imports are read from the
+source (``ast``), lazy ones inside functions included; only this package's modules are followed. A plug-in
+package (``PLUGIN_PACKAGES``: its ``__init__`` imports every module beside it, found at run time) brings all its
+modules into a closure that reaches it.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from pathlib import Path
 
 PACKAGE = "latentseg"
 ROOT = Path(__file__).resolve().parent  # the package folder
+PLUGIN_PACKAGES = ("latentseg.methods",)  # registries that import their modules by discovery (pkgutil)
 
 
 def module_file(name: str, root: Path = ROOT) -> Path | None:
@@ -56,6 +59,8 @@ def imported_modules(path: Path, root: Path = ROOT) -> set[str]:
             for alias in node.names:
                 sub = f"{base}.{alias.name}"
                 found.add(sub if module_file(sub, root) is not None else base)
+    if path.name == "__init__.py" and here in PLUGIN_PACKAGES:
+        found.update(f"{here}.{p.stem}" for p in path.parent.glob("*.py") if p.name != "__init__.py")
     return {m for m in found if module_file(m, root) is not None}
 
 
@@ -65,11 +70,13 @@ def _with_parents(name: str) -> list[str]:
     return [".".join(parts[: i + 1]) for i in range(len(parts))]
 
 
-def closure(entry: Path | str, root: Path = ROOT) -> set[Path]:
-    """The package files that running ``entry`` (a script path, or a module name) imports, transitively."""
+def closure(entry: Path | str, root: Path = ROOT, exclude: Iterable[str] = ()) -> set[Path]:
+    """The package files that running ``entry`` (a script path, or a module name) imports, transitively; the
+    modules named in ``exclude`` are neither included nor followed."""
     start = module_file(entry, root) if isinstance(entry, str) else Path(entry)
     if start is None:
         raise ValueError(f"{entry} is not a module of {PACKAGE}")
+    skipped = {module_file(name, root) for name in exclude}
     seen: set[Path] = set()
     todo = [start]
     while todo:
@@ -80,7 +87,7 @@ def closure(entry: Path | str, root: Path = ROOT) -> set[Path]:
         for name in imported_modules(path, root):
             for parent in _with_parents(name):
                 file = module_file(parent, root)
-                if file is not None and file not in seen:
+                if file is not None and file not in seen and file not in skipped:
                     todo.append(file)
     if isinstance(entry, Path) and root not in start.parents:
         seen.discard(start)  # a script outside the package: only the package files it runs
@@ -88,13 +95,27 @@ def closure(entry: Path | str, root: Path = ROOT) -> set[Path]:
 
 
 @cache
-def fingerprint(module: str) -> str:
-    """A hash of the source of ``module`` and of every package file it imports: the code it runs."""
-    return files_fingerprint(closure(module))
+def fingerprint(module: str, exclude: tuple[str, ...] = (), root: Path = ROOT) -> str:
+    """A hash of the parsed code of ``module`` and of every package module it imports (less ``exclude``): what
+    it computes. Comments, docstrings and layout do not count (``code_digest``)."""
+    return files_fingerprint(closure(module, root, exclude), root)
 
 
-def files_fingerprint(files: Iterable[Path]) -> str:
+def files_fingerprint(files: Iterable[Path], root: Path = ROOT) -> str:
     digest = hashlib.sha256()
     for path in sorted(files):
-        digest.update(str(path.relative_to(ROOT.parent)).encode() + b"\0" + path.read_bytes() + b"\0")
+        digest.update(str(path.relative_to(root.parent)).encode() + b"\0" + code_digest(path).encode() + b"\0")
     return digest.hexdigest()[:16]
+
+
+def code_digest(path: Path) -> str:
+    """A digest of a module's syntax tree without its docstrings: a comment, a docstring or a line break
+    changes nothing; a changed expression, name or constant does."""
+    tree = ast.parse(path.read_text(), filename=str(path))
+    for node in ast.walk(tree):
+        body = getattr(node, "body", None)
+        if isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef) and body and \
+                isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant) and \
+                isinstance(body[0].value.value, str):
+            node.body = body[1:] or [ast.Pass()]
+    return hashlib.sha256(ast.dump(tree, annotate_fields=False).encode()).hexdigest()

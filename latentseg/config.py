@@ -1,40 +1,53 @@
 """Typed configuration of one training run, read from plain dictionaries (``params.yaml`` sections).
 
 The dataclasses hold no defaults: ``params.yaml`` is the one home of every value, so a field here is a field
-``params.yaml`` must fill. ``from_dict`` rejects unknown keys and missing keys with the path of the key, so a
-typo fails loudly instead of being ignored. A section or a value typed ``X | None`` is one that a resolved run
-may not use (``experiments.canonical`` sets it to None there, so that changing it re-trains no run that ignores
-it); it must still be written out, as ``null``.
+``params.yaml`` must fill. Every field has a type and, where a value can be out of range, a range (``PositiveInt``,
+``Rate``, ``Weight`` ...); ``from_dict`` checks them with pydantic and raises ``SettingsError``, one problem a line,
+naming the key and the value. Unknown and missing keys are problems too, so a typo fails loudly instead of being
+ignored. A section or a value typed ``X | None`` is one that a resolved run may not use (the method's ``canonical``
+sets it to None there, so that changing it re-trains no run that ignores it); it must still be written out, as
+``null``.
+
+The sections every run has live here; each method's own section lives with its method (``latentseg/methods/``),
+and ``RunConfig.settings`` holds it.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import types
-import typing
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-Objective = Literal["latent", "hung", "s4gan"]
+from pydantic import ConfigDict, Field, TypeAdapter, ValidationError
+
+PositiveInt = Annotated[int, Field(ge=1)]  # counts, sizes, steps
+NonNegativeInt = Annotated[int, Field(ge=0)]
+Rate = Annotated[float, Field(gt=0.0)]  # learning rates
+Weight = Annotated[float, Field(ge=0.0)]  # loss weights, decays
+Unit = Annotated[float, Field(ge=0.0, le=1.0)]  # momenta, thresholds on probabilities
+Size = tuple[PositiveInt, PositiveInt]  # (H, W)
+STRICT = ConfigDict(extra="forbid")  # every settings class: unknown keys are errors
 
 
 @dataclass(frozen=True)
 class ModelConfig:
-    backbone: str  # resnet101 (the paper) or tiny (the demo's CPU-sized trunk of the same shape)
-    aspp_branches: int  # how many ASPP branches are summed: 4 in DeepLab-v2, 2 in AdvSemiSeg's code
+    __pydantic_config__ = STRICT
+    backbone: Literal["resnet101", "tiny"]  # resnet101 (the paper) or tiny (the demo's CPU-sized trunk)
+    aspp_branches: Annotated[int, Field(ge=1, le=4)]  # ASPP branches summed: 4 in DeepLab-v2, 2 in AdvSemiSeg's code
     freeze_bn_stats: bool  # True: DeepLab-v2's frozen statistics; False: batch statistics, as AdvSemiSeg trains
 
 
 @dataclass(frozen=True)
 class DataConfig:
-    crop_size: tuple[int, int]  # (H, W) of the random training crop
+    __pydantic_config__ = STRICT
+    crop_size: Size  # (H, W) of the random training crop
     random_scale: bool  # rescale each training image by a factor drawn from scale_range in steps of scale_step
-    scale_range: tuple[float, float] | None
-    scale_step: float | None
+    scale_range: tuple[Rate, Rate] | None
+    scale_step: Rate | None
     mirror: bool  # random horizontal flips
-    resize: tuple[int, int] | None  # (H, W) applied first, training and evaluation; Cityscapes: (512, 1024)
-    workers: int  # data-loading processes per training stream
-    eval_pad: int | None  # pad validation images to this square (VOC: 505, padding ignored)
+    resize: Size | None  # (H, W) applied first, training and evaluation; Cityscapes: (512, 1024)
+    workers: NonNegativeInt  # data-loading processes per training stream
+    eval_pad: PositiveInt | None  # pad validation images to this square (VOC: 505, padding ignored)
     # What the unlabeled stream of a "full" split (no unlabeled image) holds: "none" turns the terms on
     # unlabeled images off; "labeled" feeds the labeled images, unlabeled. None: the split is not full.
     full_unlabeled: Literal["none", "labeled"] | None
@@ -42,64 +55,23 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class OptimConfig:
-    iterations: int
-    batch_size: int  # labeled images per iteration, all processes together; as many unlabeled
-    lr: float
-    head_lr_mult: float  # the ASPP heads learn this many times faster
-    momentum: float
-    weight_decay: float
-    power: float  # poly decay: lr * (1 - step / iterations) ** power
+    __pydantic_config__ = STRICT
+    iterations: PositiveInt
+    batch_size: PositiveInt  # labeled images per iteration, all processes together; as many unlabeled
+    lr: Rate
+    head_lr_mult: Rate  # the ASPP heads learn this many times faster
+    momentum: Unit
+    weight_decay: Weight
+    power: Weight  # poly decay: lr * (1 - step / iterations) ** power
     seed: int
 
 
 @dataclass(frozen=True)
-class LossConfig:
-    """The paper's objective, eqs. (11)-(12): which terms are on (Table 3) and their weights."""
-
-    latent: bool
-    consistency: bool
-    adversarial: Literal["all", "labeled", "none"]  # which predictions the discriminator judges
-    lambda_latent: float | None
-    lambda_cons: float | None
-    lambda_adv: float | None
-    lambda_unlabeled: float | None
-
-
-@dataclass(frozen=True)
-class LatentConfig:
-    # learned: eqs. (3)-(9). manual: cross-entropy on fixed supercategories (``groups``). semantic: the latent
-    # branch predicts the semantic classes. semantic_kl: two semantic branches with a symmetric KL (Table 5).
-    target: Literal["learned", "manual", "semantic", "semantic_kl"]
-    k: int | None  # maximum number of latent classes (Table 4); None where the width comes from elsewhere
-    groups: dict[str, list[str]]  # manual: supercategory -> class names
-    alpha: float | None  # eq. (7) momentum; None = batch size / labeled images
-
-
-@dataclass(frozen=True)
-class HungConfig:
-    """Hung et al.'s objective (AdvSemiSeg train.py): adversarial loss and discriminator-gated self-training."""
-
-    lambda_adv: float  # --lambda-adv-pred, on labeled predictions
-    lambda_semi: float
-    lambda_semi_adv: float
-    mask_t: float
-    semi_start: int
-
-
-@dataclass(frozen=True)
-class S4ganConfig:
-    """Mittal et al.'s s4GAN objective (train_s4GAN.py): feature matching and image-level self-training."""
-
-    lambda_fm: float
-    lambda_st: float
-    threshold: float  # discriminator score above which an unlabeled prediction becomes its own label
-
-
-@dataclass(frozen=True)
 class DiscriminatorConfig:
-    width: int  # channels of the first convolution (64 in both papers)
-    lr: float  # Adam, with the same poly decay as the segmentation network
-    betas: tuple[float, float]
+    __pydantic_config__ = STRICT
+    width: PositiveInt  # channels of the first convolution (64 in both papers)
+    lr: Rate  # Adam, with the same poly decay as the segmentation network
+    betas: tuple[Unit, Unit]
     # Where the ground-truth maps it sees as "real" come from: "separate", a labeled stream of their own (both
     # AdvSemiSeg's and s4GAN's trainloader_gt), or "batch", the masks of the iteration's labeled batch.
     real: Literal["separate", "batch"]
@@ -109,93 +81,111 @@ class DiscriminatorConfig:
 class ClassifierConfig:
     """Mittal et al.'s image-level classifier (MLMT) that filters the segmentation at inference."""
 
-    backbone: str
-    iterations: int
-    batch_size: int  # labeled images per step; as many unlabeled (two noisy views each)
-    lr: float
-    momentum: float
-    weight_decay: float
-    power: float  # poly decay
-    ema: float  # the mean teacher's decay
-    lambda_cons: float
-    noise: float  # std of the Gaussian noise of the two unlabeled views (pixel values, 0-255 scale)
-    threshold: float  # a class whose probability is below it is removed from the segmentation
-    input_size: int  # square training crops
+    __pydantic_config__ = STRICT
+    backbone: Literal["resnet101", "tiny"]
+    iterations: PositiveInt
+    batch_size: PositiveInt  # labeled images per step; as many unlabeled (two noisy views each)
+    lr: Rate
+    momentum: Unit
+    weight_decay: Weight
+    power: Weight  # poly decay
+    ema: Unit  # the mean teacher's decay
+    lambda_cons: Weight
+    noise: Weight  # std of the Gaussian noise of the two unlabeled views (pixel values, 0-255 scale)
+    threshold: Unit  # a class whose probability is below it is removed from the segmentation
+    input_size: PositiveInt  # square training crops
 
 
 @dataclass(frozen=True)
 class RuntimeConfig:
-    device: str  # auto | cpu | cuda
+    __pydantic_config__ = STRICT
+    device: str  # auto | cpu | cuda | cuda:<n> (checked where it is used: latentseg/devices.py)
     amp: bool  # bf16 autocast on CUDA; ignored on the CPU
     channels_last: bool  # NHWC weights and images on CUDA (what cuDNN's tensor-core convolutions want)
     compile: bool  # torch.compile the segmentation network; eager (logged) if compiling fails
-    log_every: int  # a progress line and the training curves every this many steps
-    checkpoint_every: int
-    eval_every: int  # validation mIoU during training every this many steps (0: only at the end)
-    parallel_runs: int  # runs (seeds) of one experiment trained side by side, one process each
+    log_every: PositiveInt  # a progress line and the training curves every this many steps
+    checkpoint_every: PositiveInt
+    eval_every: NonNegativeInt  # validation mIoU during training every this many steps (0: only at the end)
+    parallel_runs: PositiveInt  # runs (seeds) of one experiment trained side by side, one process each
 
 
 @dataclass(frozen=True)
 class RunConfig:
+    """One training run. ``objective`` names its method (``latentseg/methods/<objective>.py``), whose own
+    settings are ``settings`` (built and checked by ``methods.run_config``)."""
+
+    __pydantic_config__ = STRICT
     dataset: str
-    init: str  # coco | imagenet | none: which initial weights (stage weights)
-    objective: Objective  # latent: the paper's method; hung: Hung et al.'s; s4gan: Mittal et al.'s
+    init: Literal["coco", "imagenet", "none"]  # which initial weights (stage weights)
+    objective: str
     model: ModelConfig
     data: DataConfig
     optim: OptimConfig
-    loss: LossConfig | None  # the latent objective's terms
-    latent: LatentConfig | None  # None: no latent branch
-    hung: HungConfig | None
-    s4gan: S4ganConfig | None
+    settings: Any  # the method's settings dataclass
     discriminator: DiscriminatorConfig | None  # None: no discriminator
     runtime: RuntimeConfig
 
 
+class SettingsError(ValueError):
+    """Settings that do not check: ``problems`` holds one ``(key, value, message)`` per problem."""
+
+    def __init__(self, problems: list[tuple[str, Any, str]]) -> None:
+        self.problems = problems
+        super().__init__("; ".join(f"{key} = {value!r}: {message}" for key, value, message in problems))
+
+    def prefixed(self, prefix: str) -> SettingsError:
+        return SettingsError([(prefix + key, value, message) for key, value, message in self.problems])
+
+
 def from_dict(cls: type, values: dict[str, Any] | None, where: str = "") -> Any:
-    """Build dataclass ``cls`` from ``values``; unknown or missing keys raise ``KeyError`` naming ``where.key``."""
-    values = dict(values or {})
-    hints = typing.get_type_hints(cls)
-    names = [f.name for f in dataclasses.fields(cls)]
-    unknown = sorted(set(values) - set(names))
-    if unknown:
-        raise KeyError(f"unknown configuration key(s) {', '.join(f'{where}{k}' for k in unknown)}; "
-                       f"valid keys of {where.rstrip('.') or 'the run'}: {', '.join(sorted(names))}")
-    missing = [n for n in names if n not in values]
-    if missing:
-        raise KeyError(f"configuration key(s) {', '.join(f'{where}{k}' for k in missing)} missing: every setting "
-                       "has its value in params.yaml (write null where a run does not use it)")
-    return cls(**{name: _coerce(hints[name], values[name], f"{where}{name}") for name in names})
+    """Build settings dataclass ``cls`` from ``values``, checking every type and range; ``SettingsError``
+    names each bad key as ``where.key``."""
+    try:
+        return _adapter(cls).validate_python(dict(values or {}))
+    except ValidationError as err:
+        raise SettingsError([(where + ".".join(map(str, e["loc"])), _shown(e), _message(e, cls))
+                             for e in err.errors()]) from None
 
 
-def _coerce(hint: Any, value: Any, where: str) -> Any:
-    origin = typing.get_origin(hint)
-    args = typing.get_args(hint)
-    if origin in (typing.Union, types.UnionType):
-        if value is None and type(None) in args:
-            return None
-        hint = next(a for a in args if a is not type(None))
-        return _coerce(hint, value, where)
-    if dataclasses.is_dataclass(hint):
-        if not isinstance(value, dict):
-            raise TypeError(f"{where} must be a mapping, got {value!r}")
-        return from_dict(hint, value, where + ".")
-    if value is None:
-        raise TypeError(f"{where} must not be null")
-    if origin is tuple and isinstance(value, list | tuple):
-        if len(value) != len(args):
-            raise ValueError(f"{where} needs {len(args)} values, got {value!r}")
-        return tuple(_coerce(a, v, where) for a, v in zip(args, value, strict=True))
-    if origin is Literal:
-        if value not in args:
-            raise ValueError(f"{where} must be one of {args}, got {value!r}")
-        return value
-    if hint is float and isinstance(value, int | float) and not isinstance(value, bool):
-        return float(value)
-    if hint is int and isinstance(value, float) and value.is_integer():
-        return int(value)
-    if hint in (int, str, bool) and not isinstance(value, hint):
-        raise TypeError(f"{where} must be {hint.__name__}, got {value!r}")
-    return value
+class _Unset:
+    def __repr__(self) -> str:
+        return "(not set)"
+
+
+def _shown(error: Any) -> Any:
+    return _Unset() if error["type"] == "missing" else error["input"]
+
+
+def _adapter(cls: type) -> TypeAdapter:
+    adapter = _ADAPTERS.get(cls)
+    if adapter is None:
+        adapter = _ADAPTERS[cls] = TypeAdapter(cls)
+    return adapter
+
+
+_ADAPTERS: dict[type, TypeAdapter] = {}
+
+
+def _message(error: Any, cls: type) -> str:
+    """pydantic's error as a short instruction."""
+    kind, ctx = error["type"], error.get("ctx") or {}
+    bound = next(iter(ctx.values()), None)
+    number = "an integer" if isinstance(bound, int) else "a number"
+    if isinstance(bound, float) and bound.is_integer():
+        bound = int(bound)
+    words = {
+        "greater_than_equal": f"must be {number} >= {bound}", "greater_than": f"must be {number} > {bound}",
+        "less_than_equal": f"must be {number} <= {bound}", "less_than": f"must be {number} < {bound}",
+        "int_parsing": "must be an integer", "int_type": "must be an integer",
+        "int_from_float": "must be an integer", "float_parsing": "must be a number", "float_type": "must be a number",
+        "bool_parsing": "must be true or false", "bool_type": "must be true or false",
+        "string_type": "must be a string", "literal_error": f"must be one of {ctx.get('expected')}",
+        "missing": "missing: every setting has its value in params.yaml (write null where a run does not use it)",
+        "unexpected_keyword_argument": "unknown key (a typo?)",
+        "dataclass_type": "must be a mapping of settings", "dict_type": "must be a mapping",
+        "tuple_type": "must be a list", "too_short": "has too few values", "too_long": "has too many values",
+    }
+    return words.get(kind, error["msg"][0].lower() + error["msg"][1:])
 
 
 def to_dict(config: Any) -> dict[str, Any]:

@@ -20,12 +20,14 @@ import copy
 from dataclasses import dataclass, replace
 from typing import Any
 
-from latentseg.config import ClassifierConfig, DataConfig, RunConfig, from_dict, to_dict
+from latentseg import methods
+from latentseg.config import ClassifierConfig, DataConfig, RunConfig, SettingsError, from_dict, to_dict
 from latentseg.data.layout import parse_fraction
+from latentseg.methods.latent import METHOD as PAPER_METHOD
 from latentseg.params import profile_section
 
-SECTIONS = ("model", "data", "optim", "loss", "latent", "hung", "s4gan", "discriminator", "runtime")
-LAYER_KEYS = ("objective", *SECTIONS, "classifier")  # what a layer may set
+SECTIONS = ("model", "data", "optim", "discriminator", "runtime")  # every run's; each method adds its own
+LAYER_KEYS = ("objective", *SECTIONS, *methods.sections(), "classifier")  # what a layer may set
 SPEC_KEYS = ("dataset", "fraction", "method", "init")
 INITS = ("coco", "imagenet", "none")
 
@@ -63,7 +65,8 @@ def _lookup(params: dict[str, Any], *path: str) -> Any:
 def _check_layer(layer: dict[str, Any] | None, where: str) -> dict[str, Any]:
     unknown = sorted(set(layer or {}) - set(LAYER_KEYS))
     if unknown:
-        raise KeyError(f"{where}: unknown key(s) {unknown}; a layer sets {list(LAYER_KEYS)}")
+        raise SettingsError([(f"{where}.{k}", (layer or {})[k], f"unknown section; a layer sets "
+                                                                f"{', '.join(LAYER_KEYS)}") for k in unknown])
     return layer or {}
 
 
@@ -84,17 +87,22 @@ def repeats(params: dict[str, Any]) -> dict[str, Any]:
 
 def experiment(params: dict[str, Any], exp_id: str) -> Experiment:
     entry = _lookup(params, "experiments", exp_id)
-    unknown = sorted(set(entry) - set(SPEC_KEYS) - set(LAYER_KEYS))
-    if unknown:
-        raise KeyError(f"experiments.{exp_id}: unknown key(s) {unknown}; allowed: {[*SPEC_KEYS, *LAYER_KEYS]}")
-    for key in SPEC_KEYS:
-        if key not in entry:
-            raise KeyError(f"experiments.{exp_id} must name its {key}")
-    _lookup(params, "datasets", entry["dataset"])
-    _lookup(params, "methods", entry["method"])
-    if entry["init"] not in INITS:
-        raise ValueError(f"experiments.{exp_id}.init must be one of {INITS}, got {entry['init']!r}")
-    parse_fraction(entry["fraction"])
+    problems = [(k, entry[k], f"unknown key; an experiment sets {', '.join([*SPEC_KEYS, *LAYER_KEYS])}")
+                for k in sorted(set(entry) - set(SPEC_KEYS) - set(LAYER_KEYS))]
+    problems += [(k, None, "missing: every experiment names it") for k in SPEC_KEYS if k not in entry]
+    if entry.get("dataset") not in params["datasets"] and "dataset" in entry:
+        problems.append(("dataset", entry["dataset"], f"must be one of {', '.join(params['datasets'])} "
+                                                      "(params.yaml: datasets)"))
+    if entry.get("method") not in params["methods"] and "method" in entry:
+        problems.append(("method", entry["method"], "must be a key of params.yaml: methods"))
+    if "init" in entry and entry["init"] not in INITS:
+        problems.append(("init", entry["init"], f"must be one of {', '.join(INITS)}"))
+    try:
+        parse_fraction(entry.get("fraction", "full"))
+    except ValueError:
+        problems.append(("fraction", entry["fraction"], "must be 'full' or a fraction in (0, 1], such as 1/8"))
+    if problems:
+        raise SettingsError(problems).prefixed(f"experiments.{exp_id}.")
     rep = repeats(params)
     seeds = rep["seeds"] if rep.get("experiments", "all") == "all" or exp_id in rep["experiments"] else rep["seeds"][:1]
     return Experiment(exp_id, entry["dataset"], str(entry["fraction"]), entry["method"], entry["init"], tuple(seeds))
@@ -105,13 +113,14 @@ def defaults(params: dict[str, Any]) -> dict[str, Any]:
     return {key: _lookup(params, key) for key in LAYER_KEYS}
 
 
-def run_tree(params: dict[str, Any], exp_id: str) -> dict[str, Any]:
-    """The merged layer tree of one experiment (plain dictionaries, before typing)."""
+def layers(params: dict[str, Any], exp_id: str) -> list[tuple[dict[str, Any], str]]:
+    """The layers of one experiment, first to last (later wins key by key), each with its place in params.yaml."""
     exp = experiment(params, exp_id)
     name, profile = profile_section(params)
     d, method = exp.dataset, exp.method
     dataset = params["datasets"][d]
-    layers = [
+    found = [
+        (defaults(params), "top level"),
         (dataset.get("run"), f"datasets.{d}.run"),
         (profile.get("run"), f"profiles.{name}.run"),
         ((profile.get("datasets", {}).get(d) or {}).get("run"), f"profiles.{name}.datasets.{d}.run"),
@@ -120,14 +129,40 @@ def run_tree(params: dict[str, Any], exp_id: str) -> dict[str, Any]:
         ((profile.get("methods") or {}).get(method), f"profiles.{name}.methods.{method}"),
         ({k: v for k, v in params["experiments"][exp_id].items() if k in LAYER_KEYS}, f"experiments.{exp_id}"),
     ]
-    tree = defaults(params)
-    for layer, where in layers:
-        tree = deep_merge(tree, _check_layer(layer, where))
+    return [(_check_layer(layer, where), where) for layer, where in found]
+
+
+def run_tree(params: dict[str, Any], exp_id: str) -> dict[str, Any]:
+    """The merged layer tree of one experiment (plain dictionaries, before typing)."""
+    tree: dict[str, Any] = {}
+    for layer, _ in layers(params, exp_id):
+        tree = deep_merge(tree, layer)
     return tree
 
 
+def origins(params: dict[str, Any], exp_id: str) -> dict[str, str]:
+    """For each setting (``optim.lr``), the layer its value in ``exp_id``'s tree comes from."""
+    found: dict[str, str] = {}
+
+    def visit(node: Any, path: str, where: str) -> None:
+        for key in [k for k in found if k == path or k.startswith(path + ".")]:
+            if not isinstance(node, dict) or not node:
+                del found[key]
+        if isinstance(node, dict) and node:
+            for key, value in node.items():
+                visit(value, f"{path}.{key}" if path else key, where)
+        else:
+            found[path] = where
+
+    for layer, where in layers(params, exp_id):
+        for key, value in layer.items():
+            visit(value, key, where)
+    return found
+
+
 def canonical(cfg: RunConfig, fraction: str) -> RunConfig:
-    """``cfg`` with every setting the run does not use set to None (empty groups).
+    """``cfg`` with every setting the run does not use set to None (empty groups): the data settings here, the
+    method's own in its ``canonical``.
 
     Two runs that train the same way then have equal configurations, so a parameter change re-runs only the runs
     that use it (Hung et al.'s runs ignore ``latent.k``; a run without random scaling ignores ``scale_range``).
@@ -137,45 +172,25 @@ def canonical(cfg: RunConfig, fraction: str) -> RunConfig:
         data = replace(data, scale_range=None, scale_step=None)
     if parse_fraction(fraction) != 1:
         data = replace(data, full_unlabeled=None)
-    cfg = replace(cfg, data=data)
-    if cfg.objective == "hung":
-        return replace(cfg, loss=None, latent=None, s4gan=None)
-    if cfg.objective == "s4gan":
-        return replace(cfg, loss=None, latent=None, hung=None)
-    loss, latent, disc = cfg.loss, cfg.latent, cfg.discriminator
-    if loss is None or latent is None:
-        raise ValueError("the latent objective needs the loss and latent sections")
-    if not loss.latent:
-        latent = None
-        loss = replace(loss, lambda_latent=None)
-    else:
-        if latent.target != "learned":
-            latent = replace(latent, k=None)  # the width comes from the groups / the class count
-        if latent.target != "manual":
-            latent = replace(latent, groups={})
-        if latent.target == "semantic_kl":
-            latent = replace(latent, alpha=None)  # no co-occurrence matrix
-    if not loss.consistency:
-        loss = replace(loss, lambda_cons=None)
-    if loss.adversarial == "none":
-        loss, disc = replace(loss, lambda_adv=None), None
-    if not (loss.consistency or loss.adversarial == "all"):
-        loss = replace(loss, lambda_unlabeled=None)
-    return replace(cfg, loss=loss, latent=latent, hung=None, s4gan=None, discriminator=disc)
+    return methods.get(cfg.objective).canonical(replace(cfg, data=data))
 
 
-def validate(cfg: RunConfig) -> None:
-    """Combinations no method defines; raised at resolve time, naming the fix."""
-    if cfg.objective != "latent":
-        if cfg.discriminator is None:
-            raise ValueError(f"the {cfg.objective} objective needs the discriminator section")
-        return
-    loss, latent = cfg.loss, cfg.latent
-    assert loss is not None
-    if loss.consistency and latent is None:
-        raise ValueError("loss.consistency needs the latent branch: set loss.latent: true")
-    if latent is not None and latent.target == "manual" and not latent.groups:
-        raise ValueError("latent.target 'manual' needs latent.groups (supercategory -> class names)")
+def typed_run(tree: dict[str, Any], dataset: str, init: str, fraction: str) -> RunConfig:
+    """The checked, canonical configuration of a merged layer tree; ``SettingsError`` lists every problem."""
+    cfg = canonical(methods.run_config({"dataset": dataset, "init": init, **tree}), fraction)
+    problems = methods.get(cfg.objective).check(cfg)
+    if cfg.data.random_scale and (cfg.data.scale_range is None or cfg.data.scale_step is None):
+        problems.append(("data.scale_range", None, "data.random_scale needs scale_range and scale_step"))
+    if cfg.data.scale_range is not None and cfg.data.scale_range[0] > cfg.data.scale_range[1]:
+        problems.append(("data.scale_range", list(cfg.data.scale_range), "must be [low, high] with low <= high"))
+    if parse_fraction(fraction) == 1 and cfg.data.full_unlabeled is None:
+        problems.append(("data.full_unlabeled", None, "a full split needs none or labeled"))
+    if problems:
+        raise SettingsError(problems)
+    return cfg
+
+
+COCO_DATASET = "coco"  # what COCO pretraining trains on: MS-COCO's VOC classes (prepare/coco.py)
 
 
 def resolve(params: dict[str, Any], exp_id: str) -> tuple[Experiment, RunConfig]:
@@ -187,13 +202,7 @@ def resolve(params: dict[str, Any], exp_id: str) -> tuple[Experiment, RunConfig]
     tree = run_tree(params, exp_id)
     tree.pop("classifier")
     tree["optim"] = {**tree["optim"], "seed": exp.seeds[0]}
-    try:
-        cfg = from_dict(RunConfig, {"dataset": exp.dataset, "init": exp.init, **tree}, "")
-    except (KeyError, TypeError, ValueError) as err:
-        raise type(err)(f"experiments.{exp_id}: {err.args[0]}") from err
-    cfg = canonical(cfg, exp.fraction)
-    validate(cfg)
-    return exp, cfg
+    return exp, typed_run(tree, exp.dataset, exp.init, exp.fraction)
 
 
 def dataset_data(params: dict[str, Any], dataset: str) -> DataConfig:
@@ -232,15 +241,14 @@ def resolve_classifier(params: dict[str, Any], cls_id: str) -> dict[str, Any]:
 def pretraining_config(params: dict[str, Any], run: dict[str, Any], init: str, seed: int) -> RunConfig:
     """COCO pretraining as a run: the top-level sections, the profile's ``run``, then the pretraining's own
     ``run`` overrides, with the cross-entropy alone (no latent branch, no discriminator)."""
-    _, profile = profile_section(params)
-    tree = deep_merge(defaults(params), _check_layer(profile.get("run"), "profiles.<profile>.run"))
+    name, profile = profile_section(params)
+    tree = deep_merge(defaults(params), _check_layer(profile.get("run"), f"profiles.{name}.run"))
     tree = deep_merge(tree, _check_layer(run, "pretrain_coco.run"))
     tree.pop("classifier")
-    tree["objective"] = "latent"
+    tree["objective"] = PAPER_METHOD.name  # with every term off: the cross-entropy alone
     tree["loss"] = {**tree["loss"], "latent": False, "consistency": False, "adversarial": "none"}
     tree["optim"] = {**tree["optim"], "seed": seed}
-    cfg = from_dict(RunConfig, {"dataset": "voc", "init": init, **tree}, "")
-    return canonical(cfg, "full")
+    return typed_run(tree, COCO_DATASET, init, "full")
 
 
 def resolve_weights(params: dict[str, Any]) -> dict[str, Any]:
@@ -269,3 +277,33 @@ def resolve_weights(params: dict[str, Any]) -> dict[str, Any]:
                              f"got {how!r}")
     return plan
 
+
+
+def check_all(params: dict[str, Any]) -> list[str]:
+    """Every problem of every experiment, classifier and initialisation, in every profile, one line each (empty:
+    all check). A problem shared by several experiments is one line naming the first and how many more."""
+    seen: dict[tuple[str, str, str], list[str]] = {}
+
+    def attempt(what: str, fn: Any, *args: Any) -> None:
+        try:
+            fn(*args)
+        except SettingsError as err:
+            for key, value, message in err.problems:
+                seen.setdefault((key, repr(value), message), []).append(what)
+        except (KeyError, ValueError) as err:
+            seen.setdefault(("", "", str(err.args[0] if err.args else err)), []).append(what)
+
+    for name in params.get("profiles", {}):
+        tagged = {**params, "profile": name}
+        where = "" if name == params.get("profile") else f"profile {name}, "
+        attempt(f"{where}repeats", repeats, tagged)
+        for exp_id in params.get("experiments", {}):
+            attempt(f"{where}experiment {exp_id}", resolve, tagged, exp_id)
+        for cls_id in params.get("classifiers") or {}:
+            attempt(f"{where}classifier {cls_id}", resolve_classifier, tagged, cls_id)
+        attempt(f"{where}weights", resolve_weights, tagged)
+    lines = []
+    for (key, value, message), places in seen.items():
+        at = places[0] + (f" and {len(places) - 1} more" if len(places) > 1 else "")
+        lines.append(f"params.yaml: {key} = {value} ({at}): {message}" if key else f"params.yaml ({at}): {message}")
+    return lines

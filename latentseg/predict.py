@@ -26,13 +26,15 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from torch import Tensor, nn
 
 from latentseg.colours import dataset_classes_and_palette
-from latentseg.config import RunConfig, from_dict
+from latentseg.config import RunConfig
 from latentseg.data.augment import eval_transform
 from latentseg.devices import resolve_device
 from latentseg.evaluate import filter_by_classifier, normalise_rows
 from latentseg.models.deeplab import DeepLabV2, upsample
+from latentseg.trained import RUN_FORMAT, cooccurrence
+from latentseg.trained import model_from_state as build_trained
 
-RUN_FORMAT, CLASSIFIER_FORMAT = "latentseg-run", "latentseg-classifier"
+CLASSIFIER_FORMAT = "latentseg-classifier"
 # What each of the package's file formats is, for the error that meets one where another is expected.
 FORMATS = {RUN_FORMAT: "a trained run's checkpoint", "latentseg-init": "an initial-weights file (stage weights)",
            CLASSIFIER_FORMAT: "an image classifier (stage classifier)"}
@@ -109,11 +111,7 @@ class Prediction:
 def model_from_state(state: dict[str, Any], path: Path) -> tuple[DeepLabV2, RunConfig]:
     """The segmentation network and configuration of a run checkpoint (``train/trainer.py: _save``)."""
     try:
-        cfg = from_dict(RunConfig, state["config"])
-        model = DeepLabV2(state["num_classes"], state["num_latent"], backbone=cfg.model.backbone,
-                          aspp_branches=cfg.model.aspp_branches, freeze_bn_stats=cfg.model.freeze_bn_stats)
-        model.load_state_dict({k.removeprefix("model."): v for k, v in state["step_module"].items()
-                               if k.startswith("model.")})
+        model, cfg = build_trained(state)
     except (KeyError, TypeError, ValueError, RuntimeError) as err:
         raise PredictError(f"{path}: a run checkpoint this version of latentseg cannot load ({first_line(err)}); "
                            "re-run its training stage") from err
@@ -143,7 +141,7 @@ class Predictor:
         path = Path(path)
         state = read_checkpoint(path, RUN_FORMAT, RUN_FIX)
         model, cfg = model_from_state(state, path)
-        matrix = state["step_module"].get("cooccurrence.matrix")  # eq. (7)'s M, (C, k)
+        matrix = cooccurrence(state)  # eq. (7)'s M, (C, k)
         p = None if matrix is None else normalise_rows(matrix.float())
         if not isinstance(device, torch.device):
             try:

@@ -29,10 +29,13 @@ from torch import Tensor
 
 from latentseg.config import RunConfig
 from latentseg.data.dataset import eval_loader
+from latentseg.data.layout import TrainData
 from latentseg.devices import resolve_device
 from latentseg.evaluate import evaluate, normalise_rows, run_metrics
 from latentseg.train import distributed
-from latentseg.train.trainer import Logger, TrainData, load_trained, resume_step, train
+from latentseg.train.identity import resume_step
+from latentseg.train.trainer import Logger, train
+from latentseg.trained import cooccurrence, load_trained
 
 LoggerFactory = Callable[["RunJob", bool], AbstractContextManager[Logger]]  # (job, resuming) -> logger context
 
@@ -74,7 +77,7 @@ def evaluate_checkpoint(checkpoint: Path, data: TrainData,
     device = resolve_device(cfg.runtime.device)
     loader = eval_loader(data.root, cfg.data, workers=workers)
     result = evaluate(model.to(device), loader, data.meta.num_classes, device, autocast=device.type == "cuda")
-    matrix = state["step_module"].get("cooccurrence.matrix")
+    matrix = cooccurrence(state)
     p_latent = None if matrix is None else normalise_rows(matrix.float())
     return run_metrics(result, data.meta.classes, state["step"], p_latent), p_latent, result.p_latent_given_class
 

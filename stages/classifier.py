@@ -15,13 +15,14 @@ import yaml
 from latentseg.classifier import classifier_identity, load_classifier, save_classifier, train_classifier
 from latentseg.config import ClassifierConfig, DataConfig, from_dict
 from latentseg.data.dataset import eval_loader
+from latentseg.data.layout import TrainData
 from latentseg.devices import resolve_device
 from latentseg.evaluate import evaluate
 from latentseg.files import atomic_write_json
 from latentseg.models.init import resolve_init
 from latentseg.progress import configure_logging
 from latentseg.runs import run_label, summarise
-from latentseg.train.trainer import TrainData, load_trained
+from latentseg.trained import load_trained
 
 
 def main() -> None:

@@ -2,16 +2,19 @@
 
 Every later stage depends on its own file, so a parameter change re-runs exactly the stages whose configuration
 it changes (`dvc exp run -S latent.k=10` leaves the runs with their own k, and Hung et al.'s runs, alone).
+Every setting is checked first: on any problem it prints one line per problem (key, value, experiment, what is
+wrong), writes nothing and exits with status 1.
 """
 
 import argparse
+import sys
 from dataclasses import asdict
 from pathlib import Path
 
 import yaml
 
 from latentseg.config import to_dict
-from latentseg.experiments import resolve, resolve_classifier, resolve_weights
+from latentseg.experiments import check_all, resolve, resolve_classifier, resolve_weights
 from latentseg.files import atomic_write_text
 from latentseg.params import load_params
 from latentseg.progress import configure_logging
@@ -28,6 +31,11 @@ def main() -> None:
     args = parser.parse_args()
     configure_logging()
     params = load_params()
+    problems = check_all(params)
+    if problems:
+        print("\n".join(problems), file=sys.stderr)
+        print(f"resolve: {len(problems)} problem(s) in params.yaml; nothing written", file=sys.stderr)
+        sys.exit(1)
     for exp_id in params["experiments"]:
         exp, cfg = resolve(params, exp_id)
         write(args.out / f"{exp_id}.yaml", {"experiment": {**asdict(exp), "seeds": list(exp.seeds)},

@@ -22,13 +22,14 @@ from pathlib import Path
 import yaml
 from dvclive import Live
 
-from latentseg.config import RunConfig, from_dict
+from latentseg.data.layout import TrainData
 from latentseg.files import atomic_write_json, atomic_write_text
+from latentseg.methods import run_config
 from latentseg.models.init import resolve_init
 from latentseg.progress import configure_logging
 from latentseg.runs import RunJob, run_all, run_label, summarise, with_seed
 from latentseg.train import distributed
-from latentseg.train.trainer import Logger, TrainData
+from latentseg.train.trainer import Logger
 
 
 def relaunch_under_torchrun() -> None:
@@ -57,7 +58,7 @@ def main() -> None:
     args = parser.parse_args()
     configure_logging()
     doc = yaml.safe_load(args.config.read_text())
-    exp, cfg = doc["experiment"], from_dict(RunConfig, doc["run"])
+    exp, cfg = doc["experiment"], run_config(doc["run"])
     init = resolve_init(args.weights, exp["init"])  # raises, naming the stage, when a file that should be is not
     if exp["init"] != "none" and init is None:
         print(f"the {doc['profile']} profile makes no '{exp['init']}' weights (params.yaml: profiles.{doc['profile']}"

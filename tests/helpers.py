@@ -10,12 +10,11 @@ from pathlib import Path
 from typing import Any
 
 from latentseg.config import DataConfig, RunConfig, from_dict
-from latentseg.data.layout import read_list
+from latentseg.data.layout import TrainData, read_list
 from latentseg.data.splits import split_labeled
-from latentseg.experiments import canonical, deep_merge, defaults, validate
+from latentseg.experiments import deep_merge, defaults, typed_run
 from latentseg.params import load_params
 from latentseg.prepare.synthetic import SyntheticSpec, generate
-from latentseg.train.trainer import TrainData
 
 ROOT = Path(__file__).resolve().parents[1]
 PARAMS = load_params(ROOT / "params.yaml")
@@ -47,10 +46,7 @@ def tiny_tree(**overrides: Any) -> dict[str, Any]:
 
 
 def tiny_config(fraction: str = "1/4", dataset: str = "voc", init: str = "none", **overrides: Any) -> RunConfig:
-    cfg = from_dict(RunConfig, {"dataset": dataset, "init": init, **tiny_tree(**overrides)})
-    cfg = canonical(cfg, fraction)
-    validate(cfg)
-    return cfg
+    return typed_run(tiny_tree(**overrides), dataset, init, fraction)
 
 
 def tiny_data(root: Path, name: str = "voc", num_train: int = 40, fraction: str = "1/4") -> TrainData:

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from latentseg import config as C
-from latentseg.config import to_dict
+from latentseg.config import SettingsError, to_dict
+from latentseg.methods import METHODS
 from latentseg.experiments import deep_merge, repeats, resolve, resolve_classifier, resolve_weights
 from latentseg.params import load_params
 from latentseg.reports.tables import CellRef
@@ -47,20 +48,20 @@ def test_the_paper_profile_is_the_recipe_of_the_published_numbers(params):
     assert full.objective == "hung" and full.data.full_unlabeled == "none"
     _, s4gan = resolve(q, "voc-1_8-s4gan")
     assert s4gan.init == "imagenet" and s4gan.optim.iterations == 40000 and s4gan.optim.batch_size == 8
-    assert s4gan.s4gan.threshold == 0.6 and s4gan.loss is None and s4gan.latent is None
+    assert s4gan.settings.s4gan.threshold == 0.6 and list(to_dict(s4gan.settings)) == ["s4gan"]
     _, city = resolve(q, "cityscapes-1_8-s4gan")
-    assert city.s4gan.threshold == 0.7 and city.discriminator.lr == 1e-5 and city.data.mirror
+    assert city.settings.s4gan.threshold == 0.7 and city.discriminator.lr == 1e-5 and city.data.mirror
     _, s4gan_full = resolve(q, "voc-full-s4gan")
     assert s4gan_full.data.full_unlabeled == "labeled"  # Mittal et al. train full s4GAN with both streams
 
 
 def test_layers_apply_in_order(params):
     _, cfg = resolve(params, "voc-1_8-k10")
-    assert cfg.latent.k == 10  # the experiment's own key wins
+    assert cfg.settings.latent.k == 10  # the experiment's own key wins
     _, cfg = resolve({**params, "latent": {**params["latent"], "k": 7}}, "voc-1_8-proposed")
-    assert cfg.latent.k == 7  # inherits the default
+    assert cfg.settings.latent.k == 7  # inherits the default
     _, cfg = resolve(params, "voc-1_8-hung")
-    assert cfg.objective == "hung" and cfg.latent is None and cfg.loss is None and cfg.hung.semi_start == 15
+    assert cfg.objective == "hung" and list(to_dict(cfg.settings)) == ["hung"] and cfg.settings.hung.semi_start == 15
     _, cfg = resolve({**params, "profile": "paper"}, "cityscapes-1_8-proposed")
     assert cfg.data.crop_size == (256, 512) and cfg.data.resize == (512, 1024)
 
@@ -122,11 +123,11 @@ def test_every_table_cell_and_figure_names_a_known_run(params):
 
 def test_unknown_and_missing_keys_are_rejected(params):
     bad = deep_merge(params, {"experiments": {"voc-1_8-k10": {"latent": {"kk": 3}}}})
-    with pytest.raises(KeyError, match=r"latent\.kk"):
+    with pytest.raises(SettingsError, match=r"latent\.kk = 3: unknown key"):
         resolve(bad, "voc-1_8-k10")
     missing = deep_merge(params, {})
     del missing["optim"]["momentum"]
-    with pytest.raises(KeyError, match=r"optim\.momentum missing"):
+    with pytest.raises(SettingsError, match=r"optim\.momentum = \(not set\): missing"):
         resolve(missing, "voc-1_8-proposed")
 
 
@@ -147,13 +148,16 @@ def test_every_configuration_key_is_read_somewhere():
     """A setting nothing reads is a lie in params.yaml: every field of every section is read by the code."""
     read = _attribute_names(ROOT / "latentseg") | _attribute_names(ROOT / "stages")
     unread = []
-    for cls in (C.ModelConfig, C.DataConfig, C.OptimConfig, C.LossConfig, C.LatentConfig, C.HungConfig,
-                C.S4ganConfig, C.DiscriminatorConfig, C.ClassifierConfig, C.RuntimeConfig):
+    settings = [t for m in METHODS.values() for t in typing.get_type_hints(m.settings).values()]
+    classes = [C.ModelConfig, C.DataConfig, C.OptimConfig, C.DiscriminatorConfig, C.ClassifierConfig,
+               C.RuntimeConfig, *(typing.get_args(t)[0] if typing.get_args(t) else t for t in settings)]
+    for cls in classes:
         unread += [f"{cls.__name__}.{f.name}" for f in dataclasses.fields(cls) if f.name not in read]
     assert unread == []
     # and every key of the top-level sections of params.yaml is a field
     params = load_params(ROOT / "params.yaml")
-    hints = typing.get_type_hints(C.RunConfig)
+    hints = {**typing.get_type_hints(C.RunConfig), **{k: v for m in METHODS.values()
+                                                      for k, v in typing.get_type_hints(m.settings).items()}}
     sections = [(s, params[s]) for s in ("model", "data", "optim", "loss", "latent", "discriminator", "runtime")]
     sections += [(s, params["methods"][s][s]) for s in ("hung", "s4gan")]  # the baselines' own settings
     for section, values in sections:

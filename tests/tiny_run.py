@@ -9,7 +9,7 @@ import torch
 
 from latentseg.config import RunConfig, to_dict
 from latentseg.models.deeplab import DeepLabV2
-from latentseg.train.step import SegmentationStep, build_networks, make_optimizers
+from latentseg.train.step import Networks, build_networks, build_objective, make_optimizers
 from tests.helpers import tiny_config
 
 VOC_PAD = 64  # a tiny stand-in for VOC's 505x505 evaluation padding
@@ -33,13 +33,13 @@ def save_tiny_run(path: Path, cfg: RunConfig, num_classes: int, seed: int = 0,
         for conv in model.semantic_head.conv2d_list:
             conv.bias.normal_(0.0, 0.5)
         model.semantic_head.conv2d_list[0].bias[0] -= 5.0
-    step = SegmentationStep(cfg, model, disc, num_classes, num_labeled=10)
-    if step.cooccurrence is not None:
-        step.cooccurrence.matrix.copy_(torch.rand_like(step.cooccurrence.matrix))
+    step = Networks(cfg, model, disc, build_objective(cfg, [f"class{i}" for i in range(num_classes)], 10))
+    if step.objective.cooccurrence is not None:
+        step.objective.cooccurrence.matrix.copy_(torch.rand_like(step.objective.cooccurrence.matrix))
     sgd, adam = make_optimizers(cfg, model, disc)
     doc = {
         "format": "latentseg-run", "config": to_dict(cfg), "identity": identity or {"data": "d", "labeled": "l"},
-        "step": 6, "step_module": step.state_dict(), "num_classes": num_classes,
+        "step": 6, "networks": step.state_dict(), "num_classes": num_classes,
         "num_latent": model.latent_head.conv2d_list[0].out_channels if model.latent_head is not None else None,
         "sgd": sgd.state_dict(), "adam": adam.state_dict() if adam is not None else None,
         "rng": torch.get_rng_state(),

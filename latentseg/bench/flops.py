@@ -5,9 +5,9 @@ from __future__ import annotations
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from latentseg.bench.profiles import NUM_CLASSES, Profile
+from latentseg.bench.profiles import CLASSES, NUM_CLASSES, Profile
 from latentseg.config import RunConfig
-from latentseg.train.step import Batch, SegmentationStep, build_networks, make_optimizers, one_update
+from latentseg.train.step import Batch, Networks, build_networks, build_objective, make_optimizers, one_update
 
 # Peak dense tensor throughput in TFLOP/s from the vendors' data sheets: (bf16, tf32, fp32). First match wins.
 PEAKS: list[tuple[tuple[str, ...], tuple[str, ...], tuple[float, float, float]]] = [
@@ -34,7 +34,7 @@ def count_flops(cfg: RunConfig, profile: Profile) -> int:
     meta = torch.device("meta")
     with meta:
         model, disc = build_networks(cfg, NUM_CLASSES)
-        step = SegmentationStep(cfg, model, disc, NUM_CLASSES, num_labeled=1464).train()
+        step = Networks(cfg, model, disc, build_objective(cfg, CLASSES, num_labeled=1464)).train()
     sgd, adam = make_optimizers(cfg, model, disc)
     n, s = profile.batch, profile.crop
     batch = Batch(torch.empty(n, 3, s, s, device=meta), torch.zeros(n, s, s, dtype=torch.long, device=meta),

@@ -8,11 +8,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from latentseg.config import RunConfig, from_dict
-from latentseg.experiments import canonical, deep_merge, defaults
-from latentseg.train.step import Batch, SegmentationStep, build_networks
+from latentseg.config import RunConfig
+from latentseg.experiments import deep_merge, defaults, typed_run
+from latentseg.train.step import Batch, Networks, build_networks, build_objective
 
-NUM_CLASSES = 21  # VOC
+NUM_CLASSES = 21  # VOC's count; the names matter to no benchmarked objective
+CLASSES = [f"class{i}" for i in range(NUM_CLASSES)]
 
 
 @dataclass(frozen=True)
@@ -41,7 +42,7 @@ def bench_config(profile: Profile, params: dict) -> RunConfig:
         "optim": {"batch_size": profile.batch, "seed": 1234}, "latent": {"k": profile.k},
         "discriminator": {"width": profile.discriminator_width}})
     tree.pop("classifier")
-    return canonical(from_dict(RunConfig, {"dataset": "voc", "init": "none", **tree}), "1/8")
+    return typed_run(tree, "bench", "none", "1/8")
 
 
 def synthetic_batch(profile: Profile, seed: int = 0) -> Batch:
@@ -89,8 +90,8 @@ def initial_state(cfg: RunConfig, batch: Batch, device: torch.device) -> dict[st
             "disc": {k: v.detach().cpu() for k, v in disc.state_dict().items()}}
 
 
-def build_step(cfg: RunConfig, state: dict, device: torch.device) -> SegmentationStep:
+def build_step(cfg: RunConfig, state: dict, device: torch.device) -> Networks:
     model, disc = build_networks(cfg, NUM_CLASSES)
     model.load_state_dict(state["model"])
     disc.load_state_dict(state["disc"])
-    return SegmentationStep(cfg, model, disc, NUM_CLASSES, num_labeled=1464).to(device).train()
+    return Networks(cfg, model, disc, build_objective(cfg, CLASSES, num_labeled=1464)).to(device).train()

@@ -100,9 +100,12 @@ def parse_fraction(text: str | float | int) -> Fraction:
     """``"1/8"`` -> 1/8, ``"full"`` or 1 -> 1. Rejects values outside (0, 1]."""
     if isinstance(text, str) and text.strip().lower() == "full":
         return Fraction(1)
-    value = Fraction(str(text).strip()) if isinstance(text, str) else Fraction(text).limit_denominator(1000)
-    if not 0 < value <= 1:
-        raise ValueError(f"labeled fraction {text!r} must lie in (0, 1]")
+    try:
+        value = Fraction(str(text).strip()) if isinstance(text, str) else Fraction(text).limit_denominator(1000)
+    except (ValueError, TypeError, ZeroDivisionError):
+        value = None
+    if value is None or isinstance(text, bool) or not 0 < value <= 1:
+        raise ValueError(f"labeled fraction {text!r} must be 'full' or a fraction in (0, 1], such as 1/8")
     return value
 
 
@@ -134,3 +137,19 @@ def content_fingerprint(root: str | Path) -> str:
             for rel in (sample.image, sample.mask):
                 digest.update(rel.encode() + b"\0" + (root / rel).read_bytes())
     return digest.hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class TrainData:
+    """A prepared data set and the labeled / unlabeled lists of one split: what a run trains on."""
+
+    root: Path
+    meta: DatasetMeta
+    labeled: list[Sample]
+    unlabeled: list[Sample]
+
+    @classmethod
+    def of_split(cls, root: Path, splits_root: Path, fraction: str | float | int) -> TrainData:
+        """The prepared data set at `root` with the labeled/unlabeled lists of one split fraction."""
+        split = split_folder(splits_root, fraction)
+        return cls(Path(root), read_meta(root), read_list(split / "labeled.txt"), read_list(split / "unlabeled.txt"))

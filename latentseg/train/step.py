@@ -1,9 +1,8 @@
-"""One training iteration: the networks it touches, the update that applies an objective, the schedules.
+"""One training iteration: the networks it updates, the update that applies the method's objective, the schedules.
 
-``SegmentationStep`` holds the segmentation network, the discriminator and the co-occurrence matrix of eq. (7);
-which objective an iteration computes is ``objectives.OBJECTIVES[cfg.objective]`` (the paper's, Hung et al.'s or
-s4GAN's), each in a small function of its own. ``one_update`` applies one: SGD on the segmentation network, then
-Adam on the discriminator.
+``Networks`` holds the segmentation network, the discriminator and the method's objective (with its state: the
+co-occurrence matrix of eq. 7 for the paper's method); the objective itself lives in ``latentseg/methods/``.
+``one_update`` applies one iteration: SGD on the segmentation network, then Adam on the discriminator.
 
 Speed rules kept here: nothing in an iteration waits on the device (no ``.item()``, ``bool(tensor)``, boolean-mask
 indexing or ``nonzero``; the losses avoid them too), so the host runs ahead and queues the next iteration. In a
@@ -20,66 +19,36 @@ import torch
 from torch import Tensor, nn
 
 from latentseg import losses as L
+from latentseg import methods
 from latentseg.config import RunConfig
+from latentseg.methods.base import Batch, Generated, Objective
 from latentseg.models.deeplab import DeepLabV2, SegOutput
-from latentseg.models.discriminator import Discriminator
-from latentseg.models.s4gan_discriminator import S4GANDiscriminator
-from latentseg.train.objectives import OBJECTIVES, Batch, Generated
 
-__all__ = ["Batch", "Generated", "SegmentationStep", "build_networks", "make_optimizers", "one_update"]
-
-
-def uses_unlabeled(cfg: RunConfig) -> bool:
-    """Whether the objective has a term on unlabeled images (so the trainer draws them)."""
-    if cfg.objective != "latent":
-        return True
-    assert cfg.loss is not None
-    return cfg.loss.consistency or cfg.loss.adversarial == "all"
-
-
-def latent_outputs(cfg: RunConfig, num_classes: int) -> int | None:
-    """Width of the latent head: k, the manual groups, |C| for the semantic variants, None without a branch."""
-    latent = cfg.latent
-    if latent is None:
-        return None
-    if latent.target == "manual":
-        return len(latent.groups)
-    if latent.target in ("semantic", "semantic_kl"):
-        return num_classes
-    assert latent.k is not None
-    return latent.k
+__all__ = ["Batch", "Generated", "Networks", "build_networks", "make_optimizers", "one_update"]
 
 
 def build_networks(cfg: RunConfig, num_classes: int) -> tuple[DeepLabV2, nn.Module | None]:
-    model = DeepLabV2(num_classes, latent_outputs(cfg, num_classes), backbone=cfg.model.backbone,
+    """The segmentation network (with the method's latent head, if any) and the method's discriminator."""
+    method = methods.get(cfg.objective)
+    model = DeepLabV2(num_classes, method.latent_width(cfg, num_classes), backbone=cfg.model.backbone,
                       aspp_branches=cfg.model.aspp_branches, freeze_bn_stats=cfg.model.freeze_bn_stats)
-    d = cfg.discriminator
-    if d is None:
-        return model, None
-    disc = S4GANDiscriminator(num_classes, d.width) if cfg.objective == "s4gan" else Discriminator(num_classes, d.width)
-    return model, disc
+    return model, method.discriminator(cfg, num_classes)
 
 
-class SegmentationStep(nn.Module):
-    """Everything one iteration touches: the networks, the co-occurrence matrix, the class -> group lookup."""
+def build_objective(cfg: RunConfig, classes: list[str], num_labeled: int) -> Objective:
+    return methods.get(cfg.objective).objective(cfg, classes, num_labeled)
 
-    def __init__(self, cfg: RunConfig, model: DeepLabV2, discriminator: nn.Module | None, num_classes: int,
-                 num_labeled: int, group_of_class: list[int] | None = None) -> None:
+
+class Networks(nn.Module):
+    """What an iteration updates: the segmentation network, the discriminator (or None) and the objective's
+    state. Its state dict is what a checkpoint keeps of them."""
+
+    def __init__(self, cfg: RunConfig, model: DeepLabV2, discriminator: nn.Module | None,
+                 objective: Objective) -> None:
         super().__init__()
-        self.cfg, self.model, self.discriminator, self.num_classes = cfg, model, discriminator, num_classes
-        self.generator_losses, self.discriminator_losses = OBJECTIVES[cfg.objective]
-        k = latent_outputs(cfg, num_classes)
-        self.has_latent = k is not None  # kept here: ``model`` may later be wrapped (DDP, compile)
-        self.cooccurrence = None
-        if cfg.latent is not None and cfg.latent.target != "semantic_kl":
-            assert k is not None
-            alpha = cfg.latent.alpha or min(1.0, cfg.optim.batch_size / num_labeled)
-            self.cooccurrence = L.CoOccurrence(num_classes, k, alpha)
-        # manual supercategories: the class -> group lookup that turns a mask into the latent target
-        lookup = torch.full((256,), 255, dtype=torch.long)
-        if group_of_class is not None:
-            lookup[: len(group_of_class)] = torch.tensor(group_of_class)
-        self.register_buffer("group_lookup", lookup, persistent=False)
+        self.cfg, self.model, self.discriminator, self.objective = cfg, model, discriminator, objective
+        self.num_classes = model.semantic_head.conv2d_list[0].out_channels
+        self.has_latent = model.latent_head is not None  # kept here: ``model`` may later be wrapped (DDP, compile)
 
     def segment(self, *images: Tensor | None) -> list[SegOutput | None]:
         """The network on each batch (None: none), in one call. With batch statistics (``freeze_bn_stats:
@@ -99,12 +68,12 @@ class SegmentationStep(nn.Module):
     def losses(self, batch: Batch, step: int) -> Generated:
         if self.discriminator is not None:
             self.discriminator.requires_grad_(False)  # the segmentation update must not move it
-        return self.generator_losses(self, batch, step)
+        return self.objective.generator(self.segment, self.discriminator, batch, step)
 
     def discriminator_loss(self, generated: Generated, batch: Batch) -> Tensor:
         assert self.discriminator is not None
         self.discriminator.requires_grad_(True)
-        return self.discriminator_losses(self, generated, batch)
+        return self.objective.discriminator_loss(self.discriminator, generated, batch)
 
 
 def poly_lr(base_lr: float, step: int, total: int, power: float) -> float:
@@ -143,7 +112,7 @@ def average_gradients(params: Iterable[Tensor], split: L.SplitBatch) -> None:
         g.copy_(chunk.view(g.shape))  # copy_ keeps the gradient's own layout (channels-last included)
 
 
-def one_update(step_module: SegmentationStep, batch: Batch, step: int, sgd: torch.optim.Optimizer,
+def one_update(nets: Networks, batch: Batch, step: int, sgd: torch.optim.Optimizer,
                adam: torch.optim.Optimizer | None, autocast: torch.autocast | None = None) -> dict[str, Tensor]:
     """Apply one iteration; returns the detached loss components (no host synchronisation).
 
@@ -151,11 +120,11 @@ def one_update(step_module: SegmentationStep, batch: Batch, step: int, sgd: torc
     backward; the discriminator is not wrapped (it runs several times an iteration, under two gradient
     settings), so its gradients are averaged here, before Adam steps.
     """
-    cfg = step_module.cfg
+    cfg = nets.cfg
     set_lr(sgd, step, cfg.optim.iterations, cfg.optim.power)
     sgd.zero_grad(set_to_none=True)
     with autocast or nullcontext():
-        generated = step_module.losses(batch, step)
+        generated = nets.losses(batch, step)
     generated.total.backward()
     sgd.step()
     parts = generated.parts
@@ -163,11 +132,11 @@ def one_update(step_module: SegmentationStep, batch: Batch, step: int, sgd: torc
         set_lr(adam, step, cfg.optim.iterations, cfg.optim.power)
         adam.zero_grad(set_to_none=True)
         with autocast or nullcontext():
-            d_loss = step_module.discriminator_loss(generated, batch)
+            d_loss = nets.discriminator_loss(generated, batch)
         d_loss.backward()
         split = L.SplitBatch.current()
         if split is not None:
-            average_gradients(step_module.discriminator.parameters(), split)
+            average_gradients(nets.discriminator.parameters(), split)
         adam.step()
         parts["d"] = d_loss
     parts["total"] = generated.total

@@ -12,8 +12,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from latentseg.config import RunConfig, from_dict
+from latentseg.config import STRICT, from_dict
 from latentseg.files import atomic_write_json
+from latentseg.methods import run_config
 from latentseg.models.init import MANIFEST
 from latentseg.weights.pretrain import CocoPretrainSpec, pretrain_coco
 from latentseg.weights.published import fetch_published, published_spec
@@ -23,6 +24,7 @@ Logger = Callable[[dict[str, float], int], None]
 
 @dataclass(frozen=True)
 class PublishedSpec:
+    __pydantic_config__ = STRICT
     published: str  # a key of published.PUBLISHED
     file: str | None  # a copy you have (else the environment variable, else download)
     verify_checksum: bool  # False accepts a re-saved copy of the same weights (names are still checked)
@@ -49,7 +51,7 @@ def make_weights(plan: dict[str, Any], out: str | Path, raw_dir: str | Path, wor
                               "url": record.remotes[0].urls[0], "env": record.env}
         else:
             spec = from_dict(CocoPretrainSpec, how["pretrain_coco"], where + ".pretrain_coco.")
-            cfg = from_dict(RunConfig, how["config"])
+            cfg = run_config(how["config"])
             init_file = None
             if cfg.init == "imagenet":
                 if manifest.get("imagenet") is None:

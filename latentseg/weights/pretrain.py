@@ -14,16 +14,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from latentseg.config import RunConfig
-from latentseg.data.layout import read_list
+from latentseg.config import STRICT, RunConfig
+from latentseg.data.layout import TrainData, read_list
 from latentseg.models.init import save_init
 from latentseg.prepare.coco import prepare_coco
 from latentseg.prepare.synthetic import SyntheticSpec, generate_coco
-from latentseg.train.trainer import TrainData, load_trained, train
+from latentseg.train.trainer import train
+from latentseg.trained import load_trained
 
 
 @dataclass(frozen=True)
 class SyntheticCocoSpec:
+    __pydantic_config__ = STRICT
     num_train: int
     num_val: int
     size: tuple[int, int]
@@ -32,6 +34,7 @@ class SyntheticCocoSpec:
 
 @dataclass(frozen=True)
 class CocoPretrainSpec:
+    __pydantic_config__ = STRICT
     year: int  # which COCO release: 2014 or 2017 (the same images; 2017 has train = 2014 trainval35k)
     source: str | None  # a folder holding it (else $LATENTSEG_COCO_ROOT, else download the zips)
     min_area: float  # keep images with this many pixels of VOC objects (DeepLab-v3's rule: 1000)

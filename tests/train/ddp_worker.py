@@ -14,14 +14,15 @@ from pathlib import Path
 
 import torch
 
-from latentseg.config import RunConfig, from_dict
-from latentseg.data.layout import read_list, read_meta
+from latentseg.data.layout import TrainData, read_list, read_meta
+from latentseg.methods import run_config
 from latentseg.train import distributed, trainer
+from latentseg.train.run_file import unwrap
 
 
 def held_state(step_module) -> dict:
-    model = trainer._unwrap(step_module.model)
-    return {"matrix": step_module.cooccurrence.matrix.clone(),
+    model = unwrap(step_module.model)
+    return {"matrix": step_module.objective.cooccurrence.matrix.clone(),
             "model": {k: v.clone() for k, v in model.state_dict().items()},
             "disc": {k: v.clone() for k, v in step_module.discriminator.state_dict().items()}}
 
@@ -30,7 +31,7 @@ def main() -> None:
     data_root, config, out = Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3])
     init = Path(sys.argv[4])
     torch.set_num_threads(1)
-    cfg = from_dict(RunConfig, json.loads(config.read_text()))
+    cfg = run_config(json.loads(config.read_text()))
     procs = distributed.init_from_env(cfg.runtime.device)
     assert procs.world == 2 and torch.distributed.get_backend() == "gloo"
     captured, logged = {}, {}
@@ -42,7 +43,7 @@ def main() -> None:
 
     trainer.one_update = spy
     train = read_list(data_root / "train.txt")
-    data = trainer.TrainData(data_root, read_meta(data_root), train[:8], train[8:])
+    data = TrainData(data_root, read_meta(data_root), train[:8], train[8:])
     summary = trainer.train(cfg, out / "checkpoint.pt", data, init, lambda m, s: logged.update(m))
     state = held_state(captured["step"])
     state.update(logged=logged, last=summary.last_losses, rank=procs.rank)

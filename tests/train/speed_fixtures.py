@@ -8,13 +8,14 @@ import pytest
 import torch
 
 from latentseg.config import RunConfig
-from latentseg.data.layout import read_list, read_meta
+from latentseg.data.classes import VOC_CLASSES
+from latentseg.data.layout import TrainData, read_list, read_meta
 from latentseg.prepare.synthetic import SyntheticSpec, generate
-from latentseg.train.step import Batch, SegmentationStep, build_networks
-from latentseg.train.trainer import TrainData
+from latentseg.train.step import Batch, Networks, build_networks, build_objective
 from tests.helpers import tiny_config as base_config
 
-NUM_CLASSES = 21
+CLASSES = list(VOC_CLASSES)
+NUM_CLASSES = len(CLASSES)
 
 
 @pytest.fixture
@@ -68,12 +69,11 @@ def calibrated_init(cfg: RunConfig, data: TrainData, path: Path) -> Path:
     return save_init(model.state_dict(), path, [], cfg.model.backbone, "calibrated random weights")
 
 
-def step_and_batch(cfg: RunConfig, n: int = 2, size: int = 32, seed: int = 0) -> tuple[SegmentationStep, Batch]:
+def step_and_batch(cfg: RunConfig, n: int = 2, size: int = 32, seed: int = 0) -> tuple[Networks, Batch]:
     """A step module built as the trainer builds it (seeded), and a random batch with ignored pixels."""
     torch.manual_seed(cfg.optim.seed)
     model, disc = build_networks(cfg, NUM_CLASSES)
-    groups = [i % 3 for i in range(NUM_CLASSES)] if cfg.latent is not None and cfg.latent.target == "manual" else None
-    step = SegmentationStep(cfg, model, disc, NUM_CLASSES, num_labeled=50, group_of_class=groups)
+    step = Networks(cfg, model, disc, build_objective(cfg, CLASSES, num_labeled=50))
     g = torch.Generator().manual_seed(seed)
     mask = torch.randint(0, NUM_CLASSES, (n, size, size), generator=g)
     mask[:, :2] = 255

@@ -22,6 +22,7 @@ from latentseg.config import to_dict
 from latentseg.data.layout import write_list
 from latentseg.models.init import load_init
 from latentseg.train import distributed, trainer
+from latentseg.train.run_file import unwrap
 from latentseg.train.sampling import StreamBatchSampler, shard
 from latentseg.train.step import build_networks
 from tests.train.speed_fixtures import NUM_CLASSES, calibrated_init, make_data, one_thread, tiny_config
@@ -57,7 +58,7 @@ def _state_of_single_run(cfg, data, path: Path, init: Path) -> dict:
     finally:
         trainer.one_update = update
     step = captured["step"]
-    return {"matrix": step.cooccurrence.matrix, "model": trainer._unwrap(step.model).state_dict(),
+    return {"matrix": step.objective.cooccurrence.matrix, "model": unwrap(step.model).state_dict(),
             "disc": step.discriminator.state_dict(), "last": summary.last_losses}
 
 

@@ -7,11 +7,12 @@ from torch.utils.data import DataLoader
 from latentseg.data.augment import eval_transform
 from latentseg.data.classes import VOC_CLASSES, group_index
 from latentseg.data.dataset import SegmentationDataset
-from latentseg.data.layout import read_list
+from latentseg.data.layout import TrainData, read_list
 from latentseg.data.splits import split_labeled
 from latentseg.evaluate import adjusted_rand_index, dominant_latent_class, evaluate, normalise_rows
 from latentseg.prepare.synthetic import VOC_PLANTED_GROUPS, SyntheticSpec, generate
-from latentseg.train.trainer import TrainData, load_trained, train
+from latentseg.train.trainer import train
+from latentseg.trained import load_trained
 from tests.helpers import tiny_config
 from tests.train.speed_fixtures import one_thread  # noqa: F401  (a fixture)
 
@@ -32,7 +33,7 @@ def test_learned_latent_classes_recover_the_planted_groups(tmp_path):
     result = evaluate(model, DataLoader(val, batch_size=20), meta.num_classes, torch.device("cpu"))
     planted = group_index(VOC_CLASSES, VOC_PLANTED_GROUPS)
     # P(l|c) as eq. (8) defines it (the co-occurrence matrix M of training), and as the validation set estimates it
-    for name, p_lc in (("M", normalise_rows(state["step_module"]["cooccurrence.matrix"])),
+    for name, p_lc in (("M", normalise_rows(state["networks"]["objective.cooccurrence.matrix"])),
                        ("validation", result.p_latent_given_class)):
         learned = dominant_latent_class(p_lc)
         ari = adjusted_rand_index(learned, planted)

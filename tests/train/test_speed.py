@@ -86,7 +86,7 @@ def test_compile_failure_falls_back_to_eager_and_the_run_is_the_eager_run(tmp_pa
     assert not fallback.compiled and not eager.compiled
     assert "torch.compile failed" in caplog.text and "simulated" in caplog.text
     assert fallback.last_losses == eager.last_losses
-    a, b = torch.load(tmp_path / "eager.pt")["step_module"], torch.load(tmp_path / "fallback.pt")["step_module"]
+    a, b = torch.load(tmp_path / "eager.pt")["networks"], torch.load(tmp_path / "fallback.pt")["networks"]
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 

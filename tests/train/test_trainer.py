@@ -5,9 +5,11 @@ import pytest
 import torch
 
 from latentseg.models.init import load_init, save_init
-from latentseg.train import trainer
+from latentseg.train import identity, trainer
+from latentseg.train.identity import resume_step
 from latentseg.train.step import build_networks
-from latentseg.train.trainer import load_trained, resume_step, train
+from latentseg.train.trainer import train
+from latentseg.trained import load_trained
 from tests.helpers import tiny_config, tiny_data
 
 MANUAL = {"target": "manual", "groups": {"bg": ["background"], "rest": [
@@ -42,9 +44,10 @@ def test_resumed_run_ends_with_the_same_weights_as_an_uninterrupted_one(tmp_path
     resumed, r_state = _weights(tmp_path / "killed.pt")
     for key in straight:
         assert torch.equal(straight[key], resumed[key]), key
-    assert torch.equal(s_state["step_module"]["cooccurrence.matrix"], r_state["step_module"]["cooccurrence.matrix"])
-    assert torch.equal(s_state["step_module"]["discriminator.classifier.weight"],
-                       r_state["step_module"]["discriminator.classifier.weight"])
+    matrix = "objective.cooccurrence.matrix"
+    assert torch.equal(s_state["networks"][matrix], r_state["networks"][matrix])
+    assert torch.equal(s_state["networks"]["discriminator.classifier.weight"],
+                       r_state["networks"]["discriminator.classifier.weight"])
 
 
 def test_a_checkpoint_is_reused_only_by_the_same_run(tmp_path, monkeypatch):
@@ -62,7 +65,7 @@ def test_a_checkpoint_is_reused_only_by_the_same_run(tmp_path, monkeypatch):
     model, _ = build_networks(tiny_config(), 21)
     save_init(model.state_dict(), init, [], "tiny", "test")
     assert resume_step(path, tiny_config(), data, init) == 0
-    monkeypatch.setattr(trainer, "fingerprint", lambda module: "other training code")
+    monkeypatch.setattr(identity, "code_fingerprint", lambda: "other training code")
     assert resume_step(path, tiny_config(), data, None) == 0
     summary = train(tiny_config(), path, data)
     assert summary.resumed_from == 0 and summary.steps_run == 6

@@ -1,0 +1,86 @@
+"""Hung et al.'s baseline (AdvSemiSeg ``train.py``): an adversarial loss from a pixel-wise discriminator and
+discriminator-gated self-training.
+
+The objective::
+
+    L = L_ce + lambda_adv L_adv(labeled) + lambda_semi_adv L_adv(unlabeled) + lambda_semi L_semi
+
+where ``L_semi`` is the cross-entropy against the argmax on the unlabeled pixels the discriminator trusts
+(``sigmoid(D) >= mask_t``), from iteration ``semi_start`` on. The discriminator's loss is eq. (10).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from torch import Tensor, nn
+
+from latentseg import losses as L
+from latentseg.config import STRICT, NonNegativeInt, RunConfig, Unit, Weight
+from latentseg.methods.base import Batch, Generated, Method, Objective, Problem, Segment
+from latentseg.methods.shared import pixel_discriminator, pixel_discriminator_loss, probabilities, stack_fakes
+
+
+@dataclass(frozen=True)
+class HungConfig:
+    __pydantic_config__ = STRICT
+    lambda_adv: Weight  # --lambda-adv-pred, on labeled predictions
+    lambda_semi: Weight
+    lambda_semi_adv: Weight
+    mask_t: Unit
+    semi_start: NonNegativeInt
+
+
+@dataclass(frozen=True)
+class Settings:
+    __pydantic_config__ = STRICT
+    hung: HungConfig
+
+
+class Hung(Method):
+    name = "hung"
+    settings = Settings
+
+    def check(self, cfg: RunConfig) -> list[Problem]:
+        return [("discriminator", None, "Hung et al.'s objective needs the section")] if cfg.discriminator is None \
+            else []
+
+    def discriminator(self, cfg: RunConfig, num_classes: int) -> nn.Module | None:
+        return pixel_discriminator(cfg, num_classes)
+
+    def objective(self, cfg: RunConfig, classes: list[str], num_labeled: int) -> Objective:
+        return HungObjective(cfg.settings.hung, len(classes))
+
+
+class HungObjective(Objective):
+    def __init__(self, settings: HungConfig, num_classes: int) -> None:
+        super().__init__()
+        self.h, self.num_classes = settings, num_classes
+
+    def generator(self, segment: Segment, discriminator: nn.Module | None, batch: Batch, step: int) -> Generated:
+        h, d = self.h, discriminator
+        assert d is not None
+        split = L.SplitBatch.current()
+        lab, unl = segment(batch.image, batch.unlabeled)
+        sem, sem_prob = probabilities(lab.semantic, tuple(batch.image.shape[-2:]))
+        valid = batch.mask != 255
+        parts = {"ce": L.cross_entropy_loss(sem, batch.mask, split=split),
+                 "adv_l": L.adversarial_loss(d(sem_prob), valid, split)}
+        total = parts["ce"] + h.lambda_adv * parts["adv_l"]
+        fakes: list[tuple[Tensor, Tensor | None]] = [(sem_prob, valid)]
+        if unl is not None:
+            assert batch.unlabeled is not None
+            u_sem, u_prob = probabilities(unl.semantic, tuple(batch.unlabeled.shape[-2:]))
+            d_u = d(u_prob)
+            parts["adv_u"] = L.adversarial_loss(d_u, split=split)
+            semi = L.self_training_loss(u_sem, d_u, h.mask_t, split) if step >= h.semi_start else u_prob.new_zeros(())
+            parts["semi"] = semi
+            total = total + h.lambda_semi_adv * parts["adv_u"] + h.lambda_semi * semi
+            fakes.append((u_prob, None))
+        return Generated(parts, total, *stack_fakes(fakes))
+
+    def discriminator_loss(self, discriminator: nn.Module, generated: Generated, batch: Batch) -> Tensor:
+        return pixel_discriminator_loss(discriminator, generated, batch, self.num_classes)
+
+
+METHOD = Hung()

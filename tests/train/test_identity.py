@@ -1,0 +1,82 @@
+"""A run's identity follows its computation: a change to a logging, file or device helper reuses a finished run,
+a change to a loss re-trains it, and a comment or docstring alone changes nothing."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from latentseg.closure import ROOT, closure, fingerprint
+from latentseg.train.identity import NOT_COMPUTATION, TRAINING_CODE
+
+REPO = ROOT.parent
+TRAIN_ONE = """
+import sys
+from pathlib import Path
+import latentseg
+assert str(Path(latentseg.__file__).resolve()).startswith(sys.argv[1]), latentseg.__file__
+from latentseg.train.trainer import train
+from tests.helpers import tiny_config, tiny_data
+data = tiny_data(Path(sys.argv[2]) / "data")
+summary = train(tiny_config(), Path(sys.argv[2]) / "run.pt", data)
+print("steps_run", summary.steps_run)
+"""
+
+
+@pytest.fixture
+def package_copy(tmp_path: Path) -> Path:
+    """A copy of the package to edit, imported before the installed one."""
+    shutil.copytree(ROOT, tmp_path / "src" / "latentseg", ignore=shutil.ignore_patterns("__pycache__"))
+    return tmp_path / "src" / "latentseg"
+
+
+def code_of(package: Path) -> str:
+    fingerprint.cache_clear()
+    return fingerprint(TRAINING_CODE, NOT_COMPUTATION, package)
+
+
+def append(path: Path, text: str) -> None:
+    path.write_text(path.read_text() + text)
+
+
+def test_helpers_are_outside_the_identity_and_the_computation_inside(package_copy):
+    before = code_of(package_copy)
+    names = {p.relative_to(package_copy).as_posix() for p in closure(TRAINING_CODE, package_copy, NOT_COMPUTATION)}
+    assert {"losses.py", "methods/latent.py", "methods/hung.py", "data/augment.py", "train/step.py",
+            "models/deeplab.py"} <= names
+    assert not names & {"progress.py", "files.py", "devices.py", "colours.py", "train/run_file.py"}
+    for helper in ("progress.py", "files.py", "devices.py"):
+        append(package_copy / helper, "\n\ndef a_new_helper() -> int:\n    return 1\n")
+    assert code_of(package_copy) == before
+    append(package_copy / "losses.py", '\n# a comment\n\ndef _documented() -> None:\n    """A docstring."""\n')
+    changed = code_of(package_copy)
+    assert changed != before  # a new function is new code
+    text = (package_copy / "losses.py").read_text().replace('"""A docstring."""', '"""Another docstring."""')
+    (package_copy / "losses.py").write_text(text.replace("# a comment", "# another comment"))
+    assert code_of(package_copy) == changed  # comments and docstrings do not count
+    (package_copy / "losses.py").write_text(text.replace("EPS = 1e-12", "EPS = 1e-10"))
+    assert code_of(package_copy) != changed
+
+
+@pytest.mark.slow
+def test_a_helper_change_reuses_a_trained_run_and_a_loss_change_retrains_it(package_copy, tmp_path):
+    env = {**os.environ, "PYTHONPATH": f"{package_copy.parent}{os.pathsep}{REPO}", "OMP_NUM_THREADS": "1"}
+
+    def steps_trained() -> int:
+        out = subprocess.run([sys.executable, "-c", TRAIN_ONE, str(package_copy.parent), str(tmp_path)], env=env,
+                             capture_output=True, text=True, timeout=300, cwd=tmp_path)
+        assert out.returncode == 0, out.stderr[-2000:]
+        return int(out.stdout.split("steps_run")[-1])
+
+    assert steps_trained() == 6
+    append(package_copy / "progress.py", "\n\ndef a_new_helper() -> int:\n    return 1\n")
+    append(package_copy / "devices.py", "\n# a note\n")
+    assert steps_trained() == 0  # reused: nothing trained again
+    losses = package_copy / "losses.py"
+    losses.write_text(losses.read_text().replace("EPS = 1e-12", "EPS = 1e-11"))
+    assert steps_trained() == 6  # the losses changed: trained again from step 0
