@@ -22,14 +22,16 @@ import torch
 from torch.utils.data import DataLoader
 
 from latentseg.bench import cpu_model
-from latentseg.data.classes import VOC_CLASSES, group_index
+from latentseg.data.classes import group_index
 from latentseg.data.dataset import SegmentationDataset, eval_transform
 from latentseg.data.layout import TrainData, read_list
 from latentseg.data.splits import split_labeled
+from latentseg.datasets.voc import PLANTED_GROUPS as VOC_PLANTED_GROUPS
+from latentseg.datasets.voc import VOC_CLASSES
 from latentseg.evaluate import adjusted_rand_index, dominant_latent_class, evaluate
 from latentseg.experiments import deep_merge
 from latentseg.methods import run_config
-from latentseg.prepare.synthetic import VOC_PLANTED_GROUPS, SyntheticSpec, generate
+from latentseg.prepare.synthetic import SyntheticSpec, generate
 from latentseg.train.trainer import train
 from latentseg.trained import load_trained
 

@@ -18,7 +18,8 @@ from pathlib import Path
 
 PACKAGE = "latentseg"
 ROOT = Path(__file__).resolve().parent  # the package folder
-PLUGIN_PACKAGES = ("latentseg.methods",)  # registries that import their modules by discovery (pkgutil)
+# registries that import their modules by discovery (pkgutil)
+PLUGIN_PACKAGES = ("latentseg.methods", "latentseg.datasets", "latentseg.prepare.standins")
 
 
 def module_file(name: str, root: Path = ROOT) -> Path | None:

@@ -10,7 +10,7 @@ import colorsys
 
 import numpy as np
 
-from latentseg.data.classes import CITYSCAPES_CLASSES, CITYSCAPES_PALETTE, VOC_CLASSES, VOC_PALETTE
+from latentseg import datasets
 
 RGB = tuple[int, int, int]
 
@@ -26,18 +26,15 @@ _GOLDEN = 0.618033988749895  # hue step of the colours past twenty: each new hue
 
 
 def dataset_classes_and_palette(dataset: str, num_classes: int) -> tuple[list[str], list[int]]:
-    """Class names and the flat 768-int mask palette of ``dataset`` (``voc`` or ``cityscapes``), told apart by the
-    number of classes when the name is neither."""
-    if dataset == "voc" or (dataset != "cityscapes" and num_classes == len(VOC_CLASSES)):
-        classes, palette = VOC_CLASSES, VOC_PALETTE
-    elif dataset == "cityscapes" or num_classes == len(CITYSCAPES_CLASSES):
-        classes, palette = CITYSCAPES_CLASSES, CITYSCAPES_PALETTE
-    else:
-        raise ValueError(f"no palette for data set {dataset!r} with {num_classes} classes; "
-                         "latentseg draws VOC (21 classes) and Cityscapes (19)")
-    if len(classes) != num_classes:
-        raise ValueError(f"data set {dataset!r} has {len(classes)} classes, not {num_classes}")
-    return list(classes), list(palette)
+    """Class names and the flat 768-int mask palette of ``dataset`` (a module of ``latentseg/datasets/``), told
+    apart by the number of classes when the name is none of them."""
+    try:
+        found = datasets.find(dataset, num_classes)
+    except KeyError as err:
+        raise ValueError(f"no palette for data set {dataset!r} with {num_classes} classes ({err.args[0]})") from None
+    if found.num_classes != num_classes:
+        raise ValueError(f"data set {dataset!r} has {found.num_classes} classes, not {num_classes}")
+    return list(found.classes), list(found.palette)
 
 
 def latent_colours(k: int) -> list[RGB]:

@@ -10,8 +10,8 @@ import pytest
 
 from latentseg import config as C
 from latentseg.config import SettingsError, to_dict
-from latentseg.methods import METHODS
 from latentseg.experiments import deep_merge, repeats, resolve, resolve_classifier, resolve_weights
+from latentseg.methods import METHODS
 from latentseg.params import load_params
 from latentseg.reports.tables import CellRef
 

@@ -13,7 +13,8 @@ from PIL import Image
 from latentseg import cli
 from latentseg.classifier import ImageClassifier, save_classifier
 from latentseg.data.augment import eval_transform
-from latentseg.data.classes import CITYSCAPES_PALETTE, VOC_PALETTE
+from latentseg.datasets.cityscapes import CITYSCAPES_PALETTE
+from latentseg.datasets.voc import VOC_PALETTE
 from latentseg.models.deeplab import upsample
 from latentseg.predict import Predictor
 from tests.tiny_run import VOC_PAD, cityscapes_config, save_tiny_run, voc_config

@@ -34,7 +34,7 @@ def save_tiny_run(path: Path, cfg: RunConfig, num_classes: int, seed: int = 0,
             conv.bias.normal_(0.0, 0.5)
         model.semantic_head.conv2d_list[0].bias[0] -= 5.0
     step = Networks(cfg, model, disc, build_objective(cfg, [f"class{i}" for i in range(num_classes)], 10))
-    if step.objective.cooccurrence is not None:
+    if getattr(step.objective, "cooccurrence", None) is not None:
         step.objective.cooccurrence.matrix.copy_(torch.rand_like(step.objective.cooccurrence.matrix))
     sgd, adam = make_optimizers(cfg, model, disc)
     doc = {

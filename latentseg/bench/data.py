@@ -30,13 +30,14 @@ def bench_data(data_cfg: DataConfig, images: int = 16, size: tuple[int, int] = (
     from latentseg.data.augment import train_transform
     from latentseg.data.dataset import load_image, load_mask
     from latentseg.data.layout import read_list
+    from latentseg.datasets.voc import DATASET as VOC
     from latentseg.prepare.synthetic import SyntheticSpec, generate
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # as in a loader worker (sampling._single_thread)
     try:
         with tempfile.TemporaryDirectory() as tmp:
-            generate(SyntheticSpec("voc", num_train=images, num_val=1, size=size, seed=0), tmp)
+            generate(SyntheticSpec(VOC.name, num_train=images, num_val=1, size=size, seed=0), tmp)
             samples = read_list(Path(tmp) / "train.txt")
             transform = train_transform(data_cfg)
             decode = augment = 0.0

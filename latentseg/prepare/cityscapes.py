@@ -28,8 +28,8 @@ import numpy as np
 from cityscapesscripts.helpers.labels import labels as CS_LABELS
 from PIL import Image
 
-from latentseg.data.classes import CITYSCAPES_CLASSES
 from latentseg.data.layout import DatasetMeta, Sample, write_list, write_meta
+from latentseg.datasets.cityscapes import CITYSCAPES_CLASSES, DATASET
 from latentseg.prepare.download import DownloadError, OfflineError, Remote
 from latentseg.prepare.parallel import link_or_copy, parallel_map, save_png
 from latentseg.prepare.releases import Archive, Release, find_release
@@ -191,6 +191,15 @@ def _prepare_one(job: tuple[str, str, list[tuple[str, str]], str, str]) -> None:
     save_png(Image.fromarray(to_train_ids(values, label_ids)), train_ids)
 
 
+RELEASE_KEYS = ("source", "verify_checksum")  # profiles.<p>.datasets.cityscapes
+
+
+def prepare_release(out_dir: str | Path, raw_dir: str | Path, release: dict) -> DatasetMeta:
+    """Stage ``prepare``'s entry: ``release`` holds the profile's ``RELEASE_KEYS``."""
+    return prepare_cityscapes(out_dir, raw_dir, source=release.get("source"),
+                              verify_checksum=release.get("verify_checksum", True))
+
+
 def prepare_cityscapes(
     out_dir: str | Path,
     raw_dir: str | Path,
@@ -245,7 +254,7 @@ def prepare_cityscapes(
     parallel_map(_prepare_one, jobs, workers=workers, desc="Cityscapes")
     write_list(out_dir / "train.txt", lists["train"])
     write_list(out_dir / "val.txt", lists["val"])
-    meta = DatasetMeta("cityscapes", list(CITYSCAPES_CLASSES), 255, len(lists["train"]), len(lists["val"]))
+    meta = DatasetMeta(DATASET.name, list(CITYSCAPES_CLASSES), 255, len(lists["train"]), len(lists["val"]))
     meta = write_meta(out_dir, meta)
     if check:
         check_prepared(out_dir, workers=workers)

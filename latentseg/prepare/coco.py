@@ -39,8 +39,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from latentseg.data.classes import VOC_CLASSES, VOC_PALETTE
 from latentseg.data.layout import DatasetMeta, Sample, write_list, write_meta
+from latentseg.datasets.voc import VOC_CLASSES, VOC_PALETTE
 from latentseg.prepare.download import Remote
 from latentseg.prepare.parallel import link_or_copy, parallel_map, save_png
 from latentseg.prepare.releases import Archive, Release, find_release

@@ -23,7 +23,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from latentseg.data.classes import VOC_PALETTE
+from latentseg.datasets.voc import DATASET as VOC
+from latentseg.datasets.voc import VOC_PALETTE
 
 
 def _seed(text: str) -> int:
@@ -96,7 +97,7 @@ def make_voc_tar(
         tar.add(f"{root}/JPEGImages/{image_id}.jpg", _jpeg(np.random.default_rng(_seed(image_id)), size))
         tar.add(f"{root}/Annotations/{image_id}.xml", b"<annotation></annotation>\n")
     for image_id in sorted({*train_ids, *val_ids}):
-        mask = blob_mask("voc" + image_id, size, 21, border=255)
+        mask = blob_mask(VOC.name + image_id, size, 21, border=255)
         tar.add(f"{root}/SegmentationClass/{image_id}.png", _png(mask, VOC_PALETTE))
     sets = f"{root}/ImageSets/Segmentation"
     tar.add(f"{sets}/train.txt", _ids_text(train_ids))

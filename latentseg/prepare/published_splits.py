@@ -15,6 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from latentseg.datasets.voc import DATASET as VOC
 from latentseg.prepare.download import Remote
 
 _MITTAL = "https://raw.githubusercontent.com/sud0301/semisup-semseg/586609b7bd4bf851c4b1f2691584ce8b11ba6d50"
@@ -29,7 +30,7 @@ class PublishedSplit:
 
 PUBLISHED_SPLITS: dict[str, PublishedSplit] = {
     "mittal_voc_split_0": PublishedSplit(
-        "voc", Remote((f"{_MITTAL}/splits/voc/split_0.pkl",), "mittal_voc_split_0.pkl",
+        VOC.name, Remote((f"{_MITTAL}/splits/voc/split_0.pkl",), "mittal_voc_split_0.pkl",
                       sha256="4e572847e864fcd1ecc1457c6413751abac38424e4bd40a9277d4f7afdc0c755"),
         "Mittal et al., semisup-semseg splits/voc/split_0.pkl"),
 }

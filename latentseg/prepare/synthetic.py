@@ -23,190 +23,43 @@ the preparation maps them to).
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
-from latentseg.data.classes import CITYSCAPES_CATEGORIES, CITYSCAPES_CLASSES, VOC_CLASSES, VOC_PALETTE, group_index
 from latentseg.data.layout import DatasetMeta, Sample, write_list, write_meta
+from latentseg.datasets.voc import DATASET as VOC
+from latentseg.prepare import standins
 from latentseg.prepare.coco import COCO_IDS, COCO_TO_VOC, decode_segmentation
+from latentseg.prepare.standins.painter import Painter, SyntheticSpec, finish
 
-# The demo's planted VOC groups: background alone, then four supercategories of VOC's classes.
-VOC_PLANTED_GROUPS: dict[str, list[str]] = {
-    "background": ["background"],
-    "vehicle": ["aeroplane", "bicycle", "boat", "bus", "car", "motorbike", "train"],
-    "animal": ["bird", "cat", "cow", "dog", "horse", "sheep"],
-    "person": ["person"],
-    "indoor": ["bottle", "chair", "diningtable", "pottedplant", "sofa", "tvmonitor"],
-}
-
-_GROUP_COLOURS = np.array([  # well separated RGB colours, one per planted group
-    [110, 110, 110], [200, 60, 50], [60, 170, 70], [60, 90, 210], [220, 200, 60], [170, 80, 200],
-    [60, 200, 200], [240, 140, 40],
-], dtype=np.float32)
-
-
-@dataclass(frozen=True)
-class SyntheticSpec:
-    name: str  # "voc" or "cityscapes"
-    num_train: int
-    num_val: int
-    size: tuple[int, int]  # (H, W)
-    seed: int = 0
-    cue_strength: float = 30.0  # amplitude of the within-group stripe cue (0-255 scale)
-    stripe_periods: tuple[float, ...] = (8.0, 14.0)  # pixels; four orientations per period
-    noise: float = 12.0  # per-pixel Gaussian noise
-
-
-def planted_groups(name: str) -> dict[str, list[str]]:
-    if name == "voc":
-        return VOC_PLANTED_GROUPS
-    if name == "cityscapes":
-        return CITYSCAPES_CATEGORIES
-    raise ValueError(f"no embedded data set named {name!r}; choose 'voc' or 'cityscapes'")
-
-
-def classes_of(name: str) -> list[str]:
-    return VOC_CLASSES if name == "voc" else CITYSCAPES_CLASSES
-
-
-class _Painter:
-    """Paints class regions with their group colour and class texture."""
-
-    def __init__(self, classes: list[str], groups: dict[str, list[str]], spec: SyntheticSpec) -> None:
-        self.group_of = group_index(classes, groups)
-        self.spec = spec
-        h, w = spec.size
-        self.yy, self.xx = np.mgrid[0:h, 0:w].astype(np.float32)
-        # Each class gets a distinct (orientation, period) stripe among the members of its group.
-        self.stripes: list[tuple[float, float]] = []
-        rank: dict[int, int] = {}
-        for g in self.group_of:
-            r = rank.get(g, 0)
-            rank[g] = r + 1
-            self.stripes.append((np.pi * (r % 4) / 4, spec.stripe_periods[(r // 4) % len(spec.stripe_periods)]))
-
-    def texture(self, cls: int, phase: float) -> np.ndarray:
-        angle, period = self.stripes[cls]
-        t = self.xx * np.cos(angle) + self.yy * np.sin(angle)
-        return np.sin(2 * np.pi * t / period + phase)
-
-    def paint(self, image: np.ndarray, region: np.ndarray, cls: int, rng: np.random.Generator) -> None:
-        colour = _GROUP_COLOURS[self.group_of[cls] % len(_GROUP_COLOURS)] + rng.normal(0, 8, 3)
-        stripe = self.spec.cue_strength * self.texture(cls, rng.uniform(0, 2 * np.pi))
-        image[region] = colour + stripe[region, None]
-
-
-def _ellipse(rng: np.random.Generator, yy: np.ndarray, xx: np.ndarray, h: int, w: int) -> np.ndarray:
-    cy, cx = rng.uniform(0.15, 0.85) * h, rng.uniform(0.15, 0.85) * w
-    ry, rx = rng.uniform(0.15, 0.35) * h, rng.uniform(0.15, 0.35) * w
-    if rng.random() < 0.5:
-        return ((yy - cy) / ry) ** 2 + ((xx - cx) / rx) ** 2 <= 1
-    return (np.abs(yy - cy) <= ry) & (np.abs(xx - cx) <= rx)
-
-
-def _boundary(mask: np.ndarray) -> np.ndarray:
-    """Pixels of ``mask`` that touch a pixel outside it (VOC's 255 outline)."""
-    inner = mask.copy()
-    inner[1:, :] &= mask[:-1, :]
-    inner[:-1, :] &= mask[1:, :]
-    inner[:, 1:] &= mask[:, :-1]
-    inner[:, :-1] &= mask[:, 1:]
-    return mask & ~inner
-
-
-def render_voc(painter: _Painter, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    h, w = painter.spec.size
-    image = np.zeros((h, w, 3), np.float32)
-    label = np.zeros((h, w), np.uint8)
-    painter.paint(image, np.ones((h, w), bool), 0, rng)
-    outline = np.zeros((h, w), bool)
-    for _ in range(rng.integers(1, 4)):
-        cls = int(rng.integers(1, len(VOC_CLASSES)))
-        region = _ellipse(rng, painter.yy, painter.xx, h, w)
-        painter.paint(image, region, cls, rng)
-        label[region] = cls
-        outline &= ~region
-        outline |= _boundary(region)
-    label[outline] = 255
-    return image, label
-
-
-def render_cityscapes(painter: _Painter, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    h, w = painter.spec.size
-    idx = {c: i for i, c in enumerate(CITYSCAPES_CLASSES)}
-    image = np.zeros((h, w, 3), np.float32)
-    label = np.zeros((h, w), np.uint8)
-    # Stuff bands from top to bottom with wavy borders: sky, construction, nature, flat.
-    bands = [["sky"], ["building", "wall", "fence"], ["vegetation", "terrain"], ["road", "sidewalk"]]
-    cuts = np.sort(rng.uniform(0.1, 0.9, 3)) * h
-    top = np.zeros(w, np.float32)
-    for b, choices in enumerate(bands):
-        bottom = np.full(w, h, np.float32) if b == 3 else cuts[b] + 3 * np.sin(painter.xx[0] / rng.uniform(4, 9))
-        region = (painter.yy >= top) & (painter.yy < bottom)
-        cls = idx[choices[rng.integers(len(choices))]]
-        painter.paint(image, region, cls, rng)
-        label[region] = cls
-        top = bottom
-    things = ["pole", "traffic light", "traffic sign", "person", "rider", "car", "truck", "bus", "train",
-              "motorcycle", "bicycle"]
-    for _ in range(rng.integers(2, 5)):
-        cls = idx[things[rng.integers(len(things))]]
-        region = _ellipse(rng, painter.yy, painter.xx, h, w)
-        painter.paint(image, region, cls, rng)
-        label[region] = cls
-    return image, label
-
-
-def _finish(image: np.ndarray, spec: SyntheticSpec, rng: np.random.Generator) -> Image.Image:
-    image = image + rng.normal(0, spec.noise, image.shape)
-    return Image.fromarray(np.clip(image, 0, 255).astype(np.uint8), "RGB")
+__all__ = ["SyntheticSpec", "generate", "generate_coco"]
 
 
 def generate(spec: SyntheticSpec, out_dir: str | Path) -> DatasetMeta:
     """Write the embedded data set ``spec.name`` to ``out_dir`` in the prepared layout; same seed, same bytes."""
     out = Path(out_dir)
-    classes = classes_of(spec.name)
-    painter = _Painter(classes, planted_groups(spec.name), spec)
-    render = render_voc if spec.name == "voc" else render_cityscapes
+    standin = standins.get(spec.name)
+    classes = list(standin.dataset.classes)
+    painter = Painter(classes, standin.dataset.planted_groups, spec)
     lists: dict[str, list[Sample]] = {}
     for split, count in (("train", spec.num_train), ("val", spec.num_val)):
         # One generator per split, so the validation set does not change when the training set grows.
         rng = np.random.default_rng([spec.seed, 0 if split == "train" else 1])
         samples = []
         for i in range(count):
-            image, label = render(painter, rng)
-            rgb = _finish(image, spec, rng)
-            if spec.name == "voc":
-                sid = f"2000_{split[0]}{i:06d}"
-                img_rel = f"VOCdevkit/VOC2012/JPEGImages/{sid}.jpg"
-                mask_rel = f"VOCdevkit/VOC2012/SegmentationClass/{sid}.png"
-            else:
-                city = "synthtown"
-                sid = f"{city}_{i // 100:06d}_{i % 100:06d}"
-                img_rel = f"leftImg8bit/{split}/{city}/{sid}_leftImg8bit.png"
-                mask_rel = f"gtFine/{split}/{city}/{sid}_gtFine_labelTrainIds.png"
+            image, label = standin.render(painter, rng)
+            rgb = finish(image, spec, rng)
+            img_rel, mask_rel = standin.paths(split, i)
             for rel in (img_rel, mask_rel):
                 (out / rel).parent.mkdir(parents=True, exist_ok=True)
-            if spec.name == "voc":
-                rgb.save(out / img_rel, quality=95, subsampling=0)
-                mask = Image.fromarray(label, "P")
-                mask.putpalette(VOC_PALETTE)
-            else:
-                rgb.save(out / img_rel)
-                mask = Image.fromarray(label, "L")
-            mask.save(out / mask_rel)
+            standin.save(rgb, label, out / img_rel, out / mask_rel)
             samples.append(Sample(img_rel, mask_rel))
         lists[split] = samples
         write_list(out / f"{split}.txt", samples)
-    if spec.name == "voc":  # the image-set files that torchvision's VOC reader looks for
-        sets = out / "VOCdevkit/VOC2012/ImageSets/Segmentation"
-        for split, samples in lists.items():
-            sets.mkdir(parents=True, exist_ok=True)
-            (sets / f"{split}.txt").write_text("".join(s.id + "\n" for s in samples))
-    meta = DatasetMeta(spec.name, classes, 255, spec.num_train, spec.num_val)
+    if standin.extra is not None:
+        standin.extra(out, lists)
+    meta = DatasetMeta(spec.name, classes, standin.dataset.ignore_index, spec.num_train, spec.num_val)
     meta = write_meta(out, meta)  # written last: its presence marks a complete data set
     return meta
 
@@ -237,7 +90,7 @@ def _uncompressed_rle(mask: np.ndarray) -> list[int]:
     return [0, *runs] if flat[0] else runs
 
 
-def render_coco(painter: _Painter, rng: np.random.Generator) -> tuple[np.ndarray, list[dict]]:
+def render_coco(painter: Painter, rng: np.random.Generator) -> tuple[np.ndarray, list[dict]]:
     """One image and its COCO annotations (without ids): ``category``, ``iscrowd``, ``segmentation``, ``area``."""
     from pycocotools import mask as mask_utils
 
@@ -251,8 +104,8 @@ def render_coco(painter: _Painter, rng: np.random.Generator) -> tuple[np.ndarray
             name = str(rng.choice(sorted(_NON_VOC_COCO)))
             cls = 0
         else:
-            cls = int(rng.integers(1, len(VOC_CLASSES)))
-            name = _VOC_TO_COCO[VOC_CLASSES[cls]]
+            cls = int(rng.integers(1, len(VOC.classes)))
+            name = _VOC_TO_COCO[VOC.classes[cls]]
         polygon = _shape_polygon(rng, h, w)
         region = decode_segmentation([polygon], h, w)
         painter.paint(image, region, cls, rng)
@@ -284,11 +137,11 @@ def coco_file_name(split: str, year: int, image_id: int) -> str:
 
 
 def generate_coco(spec: SyntheticSpec, out_dir: str | Path, year: int = 2017) -> Path:
-    """Write the demo's COCO-format stand-in for MS-COCO to ``out_dir`` (``spec.name`` must be "voc")."""
-    if spec.name != "voc":
-        raise ValueError("the COCO-format stand-in holds the VOC classes; use a 'voc' spec")
+    """Write the demo's COCO-format stand-in for MS-COCO to ``out_dir`` (a spec of VOC's stand-in)."""
+    if spec.name != VOC.name:
+        raise ValueError(f"the COCO-format stand-in holds the VOC classes; use a {VOC.name!r} spec")
     out = Path(out_dir)
-    painter = _Painter(VOC_CLASSES, VOC_PLANTED_GROUPS, spec)
+    painter = Painter(list(VOC.classes), VOC.planted_groups, spec)
     ids = {**COCO_IDS, **_NON_VOC_COCO}
     categories = [{"id": i, "name": n, "supercategory": "demo"} for n, i in sorted(ids.items(), key=lambda t: t[1])]
     for split, count, first_id in (("train", spec.num_train, 1), ("val", spec.num_val, 1_000_001)):
@@ -299,7 +152,7 @@ def generate_coco(spec: SyntheticSpec, out_dir: str | Path, year: int = 2017) ->
         for image_id in range(first_id, first_id + count):
             image, anns = render_coco(painter, rng)
             name = coco_file_name(split, year, image_id)
-            _finish(image, spec, rng).save(folder / name, quality=95, subsampling=0)
+            finish(image, spec, rng).save(folder / name, quality=95, subsampling=0)
             images.append({"id": image_id, "file_name": name, "height": spec.size[0], "width": spec.size[1]})
             for ann in anns:
                 annotations.append({"id": len(annotations) + 1, "image_id": image_id,

@@ -27,8 +27,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from latentseg.data.classes import VOC_CLASSES, VOC_PALETTE
 from latentseg.data.layout import DatasetMeta, Sample, write_list, write_meta
+from latentseg.datasets.voc import DATASET, VOC_CLASSES, VOC_PALETTE
 from latentseg.files import atomic_write_text
 from latentseg.prepare.download import Remote
 from latentseg.prepare.parallel import link_or_copy, parallel_map, save_png
@@ -141,6 +141,15 @@ def _prepare_one(job: tuple[str, str, str, str, str]) -> None:
         save_png(png, mask_dst)
 
 
+RELEASE_KEYS = ("source", "sbd_source", "verify_checksum")  # profiles.<p>.datasets.voc
+
+
+def prepare_release(out_dir: str | Path, raw_dir: str | Path, release: dict) -> DatasetMeta:
+    """Stage ``prepare``'s entry: ``release`` holds the profile's ``RELEASE_KEYS``."""
+    return prepare_voc(out_dir, raw_dir, voc_source=release.get("source"), sbd_source=release.get("sbd_source"),
+                       verify_checksum=release.get("verify_checksum", True))
+
+
 def prepare_voc(
     out_dir: str | Path,
     raw_dir: str | Path,
@@ -203,7 +212,7 @@ def prepare_voc(
     atomic_write_text(dst / "ImageSets/Segmentation/val.txt", "".join(f"{i}\n" for i in voc_val))
     write_list(out_dir / "train.txt", [_sample(i) for i in train_ids])
     write_list(out_dir / "val.txt", [_sample(i) for i in voc_val])
-    meta = DatasetMeta("voc", list(VOC_CLASSES), 255, len(train_ids), len(voc_val))
+    meta = DatasetMeta(DATASET.name, list(VOC_CLASSES), 255, len(train_ids), len(voc_val))
     meta = write_meta(out_dir, meta)
     if check:
         check_prepared(out_dir, workers=workers)

@@ -16,6 +16,7 @@ from typing import Literal
 
 from latentseg.config import STRICT, RunConfig
 from latentseg.data.layout import TrainData, read_list
+from latentseg.datasets.voc import DATASET as VOC
 from latentseg.models.init import save_init
 from latentseg.prepare.coco import prepare_coco
 from latentseg.prepare.synthetic import SyntheticSpec, generate_coco
@@ -51,7 +52,7 @@ def pretrain_coco(spec: CocoPretrainSpec, cfg: RunConfig, out: str | Path, raw_d
         source = spec.source
         if spec.synthetic is not None:
             syn = spec.synthetic
-            source = generate_coco(SyntheticSpec("voc", syn.num_train, syn.num_val, syn.size, syn.seed),
+            source = generate_coco(SyntheticSpec(VOC.name, syn.num_train, syn.num_val, syn.size, syn.seed),
                                    work / "coco-raw", spec.year)
         prepared = work / f"coco{spec.year}-voc"
         meta = prepare_coco(prepared, Path(raw_dir) / "coco", year=spec.year, source=source, min_area=spec.min_area)

@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from latentseg.data.classes import VOC_CLASSES
+from latentseg.datasets.voc import VOC_CLASSES
 from latentseg.files import file_digest
 from latentseg.models.deeplab import DeepLabV2
 from latentseg.models.init import save_init

@@ -9,7 +9,8 @@ from cityscapesscripts.helpers.labels import labels as CS_LABELS
 from PIL import Image
 
 import latentseg.data
-from latentseg.data.classes import CITYSCAPES_CLASSES, CITYSCAPES_PALETTE, VOC_CLASSES, VOC_PALETTE
+from latentseg.datasets.cityscapes import CITYSCAPES_CLASSES, CITYSCAPES_PALETTE
+from latentseg.datasets.voc import VOC_CLASSES, VOC_PALETTE
 
 
 def _rgb(palette: list[int], index: int) -> tuple[int, int, int]:

@@ -12,8 +12,8 @@ import pytest
 from PIL import Image
 from pycocotools import mask as mask_utils
 
-from latentseg.data.classes import VOC_CLASSES
 from latentseg.data.layout import read_list, read_meta
+from latentseg.datasets.voc import VOC_CLASSES
 from latentseg.prepare.coco import (
     COCO_IDS,
     COCO_TO_VOC,

@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from latentseg.config import RunConfig
-from latentseg.data.classes import VOC_CLASSES
 from latentseg.data.layout import TrainData, read_list, read_meta
+from latentseg.datasets.voc import VOC_CLASSES
 from latentseg.prepare.synthetic import SyntheticSpec, generate
 from latentseg.train.step import Batch, Networks, build_networks, build_objective
 from tests.helpers import tiny_config as base_config

@@ -15,7 +15,7 @@ from latentseg.bench.profiles import calibrate_batch_norm
 from latentseg.train import trainer
 from latentseg.train.runtime import StepSpeed
 from latentseg.train.step import make_optimizers, one_update
-from tests.train.speed_fixtures import make_data, one_thread, step_and_batch, tiny_config
+from tests.train.speed_fixtures import CLASSES, make_data, one_thread, step_and_batch, tiny_config
 
 pytestmark = pytest.mark.usefixtures(one_thread.__name__)
 
@@ -116,7 +116,7 @@ VARIANTS = {
     "proposed": {},
     "hung": {"objective": "hung"},
     "s4gan": {"objective": "s4gan"},
-    "manual": {"latent": {"target": "manual", "groups": {"a": ["x"], "b": ["y"], "c": ["z"]}}},
+    "manual": {"latent": {"target": "manual", "groups": {"a": CLASSES[:1], "b": CLASSES[1:8], "c": CLASSES[8:]}}},
     "semantic-kl": {"latent": {"target": "semantic_kl"}},
     "ce-adv-labeled": {"loss": {"latent": False, "consistency": False, "adversarial": "labeled"}},
 }

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from latentseg.config import SettingsError
 from latentseg.experiments import resolve_weights
 from latentseg.models.deeplab import DeepLabV2
 from latentseg.models.init import INIT_FORMAT, load_init, resolve_init
@@ -212,7 +213,7 @@ def test_paper_profile_converts_both_published_files(monkeypatch, tmp_path, pref
     made = {name: _sha256(tmp_path / "weights" / name) for name in ("coco.pt", "imagenet.pt")}
     make_weights(resolve_weights(params), tmp_path / "weights", tmp_path / "raw", tmp_path / "work")
     assert {name: _sha256(tmp_path / "weights" / name) for name in made} == made
-    with pytest.raises(KeyError, match="unknown configuration key"):
+    with pytest.raises(SettingsError, match=r"weights\.coco\.fle = 'typo': unknown key"):
         weights["coco"]["fle"] = "typo"
         make_weights(resolve_weights(params), tmp_path / "weights", tmp_path / "raw", tmp_path / "work")
 
@@ -228,10 +229,10 @@ def test_paper_coco_pretraining_plan_starts_from_imagenet(tmp_path):
     cfg = plan["coco"]["config"]
     assert cfg["init"] == "imagenet" and cfg["model"]["backbone"] == "resnet101"
     assert cfg["optim"]["iterations"] == 60000 and cfg["data"]["crop_size"] == [321, 321]
-    assert cfg["latent"] is None and cfg["discriminator"] is None  # the cross-entropy alone
+    assert cfg["settings"]["latent"] is None and cfg["discriminator"] is None  # the cross-entropy alone
     params["profiles"]["paper"]["weights"]["imagenet"] = None
     with pytest.raises(FileNotFoundError, match="makes no ImageNet weights"):
         make_weights(resolve_weights(params), tmp_path / "weights", tmp_path / "raw", tmp_path / "work")
     params["profiles"]["paper"]["weights"]["coco"]["pretrain_coco"]["run"] = {"optimizer": {}}
-    with pytest.raises(KeyError, match="unknown key"):
+    with pytest.raises(SettingsError, match=r"pretrain_coco.run.optimizer = \{\}: unknown section"):
         resolve_weights(params)

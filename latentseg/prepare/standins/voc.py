@@ -1,0 +1,55 @@
+"""The demo's VOC stand-in: VOC-like objects on a background, JPEGs under ``VOCdevkit/VOC2012`` and palette masks
+with a 1-pixel ignore (255) border around each object, as in VOC, and the image-set files torchvision's VOC
+reader looks for."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from latentseg.data.layout import Sample
+from latentseg.datasets.voc import DATASET
+from latentseg.prepare.standins.base import StandIn
+from latentseg.prepare.standins.painter import Painter, boundary, ellipse
+
+
+def render(painter: Painter, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    h, w = painter.spec.size
+    image = np.zeros((h, w, 3), np.float32)
+    label = np.zeros((h, w), np.uint8)
+    painter.paint(image, np.ones((h, w), bool), 0, rng)
+    outline = np.zeros((h, w), bool)
+    for _ in range(rng.integers(1, 4)):
+        cls = int(rng.integers(1, len(DATASET.classes)))
+        region = ellipse(rng, painter.yy, painter.xx, h, w)
+        painter.paint(image, region, cls, rng)
+        label[region] = cls
+        outline &= ~region
+        outline |= boundary(region)
+    label[outline] = 255
+    return image, label
+
+
+def paths(split: str, i: int) -> tuple[str, str]:
+    sid = f"2000_{split[0]}{i:06d}"
+    return f"VOCdevkit/VOC2012/JPEGImages/{sid}.jpg", f"VOCdevkit/VOC2012/SegmentationClass/{sid}.png"
+
+
+def save(rgb: Image.Image, label: np.ndarray, image_path: Path, mask_path: Path) -> None:
+    rgb.save(image_path, quality=95, subsampling=0)
+    mask = Image.fromarray(label, "P")
+    mask.putpalette(list(DATASET.palette))
+    mask.save(mask_path)
+
+
+def image_sets(out: Path, lists: dict[str, list[Sample]]) -> None:
+    """The image-set files that torchvision's VOC reader looks for."""
+    sets = out / "VOCdevkit/VOC2012/ImageSets/Segmentation"
+    for split, samples in lists.items():
+        sets.mkdir(parents=True, exist_ok=True)
+        (sets / f"{split}.txt").write_text("".join(s.id + "\n" for s in samples))
+
+
+STANDIN = StandIn(DATASET, render, paths, save, image_sets)
