@@ -1,0 +1,68 @@
+"""Show one experiment's resolved settings and where each comes from: ``latentseg config``.
+
+    latentseg config voc-1_8-k10
+    latentseg config cityscapes-1_8-s4gan --profile paper
+
+Each line is a setting of the run, its value, and the layer of ``params.yaml`` that set it (as
+``git config --show-origin`` does): ``top level``, ``datasets.<d>.run``, ``profiles.<p>.run``,
+``profiles.<p>.datasets.<d>.run``, ``methods.<m>``, ``datasets.<d>.methods.<m>``, ``profiles.<p>.methods.<m>`` or
+``experiments.<id>``. A setting the run does not use shows ``(unused by this run ...)``: changing it re-trains
+nothing. Bad settings are listed as ``resolve`` lists them (exit status 2).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from latentseg.config import to_dict
+from latentseg.experiments import check_all, origins, resolve, run_tree
+from latentseg.params import load_params
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("experiment", help="an id of params.yaml's experiments")
+    parser.add_argument("--params", default="params.yaml", help="the parameter file (default: ./params.yaml)")
+    parser.add_argument("--profile", help="resolve in this profile instead of params.yaml's own")
+
+
+def leaves(node: Any, path: str = "") -> list[tuple[str, Any]]:
+    if isinstance(node, dict) and node:
+        return [leaf for k, v in node.items() for leaf in leaves(v, f"{path}.{k}" if path else k)]
+    return [(path, node)]
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        params = load_params(args.params)
+    except (FileNotFoundError, KeyError, ValueError) as err:
+        print(f"latentseg config: {err}", file=sys.stderr)
+        return 2
+    if args.profile:
+        params["profile"] = args.profile
+    if args.experiment not in params.get("experiments", {}):
+        print(f"latentseg config: no experiment {args.experiment!r} in {args.params}; "
+              f"its experiments: {', '.join(params.get('experiments', {}))}", file=sys.stderr)
+        return 2
+    problems = [line for line in check_all(params) if f"experiment {args.experiment}" in line]
+    if problems:
+        print("\n".join(problems), file=sys.stderr)
+        return 2
+    exp, cfg = resolve(params, args.experiment)
+    where, tree = origins(params, args.experiment), dict(leaves(run_tree(params, args.experiment)))
+    print(f"# {exp.id} (profile {params['profile']}): {exp.dataset} {exp.fraction}, method {exp.method}, "
+          f"init {exp.init}, seeds {', '.join(map(str, exp.seeds))}")
+    rows = []
+    for key, value in leaves({k: v for k, v in to_dict(cfg).items() if k not in ("dataset", "init")}):
+        name = key.removeprefix("settings.")
+        origin = where.get(name) or next((o for k, o in where.items() if name.startswith(k + ".")), "")
+        if name == "optim.seed":
+            origin = "repeats.seeds (the experiment's first seed; one run per seed)"
+        elif value in (None, {}) and tree.get(name) not in (None, {}):
+            origin = f"(unused by this run; {origin} sets {tree[name]})"
+        rows.append((name, "null" if value is None else str(value), origin))
+    width = max(len(r[0]) for r in rows), max(len(r[1]) for r in rows)
+    for name, value, origin in rows:
+        print(f"{name:<{width[0]}}  {value:<{width[1]}}  {origin}")
+    return 0

@@ -1,0 +1,112 @@
+"""Parameters are checked before anything runs: `resolve` prints one line per problem (key, value, experiment,
+what is wrong), exits non-zero without a traceback and writes no configuration; `latentseg config` shows each
+setting's origin. And no method or data set is named outside its own modules."""
+
+from __future__ import annotations
+
+import copy
+import re
+import runpy
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from latentseg.cli import main as cli
+from latentseg.params import load_params
+
+ROOT = Path(__file__).resolve().parents[1]
+PARAMS = load_params(ROOT / "params.yaml")
+EXP = "voc-1_8-proposed"
+
+
+def run_resolve(params: dict, tmp_path: Path, monkeypatch, capsys) -> tuple[int, str]:
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "argv", ["resolve.py", "--out", str(tmp_path / "configs")])
+    try:
+        runpy.run_path(str(ROOT / "stages" / "resolve.py"), run_name="__main__")
+        code = 0
+    except SystemExit as stop:
+        code = stop.code
+    return code, capsys.readouterr().err
+
+
+def with_value(path: str, value) -> dict:
+    params = copy.deepcopy(PARAMS)
+    *parents, last = path.split(".")
+    node = params
+    for key in parents:
+        node = node[key]
+    node[last] = value
+    return params
+
+
+BAD = [  # (where in params.yaml, value, the key and message resolve prints)
+    ("latent.k", 0, r"latent\.k = 0 \(experiment voc-1_50-proposed and \d+ more\): must be an integer >= 1"),
+    ("latent.k", -3, r"latent\.k = -3 \(.*\): must be an integer >= 1"),
+    ("latent.k", 2.5, r"latent\.k = 2\.5 \(.*\): must be an integer"),
+    ("optim.lr", "abc", r"optim\.lr = 'abc' \(profile paper, experiment .*\): must be a number"),
+    ("profiles.demo.run.optim.lr", 0, r"optim\.lr = 0 \(experiment .*\): must be a number > 0"),
+    ("loss.lambda_cons", -1, r"loss\.lambda_cons = -1 \(experiment .*\): must be a number >= 0"),
+    ("profiles.demo.run.optim.iterations", 0, r"optim\.iterations = 0 \(experiment .*\): must be an integer >= 1"),
+    ("experiments.voc-1_8-k2.fraction", "1/0", r"experiments\.voc-1_8-k2\.fraction = '1/0' \(experiment voc-1_8-k2"
+                                               r".*\): must be 'full' or a fraction in \(0, 1\]"),
+    ("experiments.voc-1_8-k2.fraction", "3/2", r"fraction = '3/2' .*must be 'full' or a fraction in \(0, 1\]"),
+    ("profiles.demo.run.data.crop_size", [48, 0], r"data\.crop_size\.1 = 0 \(experiment .*\): must be an integer >= 1"),
+    ("objective", "latnet", r"objective = 'latnet' \(.*\): must be one of hung, latent, s4gan"),
+    ("experiments.voc-1_8-k2.dataset", "vco", r"experiments\.voc-1_8-k2\.dataset = 'vco' .*must be one of"),
+    ("experiments.voc-1_8-k2.init", "cocoa", r"experiments\.voc-1_8-k2\.init = 'cocoa' .*must be one of"),
+    ("model.backbone", "resnet50", r"model\.backbone = 'resnet50' .*must be one of 'resnet101' or 'tiny'"),
+    ("optim.momentum", 1.5, r"optim\.momentum = 1\.5 .*must be a number <= 1"),
+    ("latent.target", "learnt", r"latent\.target = 'learnt' .*must be one of 'learned', 'manual'"),
+    ("methods.ce.loss.lambda_typo", 1, r"loss\.lambda_typo = 1 \(experiment voc-1_8-ce.*\): unknown key"),
+]
+
+
+@pytest.mark.parametrize("path, value, expected", BAD, ids=[f"{p}={v}" for p, v, _ in BAD])
+def test_a_bad_value_gets_one_line_and_no_configuration(path, value, expected, tmp_path, monkeypatch, capsys):
+    code, err = run_resolve(with_value(path, value), tmp_path, monkeypatch, capsys)
+    assert code == 1
+    lines = err.strip().splitlines()
+    assert "Traceback" not in err and lines[-1].startswith("resolve: 1 problem(s)")
+    assert len(lines) == 2 and re.search(expected, lines[0]), lines
+    assert lines[0].startswith("params.yaml: ")
+    assert not (tmp_path / "configs").exists()
+
+
+def test_the_committed_parameters_check_and_are_written(tmp_path, monkeypatch, capsys):
+    code, err = run_resolve(copy.deepcopy(PARAMS), tmp_path, monkeypatch, capsys)
+    assert code == 0 and err == ""
+    assert len(list((tmp_path / "configs").glob("*.yaml"))) == len(PARAMS["experiments"]) + \
+        len(PARAMS["classifiers"]) + 1
+
+
+def test_config_shows_each_setting_and_its_layer(capsys):
+    assert cli(["config", "voc-1_8-k10", "--params", str(ROOT / "params.yaml")]) == 0
+    out = capsys.readouterr().out
+    rows = {line.split()[0]: line for line in out.splitlines()[1:]}
+    assert rows["latent.k"].split()[1:] == ["10", "experiments.voc-1_8-k10"]
+    assert rows["optim.iterations"].split()[1:] == ["60", "profiles.demo.run"]
+    assert rows["optim.head_lr_mult"].split()[1:] == ["10.0", "top", "level"]
+    assert "(unused by this run" in rows["latent.alpha"] or rows["latent.alpha"].split()[1] == "null"
+    assert cli(["config", "voc-1_8-hung", "--params", str(ROOT / "params.yaml")]) == 0
+    rows = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()[1:]}
+    assert rows["hung.semi_start"].split()[1:] == ["15", "profiles.demo.methods.hung"]
+    assert "latent.k" not in rows  # Hung et al.'s runs have no latent settings at all
+    assert cli(["config", "no-such-experiment", "--params", str(ROOT / "params.yaml")]) == 2
+
+
+def literal_files(word: str) -> list[str]:
+    pattern = re.compile(rf"[\"']{re.escape(word)}[\"']")
+    return sorted(str(p.relative_to(ROOT)) for folder in ("latentseg", "stages") for p in (ROOT / folder).rglob("*.py")
+                  if pattern.search(p.read_text()))
+
+
+@pytest.mark.parametrize("word, most", [("hung", 2), ("s4gan", 2), ("semantic_kl", 2), ("manual", 2),
+                                        ("voc", 3), ("cityscapes", 3)])
+def test_a_method_or_data_set_is_named_only_in_its_own_modules(word, most):
+    """The registries find methods and data sets by their modules' names; nothing else branches on one."""
+    found = literal_files(word)
+    assert len(found) <= most, found
