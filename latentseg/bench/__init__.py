@@ -37,7 +37,7 @@ import torch
 from latentseg.bench.data import bench_data
 from latentseg.bench.flops import count_flops, known_peaks
 from latentseg.bench.machine import machine
-from latentseg.bench.profiles import NUM_CLASSES, PROFILES, bench_config, initial_state, synthetic_batch
+from latentseg.bench.profiles import NUM_CLASSES, PROFILES, Profile, bench_config, initial_state, synthetic_batch
 from latentseg.bench.timing import run_mode
 from latentseg.params import load_params
 from latentseg.train.runtime import StepSpeed
@@ -79,15 +79,7 @@ def run(args: argparse.Namespace) -> int:
                       warmup=max(1, args.warmup if args.warmup is not None else profile.warmup))
     cfg = bench_config(profile, load_params(args.params))
     info = machine(device)
-    print(f"latentseg bench, profile {profile_name}: {profile.backbone}, "
-          f"{profile.crop}x{profile.crop}, {profile.batch} labeled + {profile.batch} unlabeled images, "
-          f"discriminator (width {profile.discriminator_width}), k={profile.k}, {NUM_CLASSES} classes; "
-          f"{profile.warmup} warm-up + {profile.iterations} timed iterations")
-    print(f"machine: {info.get('gpu', 'no GPU')}; CPU {info['cpu']} ({info['cpu_cores']} cores, step on "
-          f"{info['cpu_threads']} thread(s), load average {info['load_average_1min']}); "
-          f"torch {info['torch']}" + (f", CUDA {info['cuda']}, cuDNN {info['cudnn']}" if cuda else "")
-          + f"; {info['date']}")
-
+    print_machine(profile_name, profile, info, cuda)
     flops = count_flops(cfg, profile)
     print(f"FLOPs per iteration (FlopCounterMode: convolutions and matrix products, forward + backward, both "
           f"networks): {flops / 1e12:.3f} TFLOP")
@@ -112,15 +104,7 @@ def run(args: argparse.Namespace) -> int:
         result.mfu = flops / seconds / (peak * 1e12) if peak else None
         results.append(result)
 
-    print()
-    print(f"{'mode':<13} {'precision':<9} {'layout':<6} {'compiled':<8} {'ms/it':>9} {'images/s':>9} "
-          f"{'peak memory':>18} {'TFLOP/s':>8} {'MFU':>6} {'first loss':>11}")
-    for r in results:
-        mem = f"{r.peak_memory_bytes / 2**30:.2f} GiB {'alloc' if cuda else 'RSS'}"
-        mfu = f"{100 * r.mfu:5.1f}%" if r.mfu is not None else "   n/a"
-        print(f"{r.mode:<13} {r.precision:<9} {r.layout:<6} {'yes' if r.compiled else 'no':<8} "
-              f"{r.ms_per_iteration:9.1f} {r.images_per_second:9.2f} {mem:>18} {r.achieved_tflops:8.3f} {mfu:>6} "
-              f"{r.first_loss:11.5f}")
+    print_results(results, cuda)
     base, best = results[0], min(results[1:], key=lambda r: r.ms_per_iteration)
     speedup = base.ms_per_iteration / best.ms_per_iteration
     print(f"\nspeed-up of {best.mode} over {base.mode}: {speedup:.2f}x; first-iteration loss differs by "
@@ -147,6 +131,29 @@ def run(args: argparse.Namespace) -> int:
             "speedup": speedup, "data": None if data is None else {**asdict(data), "total_ms": data.total_ms},
         }, indent=2) + "\n")
     return 0
+
+
+def print_results(results: list, cuda: bool) -> None:
+    print()
+    print(f"{'mode':<13} {'precision':<9} {'layout':<6} {'compiled':<8} {'ms/it':>9} {'images/s':>9} "
+          f"{'peak memory':>18} {'TFLOP/s':>8} {'MFU':>6} {'first loss':>11}")
+    for r in results:
+        mem = f"{r.peak_memory_bytes / 2**30:.2f} GiB {'alloc' if cuda else 'RSS'}"
+        mfu = f"{100 * r.mfu:5.1f}%" if r.mfu is not None else "   n/a"
+        print(f"{r.mode:<13} {r.precision:<9} {r.layout:<6} {'yes' if r.compiled else 'no':<8} "
+              f"{r.ms_per_iteration:9.1f} {r.images_per_second:9.2f} {mem:>18} {r.achieved_tflops:8.3f} {mfu:>6} "
+              f"{r.first_loss:11.5f}")
+
+
+def print_machine(profile_name: str, profile: Profile, info: dict, cuda: bool) -> None:
+    print(f"latentseg bench, profile {profile_name}: {profile.backbone}, "
+          f"{profile.crop}x{profile.crop}, {profile.batch} labeled + {profile.batch} unlabeled images, "
+          f"discriminator (width {profile.discriminator_width}), k={profile.k}, {NUM_CLASSES} classes; "
+          f"{profile.warmup} warm-up + {profile.iterations} timed iterations")
+    print(f"machine: {info.get('gpu', 'no GPU')}; CPU {info['cpu']} ({info['cpu_cores']} cores, step on "
+          f"{info['cpu_threads']} thread(s), load average {info['load_average_1min']}); "
+          f"torch {info['torch']}" + (f", CUDA {info['cuda']}, cuDNN {info['cudnn']}" if cuda else "")
+          + f"; {info['date']}")
 
 
 def main(argv: list[str] | None = None) -> int:
