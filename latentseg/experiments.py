@@ -280,9 +280,11 @@ def resolve_weights(params: dict[str, Any]) -> dict[str, Any]:
 
 
 def check_all(params: dict[str, Any]) -> list[str]:
-    """Every problem of every experiment, classifier and initialisation, in every profile, one line each (empty:
-    all check). A problem shared by several experiments is one line naming the first and how many more."""
+    """Every problem of every experiment, classifier and initialisation, one line each (empty: all check): of the
+    profile in use, and the bad settings of the others (``dvc exp run -S profile=...`` would meet them). A problem
+    shared by several experiments is one line naming the first and how many more."""
     seen: dict[tuple[str, str, str], list[str]] = {}
+    current = True
 
     def attempt(what: str, fn: Any, *args: Any) -> None:
         try:
@@ -290,12 +292,13 @@ def check_all(params: dict[str, Any]) -> list[str]:
         except SettingsError as err:
             for key, value, message in err.problems:
                 seen.setdefault((key, repr(value), message), []).append(what)
-        except (KeyError, ValueError) as err:
-            seen.setdefault(("", "", str(err.args[0] if err.args else err)), []).append(what)
+        except (KeyError, ValueError) as err:  # the registry's own consistency: the profile in use only
+            if current:
+                seen.setdefault(("", "", str(err.args[0] if err.args else err)), []).append(what)
 
-    for name in params.get("profiles", {}):
-        tagged = {**params, "profile": name}
-        where = "" if name == params.get("profile") else f"profile {name}, "
+    for name in sorted(params.get("profiles", {}), key=lambda p: p != params.get("profile")):
+        tagged, current = {**params, "profile": name}, name == params.get("profile")
+        where = "" if current else f"profile {name}, "
         attempt(f"{where}repeats", repeats, tagged)
         for exp_id in params.get("experiments", {}):
             attempt(f"{where}experiment {exp_id}", resolve, tagged, exp_id)

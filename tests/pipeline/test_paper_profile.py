@@ -135,7 +135,7 @@ def test_the_paper_profile_runs_end_to_end(tmp_path):
     assert config["model"] == {"backbone": "resnet101", "aspp_branches": 2, "freeze_bn_stats": False}
     assert (config["data"]["random_scale"], config["data"]["mirror"]) == (False, False)
     assert config["discriminator"]["real"] == "separate" and config["objective"] == "hung"
-    assert config["hung"]["semi_start"] == 5000 and config["optim"]["lr"] == 2.5e-4  # the paper's, not shrunk
+    assert config["settings"]["hung"]["semi_start"] == 5000 and config["optim"]["lr"] == 2.5e-4  # not shrunk
     assert saved["step"] == 2
 
     table1 = (repo / "reports/tables/table1.md").read_text()
