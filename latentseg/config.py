@@ -16,6 +16,9 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 Objective = Literal["latent", "hung", "s4gan"]
+# How the image classifier filters a prediction (evaluate.filter_by_classifier): Mittal et al.'s evaluate.py
+# multiplies a rejected class's logit map by 0; "remove" takes it out of the argmax.
+FilterMode = Literal["zero_logits", "remove"]
 
 
 @dataclass(frozen=True)
@@ -107,20 +110,26 @@ class DiscriminatorConfig:
 
 @dataclass(frozen=True)
 class ClassifierConfig:
-    """Mittal et al.'s image-level classifier (MLMT) that filters the segmentation at inference."""
+    """Mittal et al.'s image-level classifier (MLMT, their ``train_mlmt.py``) that filters the segmentation."""
 
-    backbone: str
-    iterations: int
-    batch_size: int  # labeled images per step; as many unlabeled (two noisy views each)
-    lr: float
+    backbone: str  # resnet101 (torchvision's, their network) | resnet18 | tiny (the demo's): stride 32, fc -> C
+    epochs: int  # their --num-epochs; an epoch is one pass over the labeled images
+    steps_per_epoch: int | None  # None: one pass over the labeled loader (theirs); a number fixes it (the demo)
+    batch_size_labeled: int  # --batch-size-lab
+    batch_size_unlabeled: int  # --batch-size-unlab
+    lr: float  # SGD, cosine annealing per epoch from lr to lr_min (their --eta-min)
+    lr_min: float
     momentum: float
+    nesterov: bool
     weight_decay: float
-    power: float  # poly decay
-    ema: float  # the mean teacher's decay
-    lambda_cons: float
-    noise: float  # std of the Gaussian noise of the two unlabeled views (pixel values, 0-255 scale)
-    threshold: float  # a class whose probability is below it is removed from the segmentation
-    input_size: int  # square training crops
+    ema: float  # the mean teacher's decay is min(1 - 1 / (step + 1), ema)
+    lambda_cons: float  # cap of the consistency weight (their --w-cons)
+    burn_in_epochs: int  # consistency weight 0 up to this epoch, then min(lambda_cons, (e - burn_in) * 2 / epochs)
+    input_size: int  # every image resized to input_size x input_size (bilinear), training and test
+    color_jitter: tuple[float, float, float, float]  # brightness, contrast, saturation, hue of the student's view
+    blur_sigma: tuple[float, float]  # range of the student's view's Gaussian blur
+    threshold: float  # a class whose probability is below it is rejected by the filter
+    filter: FilterMode
 
 
 @dataclass(frozen=True)
