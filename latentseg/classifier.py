@@ -250,7 +250,8 @@ def load_trunk(model: ImageClassifier, trunk: dict[str, Tensor], what: str) -> N
     problems += [f"wrong shape {k}: file {tuple(v.shape)} vs model {tuple(own[k].shape)}"
                  for k, v in trunk.items() if k in own and v.shape != own[k].shape]
     if problems:
-        raise KeyError(f"{what} does not match torchvision's {model.backbone}:\n  " + "\n  ".join(problems[:20]))
+        more = f"\n  ... {len(problems) - 20} more" if len(problems) > 20 else ""
+        raise KeyError(f"{what} does not match torchvision's {model.backbone}:\n  " + "\n  ".join(problems[:20]) + more)
     with torch.no_grad():
         for key, value in trunk.items():
             own[key].copy_(value)
