@@ -18,6 +18,11 @@ from pathlib import Path
 
 PACKAGE = "latentseg"
 ROOT = Path(__file__).resolve().parent  # the package folder
+# Modules that change no number of a computation (logging, files, devices, parameter files, these fingerprints):
+# outside the code fingerprint of a run (train/identity.py) or a classifier.
+NOT_COMPUTATION = ("latentseg.progress", "latentseg.files", "latentseg.devices", "latentseg.closure",
+                   "latentseg.params", "latentseg.train.checkpoint", "latentseg.train.identity",
+                   "latentseg.train.run_file", "latentseg.trained")
 # registries that import their modules by discovery (pkgutil)
 PLUGIN_PACKAGES = ("latentseg.methods", "latentseg.datasets", "latentseg.prepare.standins")
 

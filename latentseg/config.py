@@ -27,6 +27,9 @@ Weight = Annotated[float, Field(ge=0.0)]  # loss weights, decays
 Unit = Annotated[float, Field(ge=0.0, le=1.0)]  # momenta, thresholds on probabilities
 Size = tuple[PositiveInt, PositiveInt]  # (H, W)
 STRICT = ConfigDict(extra="forbid")  # every settings class: unknown keys are errors
+# How the image classifier filters a prediction (evaluate.filter_by_classifier): Mittal et al.'s evaluate.py
+# multiplies a rejected class's logit map by 0; "remove" takes it out of the argmax.
+FilterMode = Literal["zero_logits", "remove"]
 
 
 @dataclass(frozen=True)
@@ -79,21 +82,27 @@ class DiscriminatorConfig:
 
 @dataclass(frozen=True)
 class ClassifierConfig:
-    """Mittal et al.'s image-level classifier (MLMT) that filters the segmentation at inference."""
+    """Mittal et al.'s image-level classifier (MLMT, their ``train_mlmt.py``) that filters the segmentation."""
 
     __pydantic_config__ = STRICT
-    backbone: Literal["resnet101", "tiny"]
-    iterations: PositiveInt
-    batch_size: PositiveInt  # labeled images per step; as many unlabeled (two noisy views each)
-    lr: Rate
+    backbone: Literal["resnet101", "resnet18", "tiny"]  # torchvision's resnet101 (theirs) | resnet18 | tiny (demo)
+    epochs: PositiveInt  # their --num-epochs; an epoch is one pass over the labeled images
+    steps_per_epoch: PositiveInt | None  # None: one pass over the labeled loader (theirs); a number fixes it (demo)
+    batch_size_labeled: PositiveInt  # --batch-size-lab
+    batch_size_unlabeled: PositiveInt  # --batch-size-unlab
+    lr: Rate  # SGD, cosine annealing per epoch from lr to lr_min (their --eta-min)
+    lr_min: Weight
     momentum: Unit
+    nesterov: bool
     weight_decay: Weight
-    power: Weight  # poly decay
-    ema: Unit  # the mean teacher's decay
-    lambda_cons: Weight
-    noise: Weight  # std of the Gaussian noise of the two unlabeled views (pixel values, 0-255 scale)
-    threshold: Unit  # a class whose probability is below it is removed from the segmentation
-    input_size: PositiveInt  # square training crops
+    ema: Unit  # the mean teacher's decay is min(1 - 1 / (step + 1), ema)
+    lambda_cons: Weight  # cap of the consistency weight (their --w-cons)
+    burn_in_epochs: NonNegativeInt  # weight 0 up to this epoch, then min(lambda_cons, (e - burn_in) * 2 / epochs)
+    input_size: PositiveInt  # every image resized to input_size x input_size (bilinear), training and test
+    color_jitter: tuple[Weight, Weight, Weight, Weight]  # brightness, contrast, saturation, hue of the student's view
+    blur_sigma: tuple[Rate, Rate]  # range of the student's view's Gaussian blur
+    threshold: Unit  # a class whose probability is below it is rejected by the filter
+    filter: FilterMode
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader
 
+from latentseg.config import FilterMode
 from latentseg.losses import joint_counts
 from latentseg.models.deeplab import DeepLabV2, upsample
 from latentseg.progress import progress
@@ -50,14 +51,40 @@ def normalise_rows(joint: Tensor) -> Tensor:
     return torch.where(rows > 0, joint / rows.clamp_min(1e-12), torch.zeros_like(joint))
 
 
-def filter_by_classifier(prob: Tensor, class_prob: Tensor, threshold: float, keep: tuple[int, ...] = (0,)) -> Tensor:
-    """"Proposed + Classifier": drop from the argmax every class the image classifier gives < ``threshold``.
+def filter_by_classifier(logits: Tensor, class_prob: Tensor, threshold: float, mode: FilterMode,
+                         keep: tuple[int, ...] = ()) -> Tensor:
+    """The scores whose argmax is the filtered prediction: "Proposed + Classifier", "s4GAN + MLMT".
 
-    ``prob`` (N, C, H, W), ``class_prob`` (N, C) sigmoid outputs; classes in ``keep`` (background) always stay.
+    ``logits`` (N, C, H, W) of the segmentation, ``class_prob`` (N, C) the image classifier's sigmoid outputs; a
+    class is rejected when its probability is below ``threshold`` (compared in float32). ``zero_logits``, Mittal et
+    al.'s ``evaluate.py --with-mlmt``: a rejected class's logit map is multiplied by 0, background like any class;
+    where every kept class has a negative logit, a rejected class (its 0) wins, the first one on a tie, as
+    ``np.argmax``. ``remove``: rejected classes leave the argmax. ``keep``: classes never rejected.
     """
-    absent = class_prob < threshold
-    absent[:, list(keep)] = False
-    return prob.masked_fill(absent[:, :, None, None], -1.0)
+    rejected = class_prob.float() < threshold
+    if keep:
+        rejected[:, list(keep)] = False
+    if mode == "zero_logits":
+        return logits * (~rejected).to(logits.dtype)[:, :, None, None]
+    if mode == "remove":
+        return logits.masked_fill(rejected[:, :, None, None], float("-inf"))
+    raise ValueError(f"unknown classifier filter {mode!r}; choose zero_logits or remove (classifier.filter)")
+
+
+def never_rejected(classes: list[str], mode: FilterMode) -> tuple[int, ...]:
+    """``keep`` of a data set's classes: "remove" never takes background out (nothing else would remain where the
+    classifier rejects every class); "zero_logits" gates background like any class, as their code does."""
+    return tuple(i for i, c in enumerate(classes) if c == "background") if mode == "remove" else ()
+
+
+@dataclass(frozen=True)
+class ClassFilter:
+    """An image classifier's verdicts on a validation set, for ``evaluate``."""
+
+    probabilities: Tensor  # (N, C): row i for sample i of the loader's data set (its ``index``)
+    threshold: float
+    mode: FilterMode
+    keep: tuple[int, ...]
 
 
 @dataclass
@@ -80,23 +107,24 @@ class EvalResult:
 
 @torch.no_grad()
 def evaluate(model: DeepLabV2, loader: DataLoader, num_classes: int, device: torch.device,
-             classifier: torch.nn.Module | None = None, threshold: float = 0.2,
-             autocast: bool = False) -> EvalResult:
-    """Predict every validation image with the semantic branch (and the latent branch for ``P(l|c)``)."""
+             class_filter: ClassFilter | None = None, autocast: bool = False) -> EvalResult:
+    """Predict every validation image with the semantic branch (and the latent branch for ``P(l|c)``), filtered
+    by an image classifier's verdicts when ``class_filter`` is given."""
     model.eval()
-    if classifier is not None:
-        classifier.eval()
     confusion = torch.zeros(num_classes, num_classes, dtype=torch.long, device=device)
     joint = None
-    for image, mask, _ in progress(loader, len(loader), "evaluation", unit="batches"):
+    for image, mask, index in progress(loader, len(loader), "evaluation", unit="batches"):
         image, mask = image.to(device, non_blocking=True), mask.to(device, non_blocking=True)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
             out = model(image, with_latent=model.latent_head is not None)
         size = tuple(image.shape[-2:])
-        prob = upsample(out.semantic, size).float().softmax(1)
-        if classifier is not None:
-            prob = filter_by_classifier(prob, torch.sigmoid(classifier(image).float()), threshold)
-        confusion += confusion_matrix(prob.argmax(1), mask, num_classes)
+        logits = upsample(out.semantic, size).float()
+        if class_filter is None:
+            pred = logits.softmax(1).argmax(1)
+        else:
+            pred = filter_by_classifier(logits, class_filter.probabilities[index].to(device), class_filter.threshold,
+                                        class_filter.mode, class_filter.keep).argmax(1)
+        confusion += confusion_matrix(pred, mask, num_classes)
         if out.latent is not None:
             lat_prob = upsample(out.latent, size).float().softmax(1)
             counts, _ = joint_counts(lat_prob, mask, num_classes, 255)

@@ -7,8 +7,9 @@ An image goes through the run's evaluation transform (``data.augment.eval_transf
 is evaluated resized, as Cityscapes is; the Caffe mean subtracted; padded to ``data.eval_pad``, VOC's 505x505),
 then one forward pass on the whole of it; the logits are upsampled to the padded size as ``evaluate.evaluate``
 does, cropped to the image, and, for a resized data set, upsampled to the image's own size. The semantic map is
-the argmax of the softmax, after Mittal et al.'s classifier filter when one is given (``evaluate.
-filter_by_classifier``). Checkpoints are read with ``weights_only=True``: a file from elsewhere runs no code.
+the argmax of the softmax, or, with Mittal et al.'s image classifier, of the logits it filters (``evaluate.
+filter_by_classifier``; the classifier reads the image its own way, ``ImageClassifier.preprocess``).
+Checkpoints are read with ``weights_only=True``: a file from elsewhere runs no code.
 
 Errors about inputs are ``PredictError``: one line that names the file and what to pass instead.
 """
@@ -26,10 +27,10 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from torch import Tensor, nn
 
 from latentseg.colours import dataset_classes_and_palette
-from latentseg.config import RunConfig
+from latentseg.config import FilterMode, RunConfig
 from latentseg.data.augment import eval_transform
 from latentseg.devices import resolve_device
-from latentseg.evaluate import filter_by_classifier, normalise_rows
+from latentseg.evaluate import filter_by_classifier, never_rejected, normalise_rows
 from latentseg.models.deeplab import DeepLabV2, upsample
 from latentseg.trained import RUN_FORMAT, cooccurrence
 from latentseg.trained import model_from_state as build_trained
@@ -93,10 +94,11 @@ def read_image(path: str | Path) -> np.ndarray:
 
 @dataclass(frozen=True)
 class ImageFilter:
-    """Mittal et al.'s image classifier and its threshold: classes it gives less are removed from the argmax."""
+    """Mittal et al.'s image classifier, its threshold and how a class it rejects is filtered (``mode``)."""
 
-    model: nn.Module  # (N, 3, H, W) normalised image -> (N, C) logits
+    model: nn.Module  # an ImageClassifier: ``preprocess`` (3, H, W) uint8 -> its input; (N, 3, s, s) -> (N, C) logits
     threshold: float
+    mode: FilterMode
 
 
 @dataclass(frozen=True)
@@ -105,7 +107,7 @@ class Prediction:
     latent: np.ndarray | None  # (H, W) int64 latent class index; None for a run without a latent head
     probabilities: np.ndarray | None  # (C, H, W) float32 softmax before the filter, when asked for
     class_presence: np.ndarray | None  # (C,) the classifier's probability of each class, with a filter
-    removed: tuple[int, ...]  # classes the filter removed (background is never removed)
+    removed: tuple[int, ...]  # classes the filter rejected (zero_logits: logits set to 0; remove: out of the argmax)
 
 
 def model_from_state(state: dict[str, Any], path: Path) -> tuple[DeepLabV2, RunConfig]:
@@ -134,7 +136,7 @@ class Predictor:
         self.transform = eval_transform(cfg.data)
         self.autocast = device.type == "cuda"  # bf16, as the training stage evaluates on a GPU
         self.image_filter: ImageFilter | None = None
-        self.keep = tuple(i for i, c in enumerate(self.classes) if c == "background")  # never filtered out
+        self.keep: tuple[int, ...] = ()  # classes the filter never rejects (background, in "remove" mode)
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, device: str | torch.device = "auto") -> Predictor:
@@ -154,6 +156,7 @@ class Predictor:
         """Filter the semantic maps with an image classifier of the run's classes from now on (None: stop)."""
         if image_filter is not None:
             image_filter.model.to(self.device).eval()
+            self.keep = never_rejected(self.classes, image_filter.mode)
         self.image_filter = image_filter
 
     def check_size(self, height: int, width: int, name: str) -> None:
@@ -176,11 +179,14 @@ class Predictor:
         x = x[None].to(self.device)
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast):
             out = self.model(x, with_latent=self.model.latent_head is not None)
-        prob = self._restore(out.semantic, tuple(x.shape[-2:]), content, (h, w)).softmax(1)  # (1, C, H, W)
+        logits = self._restore(out.semantic, tuple(x.shape[-2:]), content, (h, w))  # (1, C, H, W)
+        prob = logits.softmax(1)
         presence, removed, scores = None, (), prob
         if self.image_filter is not None:
-            presence = torch.sigmoid(self.image_filter.model(x).float())  # (1, C)
-            scores = filter_by_classifier(prob, presence, self.image_filter.threshold, self.keep)
+            seen = self.image_filter.model.preprocess(pixels)[None].to(self.device)
+            presence = torch.sigmoid(self.image_filter.model(seen).float())  # (1, C)
+            scores = filter_by_classifier(logits, presence, self.image_filter.threshold, self.image_filter.mode,
+                                          self.keep)
             below = (presence[0] < self.image_filter.threshold).cpu().tolist()
             removed = tuple(c for c, out_of_it in enumerate(below) if out_of_it and c not in self.keep)
         latent = None

@@ -108,24 +108,27 @@ def find_classifier(checkpoint: Path, identity: dict) -> Path:
 
 
 def load_image_filter(path: Path, num_classes: int, threshold: float | None) -> ImageFilter:
-    from latentseg.classifier import ImageClassifier  # only with --classifier
+    from latentseg.classifier import classifier_from_state  # only with --classifier
 
     state = read_checkpoint(path, CLASSIFIER_FORMAT, CLASSIFIER_FIX)
     classes = state.get("num_classes")
     if classes != num_classes:
         raise PredictError(f"{path}: a classifier of {classes} classes, but the run has {num_classes}; pass the "
                            "classifier of the run's data set")
+    config = state.get("identity", {}).get("config", {})
     if threshold is None:
-        threshold = state.get("identity", {}).get("config", {}).get("threshold")
+        threshold = config.get("threshold")
         if threshold is None:
             raise PredictError(f"{path}: records no threshold; pass --threshold")
+    mode = config.get("filter")
+    if mode not in ("zero_logits", "remove"):
+        raise PredictError(f"{path}: records no filter (zero_logits or remove); re-run its classifier stage")
     try:
-        model = ImageClassifier(num_classes, state["backbone"])
-        model.load_state_dict(state["model"])
+        model = classifier_from_state(state)
     except (KeyError, ValueError, RuntimeError) as err:
         raise PredictError(f"{path}: a classifier this version of latentseg cannot load ({first_line(err)}); "
                            "re-run its classifier stage") from err
-    return ImageFilter(model, float(threshold))
+    return ImageFilter(model, float(threshold), mode)
 
 
 def check_images(paths: list[Path], predictor: Predictor) -> None:
@@ -179,7 +182,7 @@ def predict_files(args: argparse.Namespace) -> None:
             path = find_classifier(checkpoint, predictor.identity)
         predictor.use_filter(load_image_filter(path, predictor.num_classes, args.threshold))
         assert predictor.image_filter is not None
-        print(f"classifier {path} (threshold {predictor.image_filter.threshold})")
+        print(f"classifier {path} (threshold {predictor.image_filter.threshold}, {predictor.image_filter.mode})")
     k = "no latent head" if predictor.num_latent is None else f"k = {predictor.num_latent}"
     print(f"run {checkpoint} ({predictor.cfg.dataset}, {predictor.num_classes} classes, {k}) on {predictor.device}")
     if predictor.num_latent is None:
@@ -189,5 +192,5 @@ def predict_files(args: argparse.Namespace) -> None:
         pred = predictor.predict(image, name=str(path))
         written = write_prediction(args.out, path.stem, image, pred, predictor, args.alpha)
         removed = [predictor.classes[c] for c in pred.removed]
-        note = f"; classifier removed {', '.join(removed)}" if removed else ""
+        note = f"; classifier rejected {', '.join(removed)}" if removed else ""
         print(f"{path} ({image.shape[0]}x{image.shape[1]}): {', '.join(str(p) for p in written)}{note}")

@@ -3,21 +3,27 @@ evaluated with and without its filter: "Proposed + Classifier" (Table 1) and "s4
 rows). Writes `<results>/<experiment>/classifier.json` for each filtered experiment.
 
 A classifier is trained from the same settings, data and code only once: a re-run caused by a filtered run
-(a new segmentation result) only evaluates again.
+(a new segmentation result) only evaluates again. The classifier sees the validation images as it was trained
+(resized to its input size, ImageNet normalisation), once per seed; its verdicts then filter each run's logits.
 """
 
 import argparse
 from pathlib import Path
 
-import torch
 import yaml
 
-from latentseg.classifier import classifier_identity, load_classifier, save_classifier, train_classifier
+from latentseg.classifier import (
+    class_probabilities,
+    classifier_identity,
+    load_classifier,
+    save_classifier,
+    train_classifier,
+)
 from latentseg.config import ClassifierConfig, DataConfig, from_dict
 from latentseg.data.dataset import eval_loader
 from latentseg.data.layout import TrainData
 from latentseg.devices import resolve_device
-from latentseg.evaluate import evaluate
+from latentseg.evaluate import ClassFilter, evaluate, never_rejected
 from latentseg.files import atomic_write_json
 from latentseg.models.init import resolve_init
 from latentseg.progress import configure_logging
@@ -41,21 +47,21 @@ def main() -> None:
     data_cfg = from_dict(DataConfig, doc["data"], "data.")
     data = TrainData.of_split(args.data, args.splits, doc["fraction"])
     device = resolve_device("auto")
-    init_file = resolve_init(args.weights, "imagenet")  # Mittal et al. start from ImageNet; None in the demo
-    init = None
-    if init_file is not None:
-        state = torch.load(init_file, map_location="cpu", weights_only=False)["model"]
-        init = {k.removeprefix("backbone."): v for k, v in state.items() if k.startswith("backbone.")}
+    init = resolve_init(args.weights, "imagenet")  # Mittal et al. start from ImageNet; None in the demo
     loader = eval_loader(args.data, data_cfg)
+    keep = never_rejected(data.meta.classes, cfg.filter)
     filtered: dict[str, dict[str, dict]] = {exp: {} for exp in doc["filters"]}
     for seed in doc["seeds"]:
         label = run_label(seed)
         path = args.out / label / "classifier.pt"
-        identity = classifier_identity(cfg, data_cfg, data, seed, init_file)
+        identity = classifier_identity(cfg, data.meta, data.labeled, data.unlabeled, seed, init)
         classifier = load_classifier(path, identity)
         if classifier is None:
-            classifier = train_classifier(cfg, data_cfg, data, device, seed, init)
+            classifier = train_classifier(cfg, data.root, data.meta, data.labeled, data.unlabeled, device, seed,
+                                          init, workers=data_cfg.workers)
             save_classifier(classifier, path, identity)
+        verdicts = ClassFilter(class_probabilities(classifier, data.root, args.data / "val.txt", device,
+                                                   data_cfg.workers), cfg.threshold, cfg.filter, keep)
         for exp in doc["filters"]:
             checkpoint = args.runs / exp / label / "checkpoint.pt"
             if not checkpoint.is_file():
@@ -63,8 +69,7 @@ def main() -> None:
             model, _, _ = load_trained(checkpoint)
             model.to(device)
             plain = evaluate(model, loader, data.meta.num_classes, device)
-            kept = evaluate(model, loader, data.meta.num_classes, device, classifier=classifier.to(device),
-                            threshold=cfg.threshold)
+            kept = evaluate(model, loader, data.meta.num_classes, device, verdicts)
             filtered[exp][label] = {"miou": round(100 * kept.miou, 2), "miou_unfiltered": round(100 * plain.miou, 2)}
             print(f"classifier {doc['classifier']} {label} on {exp}: mIoU {100 * plain.miou:.2f} -> "
                   f"{100 * kept.miou:.2f}")

@@ -1,13 +1,20 @@
+from types import SimpleNamespace
+
+import numpy as np
 import pytest
 import torch
+from torch.utils.data import DataLoader
 
 from latentseg.evaluate import (
+    ClassFilter,
     adjusted_rand_index,
     confusion_matrix,
     effective_latent_classes,
+    evaluate,
     filter_by_classifier,
     iou_per_class,
     mean_iou,
+    never_rejected,
     normalise_rows,
 )
 
@@ -35,12 +42,65 @@ def test_effective_latent_classes_counts_columns_above_threshold():
     assert normalise_rows(torch.tensor([[2.0, 2.0], [0.0, 0.0]])).tolist() == [[0.5, 0.5], [0.0, 0.0]]
 
 
-def test_classifier_filter_removes_rejected_classes_but_not_background():
-    prob = torch.tensor([0.1, 0.6, 0.3]).view(1, 3, 1, 1)
-    kept = filter_by_classifier(prob, torch.tensor([[0.0, 0.1, 0.9]]), 0.2)
-    assert kept.argmax(1).item() == 2  # class 1 is rejected by the classifier
-    only_bg = filter_by_classifier(prob, torch.tensor([[0.0, 0.0, 0.0]]), 0.2)
-    assert only_bg.argmax(1).item() == 0
+def test_zero_logits_filter_lets_a_rejected_class_win_where_every_kept_logit_is_negative():
+    """Mittal et al.'s evaluate.py multiplies a rejected class's logit map by 0 before the argmax: where every kept
+    class has a negative logit, the rejected class's 0 is the largest. ``remove`` takes it out instead."""
+    logits = torch.tensor([[-1.0, 2.0], [-2.0, 1.0], [-0.5, 0.5]]).view(1, 3, 1, 2)  # pixel 0: all negative
+    prob = torch.tensor([[0.9, 0.1, 0.9]])  # class 1 rejected
+    assert filter_by_classifier(logits, prob, 0.2, "zero_logits").argmax(1).tolist() == [[[1, 0]]]
+    assert filter_by_classifier(logits, prob, 0.2, "remove").argmax(1).tolist() == [[[2, 0]]]
+    # background is gated like any class; "remove" keeps the classes of `keep` (background, never_rejected)
+    bg_rejected = torch.tensor([[0.1, 0.9, 0.9]])
+    positive = torch.tensor([3.0, 1.0, 2.0]).view(1, 3, 1, 1)
+    assert filter_by_classifier(positive, bg_rejected, 0.2, "zero_logits").argmax(1).item() == 2
+    assert filter_by_classifier(positive, bg_rejected, 0.2, "remove", keep=(0,)).argmax(1).item() == 0
+    # two rejected classes tie at 0: the first wins, as np.argmax; a probability of exactly 0.2 is kept (>= 0.2)
+    negative = torch.tensor([-1.0, -3.0, -2.0]).view(1, 3, 1, 1)
+    assert filter_by_classifier(negative, torch.tensor([[0.2, 0.1, 0.1]]), 0.2, "zero_logits").argmax(1).item() == 1
+    assert never_rejected(["background", "cat"], "remove") == (0,) and never_rejected(["road"], "remove") == ()
+    assert never_rejected(["background", "cat"], "zero_logits") == ()
+
+
+def test_zero_logits_filter_is_their_numpy_loop():
+    """evaluate.py: ``mlmt_preds[mlmt_preds >= 0.2] = 1``, ``< 0.2`` = 0, ``output[i] *= mlmt_preds[index][i]`` for
+    every class, then ``np.argmax`` over the classes."""
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(3, 21, 7, 9, generator=g) - 1.0
+    prob = torch.rand(3, 21, generator=g)
+    theirs = []
+    for index in range(3):
+        gates = prob.numpy().astype(float).copy()
+        gates[gates >= 0.2] = 1
+        gates[gates < 0.2] = 0
+        output = logits[index].numpy().copy()
+        for i in range(21):
+            output[i] = output[i] * gates[index][i]
+        theirs.append(np.argmax(output.transpose(1, 2, 0), axis=2))
+    ours = filter_by_classifier(logits, prob, 0.2, "zero_logits").argmax(1).numpy()
+    np.testing.assert_array_equal(ours, np.stack(theirs))
+
+
+class _Fixed(torch.nn.Module):
+    """A stand-in segmentation network: the same logits for every image, at the image's size."""
+
+    latent_head = None
+
+    def __init__(self, logits: torch.Tensor) -> None:
+        super().__init__()
+        self.logits = logits
+
+    def forward(self, image, with_latent=False):
+        return SimpleNamespace(semantic=self.logits.expand(image.shape[0], -1, *image.shape[-2:]), latent=None)
+
+
+def test_evaluate_filters_each_image_by_its_own_row():
+    logits = torch.tensor([1.0, 3.0, 2.0]).view(1, 3, 1, 1)  # class 1 everywhere, unfiltered
+    images = [(torch.zeros(3, 2, 2), torch.full((2, 2), c), i) for i, c in enumerate([1, 2, 1])]
+    loader = DataLoader(images, batch_size=2)  # rows 0, 1 in the first batch, row 2 in the second
+    verdicts = ClassFilter(torch.tensor([[1.0, 1.0, 1.0], [1.0, 0.0, 1.0], [1.0, 1.0, 1.0]]), 0.2, "zero_logits", ())
+    plain = evaluate(_Fixed(logits), loader, 3, torch.device("cpu"))
+    kept = evaluate(_Fixed(logits), loader, 3, torch.device("cpu"), verdicts)
+    assert plain.confusion[:, 1].sum() == 12 and kept.miou == 1.0  # image 1 lost class 1 and became class 2
 
 
 def test_adjusted_rand_index():

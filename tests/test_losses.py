@@ -207,3 +207,32 @@ def test_weighted_totals_eq11_eq12():
     assert labeled.item() == pytest.approx(1 + 2 + 0.01 * 3)
     assert unlabeled.item() == pytest.approx(4 + 0.01 * 5)
     assert L.total_loss(labeled, unlabeled).item() == pytest.approx(3.03 + 0.1 * 4.05)
+
+
+def _disagreeing_logits(threshold: float, strict: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """Float32 discriminator logits near the logit of ``threshold`` on which the decision taken in bf16 (the logit
+    and its sigmoid rounded to bf16) differs from the float32 one: below the threshold in float32 but passed by
+    bf16, and above it but refused by bf16 (either may be empty, as the rounding goes)."""
+    def passes(score: torch.Tensor) -> torch.Tensor:
+        return score > threshold if strict else score >= threshold
+
+    near = torch.logit(torch.tensor(threshold, dtype=torch.float64)).item()
+    grid = torch.linspace(near - 0.02, near + 0.02, 40001, dtype=torch.float64).float()
+    fp32, bf16 = passes(torch.sigmoid(grid)), passes(torch.sigmoid(grid.bfloat16()).float())
+    below, above = grid[~fp32 & bf16], grid[fp32 & ~bf16]
+    assert len(below) + len(above) > 0, "bf16 and float32 decisions agree everywhere near the threshold"
+    return below, above
+
+
+@pytest.mark.parametrize("threshold", [0.2, 0.6, 0.7])  # Hung et al.'s mask_T; s4GAN's VOC and Cityscapes
+def test_threshold_decisions_are_taken_in_float32(threshold):
+    """The sigmoid of the discriminator's logits and the comparison with the threshold are float32, whatever the
+    logits' dtype (bf16 under autocast): near the threshold a bf16 decision would select other images or pixels."""
+    logits = torch.randn(1, C, H, W, dtype=torch.bfloat16)
+    below, above = _disagreeing_logits(threshold, strict=True)  # s4GAN: sigmoid(D) > threshold
+    assert all(L.s4gan_self_training_loss(logits, d.view(1, 1), threshold).item() == 0.0 for d in below[-3:])
+    assert all(L.s4gan_self_training_loss(logits, d.view(1, 1), threshold).item() > 0.0 for d in above[:3])
+    below, above = _disagreeing_logits(threshold, strict=False)  # Hung et al.: sigmoid(D) >= mask_T
+    pixels = [d.view(1, 1, 1, 1).expand(1, 1, H, W) for d in [*below[-3:], *above[:3]]]
+    expected = [False] * len(below[-3:]) + [True] * len(above[:3])
+    assert [L.self_training_loss(logits, d, threshold).item() > 0.0 for d in pixels] == expected

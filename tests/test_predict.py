@@ -111,29 +111,53 @@ def test_run_without_latent_head_writes_no_latent_map_and_says_so(tmp_path, imag
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["wide_overlay.png", "wide_semantic.png"]
 
 
-def save_rejecting_classifier(path: Path, rejected: int, num_classes: int = 21, labeled: str = "l") -> None:
+def save_rejecting_classifier(path: Path, rejected: int, num_classes: int = 21, labeled: str = "l",
+                              mode: str = "remove") -> None:
     """A classifier sure of every class but ``rejected``."""
-    model = ImageClassifier(num_classes, "tiny")
+    model = ImageClassifier(num_classes, "tiny", 48)
     with torch.no_grad():
-        model.fc.weight.zero_()
-        model.fc.bias.fill_(10.0)
-        model.fc.bias[rejected] = -10.0
-    save_classifier(model, path, {"config": {"backbone": "tiny", "threshold": 0.2}, "data": "d", "labeled": labeled})
+        model.net.fc.weight.zero_()
+        model.net.fc.bias.fill_(10.0)
+        model.net.fc.bias[rejected] = -10.0
+    save_classifier(model, path, {"config": {"backbone": "tiny", "threshold": 0.2, "filter": mode}, "data": "d",
+                                  "labeled": labeled})
 
 
-def test_a_class_the_classifier_rejects_disappears(voc_run, images, tmp_path, capsys):
-    checkpoint, _ = voc_run
-    assert run_cli("--checkpoint", checkpoint, images[0], "--out", tmp_path / "plain") == 0
-    plain = np.asarray(Image.open(tmp_path / "plain" / "wide_semantic.png"))
+def most_frequent_class(checkpoint: Path, image: Path, out: Path) -> tuple[np.ndarray, int]:
+    """The unfiltered map of ``image`` and its most frequent class but background."""
+    assert run_cli("--checkpoint", checkpoint, image, "--out", out) == 0
+    plain = np.asarray(Image.open(out / f"{image.stem}_semantic.png"))
     classes, counts = np.unique(plain[plain != 0], return_counts=True)
-    rejected = int(classes[counts.argmax()])  # the most frequent class but background
+    return plain, int(classes[counts.argmax()])
+
+
+def test_a_class_the_classifier_removes_disappears(voc_run, images, tmp_path, capsys):
+    checkpoint, _ = voc_run
+    plain, rejected = most_frequent_class(checkpoint, images[0], tmp_path / "plain")
     save_rejecting_classifier(tmp_path / "c.pt", rejected)
     assert run_cli("--checkpoint", checkpoint, images[0], "--out", tmp_path / "kept", "--classifier",
                    tmp_path / "c.pt") == 0
     kept = np.asarray(Image.open(tmp_path / "kept" / "wide_semantic.png"))
     assert rejected not in kept
     np.testing.assert_array_equal(kept[plain != rejected], plain[plain != rejected])  # others keep their argmax
-    assert "classifier removed" in capsys.readouterr().out
+    assert "classifier rejected" in capsys.readouterr().out
+
+
+def test_zero_logits_filter_zeroes_the_rejected_class_logits(voc_run, images, tmp_path):
+    """Mittal et al.'s filter: the rejected class's logits become 0, and the argmax is taken on them."""
+    checkpoint, model = voc_run
+    _, rejected = most_frequent_class(checkpoint, images[0], tmp_path / "plain")
+    save_rejecting_classifier(tmp_path / "c.pt", rejected, mode="zero_logits")
+    assert run_cli("--checkpoint", checkpoint, images[0], "--out", tmp_path / "kept", "--classifier",
+                   tmp_path / "c.pt") == 0
+    kept = np.asarray(Image.open(tmp_path / "kept" / "wide_semantic.png"))
+    pixels = torch.from_numpy(np.asarray(Image.open(images[0]).convert("RGB")).copy()).permute(2, 0, 1)
+    h, w = pixels.shape[-2:]
+    x, _ = eval_transform(voc_config().data)(pixels, torch.zeros((h, w), dtype=torch.uint8))
+    with torch.no_grad():
+        logits = upsample(model(x[None]).semantic, tuple(x.shape[-2:]))[0, :, :h, :w]
+    logits[rejected] = 0.0
+    np.testing.assert_array_equal(kept, logits.argmax(0).numpy())
 
 
 def test_classifier_auto_finds_the_one_trained_on_the_runs_split(voc_run, images, tmp_path, capsys):

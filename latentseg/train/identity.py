@@ -18,17 +18,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from latentseg.closure import fingerprint
+from latentseg.closure import NOT_COMPUTATION, fingerprint
 from latentseg.config import RunConfig, to_dict
 from latentseg.data.layout import TrainData, samples_digest
 from latentseg.files import file_digest
 from latentseg.train import checkpoint as ckpt
 
 TRAINING_CODE = "latentseg.train.trainer"  # the loop; its import closure is the code a checkpoint is made with
-NOT_COMPUTATION = (  # modules of that closure that change no number of a run
-    "latentseg.progress", "latentseg.files", "latentseg.devices", "latentseg.closure", "latentseg.params",
-    "latentseg.train.checkpoint", "latentseg.train.identity", "latentseg.train.run_file", "latentseg.trained",
-)
+__all__ = ["NOT_COMPUTATION", "TRAINING_CODE", "identity", "resumable_state", "resume_step"]
 # Settings that change how a run is executed (logs, checkpoints, processes), never what it computes.
 EXECUTION_ONLY = {"runtime": ("log_every", "checkpoint_every", "eval_every", "parallel_runs"), "data": ("workers",)}
 

@@ -84,7 +84,8 @@ def shrink_paper_profile(params: dict, releases: dict[str, Path], weights: dict[
         "optim": {"iterations": 2, "batch_size": 2},
         "data": {"crop_size": [65, 65], "workers": 0},
         "runtime": {"device": "cpu", "log_every": 1, "checkpoint_every": 1000, "eval_every": 0},
-        "classifier": {"iterations": 2, "batch_size": 2, "input_size": 65},
+        "classifier": {"epochs": 1, "steps_per_epoch": 2, "batch_size_labeled": 2, "batch_size_unlabeled": 2,
+                       "input_size": 65},
     }
     paper["methods"]["s4gan"]["optim"] = {"iterations": 2, "batch_size": 2}  # its own 40,000 of 8
     params["experiments"] = {exp: params["experiments"][exp] for exp in RUNS}
