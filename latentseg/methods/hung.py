@@ -18,7 +18,13 @@ from torch import Tensor, nn
 from latentseg import losses as L
 from latentseg.config import STRICT, NonNegativeInt, RunConfig, Unit, Weight
 from latentseg.methods.base import Batch, Generated, Method, Objective, Problem, Segment
-from latentseg.methods.shared import pixel_discriminator, pixel_discriminator_loss, probabilities, stack_fakes
+from latentseg.methods.shared import (
+    in_float32,
+    pixel_discriminator,
+    pixel_discriminator_loss,
+    probabilities,
+    stack_fakes,
+)
 
 
 @dataclass(frozen=True)
@@ -71,7 +77,7 @@ class HungObjective(Objective):
         if unl is not None:
             assert batch.unlabeled is not None
             u_sem, u_prob = probabilities(unl.semantic, tuple(batch.unlabeled.shape[-2:]))
-            d_u = d(u_prob)
+            d_u = in_float32(d, u_prob)  # it gates L_semi (mask_t): float32 under autocast too
             parts["adv_u"] = L.adversarial_loss(d_u, split=split)
             semi = L.self_training_loss(u_sem, d_u, h.mask_t, split) if step >= h.semi_start else u_prob.new_zeros(())
             parts["semi"] = semi

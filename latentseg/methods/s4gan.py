@@ -19,7 +19,7 @@ from torch import Tensor, nn
 from latentseg import losses as L
 from latentseg.config import STRICT, RunConfig, Unit, Weight
 from latentseg.methods.base import Batch, Generated, Method, Objective, Problem, Segment
-from latentseg.methods.shared import probabilities
+from latentseg.methods.shared import in_float32, probabilities
 from latentseg.models.s4gan_discriminator import S4GANDiscriminator, discriminator_input
 
 
@@ -69,7 +69,7 @@ class S4ganObjective(Objective):
         assert batch.unlabeled is not None
         u_sem, u_prob = probabilities(unl.semantic, tuple(batch.unlabeled.shape[-2:]))
         fake = discriminator_input(u_prob, batch.unlabeled)
-        d_fake, f_fake = d(fake)
+        d_fake, f_fake = in_float32(d, fake)  # its score selects the images of L_st: float32 under autocast too
         zero = u_prob.new_zeros(())
         parts["st"] = L.s4gan_self_training_loss(u_sem, d_fake, g.threshold, split) if step > 0 else zero
         real_image, real_mask = batch.real()

@@ -13,6 +13,13 @@ from latentseg.models.deeplab import upsample
 from latentseg.models.discriminator import Discriminator
 
 
+def in_float32(module: nn.Module, x: Tensor) -> Tensor:
+    """``module(x)`` with autocast off: a discriminator score that decides which pixels or images become
+    pseudo-labels is computed in float32, so that bf16 rounding never flips a decision at the threshold."""
+    with torch.autocast(x.device.type, enabled=False):
+        return module(x.float())
+
+
 def probabilities(logits: Tensor, size: tuple[int, int]) -> tuple[Tensor, Tensor]:
     """Logits upsampled to the label size, and their softmax in float32."""
     up = upsample(logits, size)
