@@ -47,9 +47,10 @@ def _module_name(path: Path, root: Path) -> str:
     return ".".join(parts)
 
 
-def imported_modules(path: Path, root: Path = ROOT) -> set[str]:
+def imported_modules(path: Path, root: Path = ROOT, plugins: bool = True) -> set[str]:
     """Every package module that ``path`` imports anywhere in its source (``from a import b`` counts ``a.b``
-    when that is a module, else ``a``); relative imports are resolved."""
+    when that is a module, else ``a``); relative imports are resolved. With ``plugins``, a plug-in package's
+    ``__init__`` imports every module beside it."""
     tree = ast.parse(path.read_text(), filename=str(path))
     here = _module_name(path, root) if root.parent in path.parents else ""
     package = here if path.name == "__init__.py" else here.rpartition(".")[0]
@@ -65,7 +66,7 @@ def imported_modules(path: Path, root: Path = ROOT) -> set[str]:
             for alias in node.names:
                 sub = f"{base}.{alias.name}"
                 found.add(sub if module_file(sub, root) is not None else base)
-    if path.name == "__init__.py" and here in PLUGIN_PACKAGES:
+    if plugins and path.name == "__init__.py" and here in PLUGIN_PACKAGES:
         found.update(f"{here}.{p.stem}" for p in path.parent.glob("*.py") if p.name != "__init__.py")
     return {m for m in found if module_file(m, root) is not None}
 
@@ -76,9 +77,10 @@ def _with_parents(name: str) -> list[str]:
     return [".".join(parts[: i + 1]) for i in range(len(parts))]
 
 
-def closure(entry: Path | str, root: Path = ROOT, exclude: Iterable[str] = ()) -> set[Path]:
+def closure(entry: Path | str, root: Path = ROOT, exclude: Iterable[str] = (), plugins: bool = True) -> set[Path]:
     """The package files that running ``entry`` (a script path, or a module name) imports, transitively; the
-    modules named in ``exclude`` are neither included nor followed."""
+    modules named in ``exclude`` are neither included nor followed. ``plugins=False`` leaves out the modules a
+    plug-in package finds at run time (the methods a run does not use)."""
     start = module_file(entry, root) if isinstance(entry, str) else Path(entry)
     if start is None:
         raise ValueError(f"{entry} is not a module of {PACKAGE}")
@@ -90,7 +92,7 @@ def closure(entry: Path | str, root: Path = ROOT, exclude: Iterable[str] = ()) -
         if path in seen:
             continue
         seen.add(path)
-        for name in imported_modules(path, root):
+        for name in imported_modules(path, root, plugins):
             for parent in _with_parents(name):
                 file = module_file(parent, root)
                 if file is not None and file not in seen and file not in skipped:
@@ -101,10 +103,15 @@ def closure(entry: Path | str, root: Path = ROOT, exclude: Iterable[str] = ()) -
 
 
 @cache
-def fingerprint(module: str, exclude: tuple[str, ...] = (), root: Path = ROOT) -> str:
-    """A hash of the parsed code of ``module`` and of every package module it imports (less ``exclude``): what
-    it computes. Comments, docstrings and layout do not count (``code_digest``)."""
-    return files_fingerprint(closure(module, root, exclude), root)
+def fingerprint(module: str, exclude: tuple[str, ...] = (), root: Path = ROOT, plugins: bool = True,
+                also: tuple[str, ...] = ()) -> str:
+    """A hash of the parsed code of ``module`` and of every package module it imports (less ``exclude``; with
+    ``plugins=False`` without the plug-ins found at run time, but with the closures of the modules ``also``
+    names): what it computes. Comments, docstrings and layout do not count (``code_digest``)."""
+    files = closure(module, root, exclude, plugins)
+    for extra in also:
+        files |= closure(extra, root, exclude, plugins)
+    return files_fingerprint(files, root)
 
 
 def files_fingerprint(files: Iterable[Path], root: Path = ROOT) -> str:

@@ -7,8 +7,9 @@ It holds
 - the resolved configuration, less the settings that change how a run is executed but not what it computes
   (``EXECUTION_ONLY``: logs, checkpoints, processes);
 - the code of the computation (``code_fingerprint``): the parsed source of the training loop and every module it
-  imports (models, losses, the methods, data reading and augmentation, the step), less the helpers that only log,
-  write files, pick a device or read checkpoints (``NOT_COMPUTATION``). Comments and docstrings do not count;
+  imports (models, losses, the run's own method, data reading and augmentation, the step), less the helpers that
+  only log, write files, pick a device or read checkpoints (``NOT_COMPUTATION``), and less the other methods of the
+  registry (adding a method re-trains no run of another). Comments and docstrings do not count;
 - the data: the prepared set's content fingerprint and the split's lists; and the initial weights' digest.
 
 Evaluation is not part of it: a change to the evaluation re-evaluates finished runs and re-trains none.
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from latentseg import methods
 from latentseg.closure import NOT_COMPUTATION, fingerprint
 from latentseg.config import RunConfig, to_dict
 from latentseg.data.layout import TrainData, samples_digest
@@ -30,9 +32,10 @@ __all__ = ["NOT_COMPUTATION", "TRAINING_CODE", "identity", "resumable_state", "r
 EXECUTION_ONLY = {"runtime": ("log_every", "checkpoint_every", "eval_every", "parallel_runs"), "data": ("workers",)}
 
 
-def code_fingerprint() -> str:
-    """The fingerprint of the computation's code (the module's docstring)."""
-    return fingerprint(TRAINING_CODE, NOT_COMPUTATION)
+def code_fingerprint(objective: str) -> str:
+    """The fingerprint of the code of a run of method ``objective`` (the module's docstring)."""
+    own = type(methods.get(objective)).__module__
+    return fingerprint(TRAINING_CODE, NOT_COMPUTATION, plugins=False, also=(own,))
 
 
 def identity(cfg: RunConfig, data: TrainData, init: Path | None) -> dict:
@@ -40,7 +43,7 @@ def identity(cfg: RunConfig, data: TrainData, init: Path | None) -> dict:
     doc = to_dict(cfg)
     for section, keys in EXECUTION_ONLY.items():
         doc[section] = {k: v for k, v in doc[section].items() if k not in keys}
-    return {"config": doc, "code": code_fingerprint(), "data": data.meta.fingerprint,
+    return {"config": doc, "code": code_fingerprint(cfg.objective), "data": data.meta.fingerprint,
             "labeled": samples_digest(data.labeled), "unlabeled": samples_digest(data.unlabeled),
             "init": None if init is None else file_digest(init)}
 

@@ -35,9 +35,10 @@ def package_copy(tmp_path: Path) -> Path:
     return tmp_path / "src" / "latentseg"
 
 
-def code_of(package: Path) -> str:
+def code_of(package: Path, method: str = "latent") -> str:
+    """The code fingerprint of a run of ``method`` (as ``train/identity.py`` computes it) in ``package``."""
     fingerprint.cache_clear()
-    return fingerprint(TRAINING_CODE, NOT_COMPUTATION, package)
+    return fingerprint(TRAINING_CODE, NOT_COMPUTATION, package, False, (f"latentseg.methods.{method}",))
 
 
 def append(path: Path, text: str) -> None:
@@ -46,10 +47,13 @@ def append(path: Path, text: str) -> None:
 
 def test_helpers_are_outside_the_identity_and_the_computation_inside(package_copy):
     before = code_of(package_copy)
-    names = {p.relative_to(package_copy).as_posix() for p in closure(TRAINING_CODE, package_copy, NOT_COMPUTATION)}
-    assert {"losses.py", "methods/latent.py", "methods/hung.py", "data/augment.py", "train/step.py",
+    names = {p.relative_to(package_copy).as_posix()
+             for p in closure(TRAINING_CODE, package_copy, NOT_COMPUTATION, plugins=False)
+             | closure("latentseg.methods.latent", package_copy, NOT_COMPUTATION, plugins=False)}
+    assert {"losses.py", "methods/latent.py", "methods/shared.py", "data/augment.py", "train/step.py",
             "models/deeplab.py"} <= names
-    assert not names & {"progress.py", "files.py", "devices.py", "colours.py", "train/run_file.py"}
+    assert not names & {"progress.py", "files.py", "devices.py", "colours.py", "train/run_file.py",
+                        "methods/hung.py", "methods/s4gan.py"}
     for helper in ("progress.py", "files.py", "devices.py"):
         append(package_copy / helper, "\n\ndef a_new_helper() -> int:\n    return 1\n")
     assert code_of(package_copy) == before
@@ -61,6 +65,15 @@ def test_helpers_are_outside_the_identity_and_the_computation_inside(package_cop
     assert code_of(package_copy) == changed  # comments and docstrings do not count
     (package_copy / "losses.py").write_text(text.replace("EPS = 1e-12", "EPS = 1e-10"))
     assert code_of(package_copy) != changed
+
+
+def test_another_method_changes_no_run_of_this_one(package_copy):
+    before, hung = code_of(package_copy), code_of(package_copy, "hung")
+    (package_copy / "methods" / "newmethod.py").write_text("METHOD = None\n")  # a method added to the registry
+    hung_file = package_copy / "methods" / "hung.py"
+    hung_file.write_text(hung_file.read_text().replace("h.lambda_adv * parts", "2 * h.lambda_adv * parts"))
+    assert code_of(package_copy) == before  # the paper's runs are reused
+    assert code_of(package_copy, "hung") != hung  # Hung et al.'s re-train
 
 
 @pytest.mark.slow

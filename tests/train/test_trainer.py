@@ -65,7 +65,7 @@ def test_a_checkpoint_is_reused_only_by_the_same_run(tmp_path, monkeypatch):
     model, _ = build_networks(tiny_config(), 21)
     save_init(model.state_dict(), init, [], "tiny", "test")
     assert resume_step(path, tiny_config(), data, init) == 0
-    monkeypatch.setattr(identity, "code_fingerprint", lambda: "other training code")
+    monkeypatch.setattr(identity, "code_fingerprint", lambda objective: "other training code")
     assert resume_step(path, tiny_config(), data, None) == 0
     summary = train(tiny_config(), path, data)
     assert summary.resumed_from == 0 and summary.steps_run == 6
