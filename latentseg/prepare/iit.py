@@ -168,13 +168,14 @@ def read_label(path: str | Path) -> np.ndarray:
     return np.array(" ".join(lines).split(), dtype=np.uint8).reshape(len(lines), width)
 
 
-def _convert_one(job: tuple[str, str, str, str]) -> None:
-    """Link one image and write its label as a palette PNG. Existing outputs are complete (atomic): skipped."""
+def _convert_one(job: tuple[str, str, str, str]) -> int:
+    """Link one image and write its label as a palette PNG (existing outputs are complete, atomic: skipped);
+    return the image's largest side."""
     image_src, image_dst, label_src, mask_dst = job
+    with Image.open(image_src) as img:
+        width, height = img.size
     if not os.path.exists(mask_dst):
         label = read_label(label_src)
-        with Image.open(image_src) as img:
-            width, height = img.size
         if label.shape != (height, width):
             turned = " (transposed: never rotated)" if label.shape == (width, height) else ""
             raise DataError(f"{label_src}: label is {label.shape[1]}x{label.shape[0]} (WxH), its image "
@@ -183,6 +184,7 @@ def _convert_one(job: tuple[str, str, str, str]) -> None:
         png.putpalette(IIT_PALETTE)
         save_png(png, mask_dst)
     link_or_copy(image_src, image_dst)
+    return max(width, height)
 
 
 def _read_names(root: Path, split: str) -> list[str]:
@@ -237,7 +239,9 @@ def prepare_iit(out_dir: str | Path, raw_dir: str | Path, *, source: str | Path 
     jobs = [_job(root, out_dir, split, i, name) for split in LISTS for i, name in enumerate(names[split], 1)]
     for sub in ("rgb", "affordances_labels"):
         (out_dir / sub).mkdir(parents=True, exist_ok=True)
-    parallel_map(_convert_one, jobs, workers=workers, desc="IIT Affordances")
+    sides = parallel_map(_convert_one, jobs, workers=workers, desc="IIT Affordances")
+    log.info("IIT Affordances: the largest test image side is %d px (data.eval_pad must be at least that)",
+             max(sides[counts["train"]:], default=0))
     for split in LISTS:
         stems = [n.removesuffix(".jpg") for n in names[split]]
         write_list(out_dir / f"{split}.txt", [Sample(f"rgb/{s}.jpg", f"affordances_labels/{s}.png") for s in stems])

@@ -11,7 +11,8 @@ from latentseg.data.layout import read_list, read_meta
 from latentseg.datasets import get
 from latentseg.prepare.iit import PAGE, prepare_iit, read_label
 from latentseg.prepare.validate import DataError
-from tests.prepare.iit_release import ALL_BACKGROUND, TOP, TRAIN, VAL, label_of, make_iit_folder, write_label, zip_folder
+from tests.prepare import iit_release as fixture
+from tests.prepare.iit_release import TOP, TRAIN, VAL, label_of, make_iit_folder, write_label, zip_folder
 
 
 @pytest.fixture
@@ -32,7 +33,8 @@ def expected_counts(items) -> np.ndarray:
 
 
 def class_counts(out, split) -> np.ndarray:
-    return sum(np.bincount(np.asarray(Image.open(out / s.mask)).ravel(), minlength=10) for s in read_list(out / f"{split}.txt"))
+    masks = [np.asarray(Image.open(out / s.mask)) for s in read_list(out / f"{split}.txt")]
+    return sum(np.bincount(m.ravel(), minlength=10) for m in masks)
 
 
 def test_zip_prepares_to_the_right_counts_and_pixels(release, tmp_path):
@@ -43,7 +45,7 @@ def test_zip_prepares_to_the_right_counts_and_pixels(release, tmp_path):
     assert read_meta(out) == meta and meta.classes == list(get("iit").classes)
     assert np.array_equal(class_counts(out, "train"), expected_counts(TRAIN))
     assert np.array_equal(class_counts(out, "val"), expected_counts(VAL))
-    background = np.asarray(Image.open(out / f"affordances_labels/{ALL_BACKGROUND}.png"))
+    background = np.asarray(Image.open(out / f"affordances_labels/{fixture.ALL_BACKGROUND}.png"))
     assert background.shape == (20, 20) and not background.any()
     portrait = Image.open(out / "affordances_labels/00_00000002.png")
     assert portrait.size == (18, 40) and portrait.mode == "P"
@@ -133,3 +135,16 @@ def test_read_label_names_a_short_line(tmp_path):
     path.write_text("0 1 2\n0 1\n")
     with pytest.raises(DataError, match=r"x.txt:2: 2 values"):
         read_label(path)
+
+
+def test_the_demo_stand_in_plants_the_affordance_groups(tmp_path):
+    from latentseg.prepare.synthetic import SyntheticSpec, generate
+    from latentseg.prepare.validate import check_prepared
+
+    meta = generate(SyntheticSpec("iit", 12, 4, (48, 48), 0), tmp_path / "demo")
+    assert (meta.num_train, meta.num_val) == (12, 4) and meta.classes == list(get("iit").classes)
+    check_prepared(tmp_path / "demo", workers=1)
+    present = class_counts(tmp_path / "demo", "train")
+    assert present[0] > 0 and (present[1:] > 0).sum() >= 4  # background and parts of several tools
+    groups = get("iit").planted_groups
+    assert sorted(c for members in groups.values() for c in members) == sorted(get("iit").classes)
