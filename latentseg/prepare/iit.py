@@ -121,11 +121,15 @@ def _checked_record(archive: Path, raw_dir: Path, verify_checksum: bool) -> dict
         if verify_checksum:
             raise DataError(message + ", or set profiles.paper.datasets.iit.verify_checksum: false")
         log.warning("%s (verify_checksum: false: accepted, recorded anew)", message)
-    record = {"archive": archive.name, "size": archive.stat().st_size, "sha256": digest}
-    if record != recorded:
+    return {"archive": archive.name, "size": archive.stat().st_size, "sha256": digest}
+
+
+def _record(record: dict, raw_dir: Path) -> None:
+    """Keep the SHA-256 of an archive that extracted (a truncated download is never recorded)."""
+    path = raw_dir / RECORD
+    if not path.is_file() or json.loads(path.read_text()) != record:
         atomic_write_text(path, json.dumps(record, indent=2) + "\n")
-        log.info("IIT Affordances: recorded the SHA-256 of %s in %s", archive, path)
-    return record
+        log.info("IIT Affordances: recorded the SHA-256 of %s in %s", record["archive"], path)
 
 
 def _extracted_root(archive: Path, raw_dir: Path) -> Path:
@@ -225,6 +229,7 @@ def prepare_iit(out_dir: str | Path, raw_dir: str | Path, *, source: str | Path 
         raw_dir.mkdir(parents=True, exist_ok=True)
         record = _checked_record(archive, raw_dir, verify_checksum)
         root = _extracted_root(archive, raw_dir)
+        _record(record, raw_dir)
     assert root is not None
     if out_dir.resolve() == root.resolve():
         raise ValueError(f"out_dir {out_dir} is the raw release at {root}; choose another folder")

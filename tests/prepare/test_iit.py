@@ -148,3 +148,15 @@ def test_the_demo_stand_in_plants_the_affordance_groups(tmp_path):
     assert present[0] > 0 and (present[1:] > 0).sum() >= 4  # background and parts of several tools
     groups = get("iit").planted_groups
     assert sorted(c for members in groups.values() for c in members) == sorted(get("iit").classes)
+
+
+def test_a_truncated_zip_is_not_recorded(release, tmp_path):
+    _, archive = release
+    good = archive.read_bytes()
+    archive.write_bytes(good[: len(good) // 2])
+    with pytest.raises(DataError):
+        prepare_iit(tmp_path / "iit", tmp_path / "raw", source=archive, workers=1)
+    assert not (tmp_path / "raw/release.json").exists()
+    archive.write_bytes(good)  # downloaded again: accepted, then recorded
+    assert prepare_iit(tmp_path / "iit", tmp_path / "raw", source=archive, workers=1).num_val == len(VAL)
+    assert (tmp_path / "raw/release.json").is_file()
