@@ -1,9 +1,11 @@
 """The paper profile end to end: `dvc repro` of the real dvc.yaml, on a copy of the repository, from release
-archives in the official VOC 2012 / SBD / Cityscapes layouts and weight files in both published key layouts.
+archives in the official VOC 2012 / SBD / Cityscapes / IIT Affordances layouts and weight files in both published
+key layouts.
 
 What is shrunk, only through the layers a profile has (``profiles.paper.run``, ``.methods``, ``.datasets.*.run``):
 the schedules (2 iterations of 2 images), the crops (65x65; Cityscapes 32x64 of its 64x128 images), the
-evaluation padding, the device (CPU) and the registry (one run of each kind the stages need). Everything else is
+evaluation padding, the device (CPU) and the registry (one run of each kind the stages need, and one IIT
+Affordances run). Everything else is
 the paper profile as it stands: the real ResNet-101 trunk, its recipe (2 ASPP branches, batch statistics, no
 random scale or mirror, the discriminator's separate draw), the published-weights conversion, every stage.
 86–112 s on 2 cores (README, Measured); the files are large (each ResNet-101 file ~170 MB, each run checkpoint
@@ -24,10 +26,11 @@ from latentseg.models.deeplab import DeepLabV2
 from latentseg.prepare.mock_release import make_cityscapes_zips, make_sbd_tgz, make_voc_tar
 from tests.layouts import hung_coco_state, torchvision_resnet_state
 from tests.pipeline.repository import changed_stages, copy_repository, dvc
+from tests.prepare.iit_release import make_iit_folder, zip_folder
 
 # One run of each kind the stages need: Hung et al., Proposed, s4GAN (Proposed + Classifier's classifier filters
 # voc-1_8-proposed and voc-1_8-s4gan: dvc.yaml depends on both), Cityscapes from the ImageNet weights.
-RUNS = ["voc-1_8-hung", "voc-1_8-proposed", "voc-1_8-s4gan", "cityscapes-1_8-proposed-imagenet"]
+RUNS = ["voc-1_8-hung", "voc-1_8-proposed", "voc-1_8-s4gan", "cityscapes-1_8-proposed-imagenet", "iit-1_8-proposed"]
 TABLE1_ROWS = ["Hung et al.", "Mittal et al.", "Proposed", "Proposed + Classifier"]  # each one's 1/8 cell ran
 
 VOC_SIZE = (50, 40)  # (W, H) of every VOC / SBD image
@@ -39,6 +42,9 @@ AUG_TRAIN = sorted((set(VOC_TRAIN) | set(SBD_TRAIN) | set(SBD_VAL)) - set(VOC_VA
 CITYSCAPES_SIZE = (128, 64)
 CITYSCAPES = {"train": ["aachen", "bochum"], "val": ["frankfurt"], "test": ["berlin"]}
 PER_CITY = 4  # 8 train (1/8 leaves one labeled), 4 val
+# IIT Affordances: 8 train_and_val images (1/8 leaves one labeled), 3 test, landscape, portrait and square
+IIT_TRAIN = [(f"0{i % 3}_{i:08d}", (32 + 4 * (i % 3), 48 - 8 * (i % 2))) for i in range(1, 9)]
+IIT_TEST = [(f"03_{i:08d}", (24 + 8 * (i % 2), 40)) for i in range(9, 12)]
 
 
 def make_releases(folder: Path) -> dict[str, Path]:
@@ -48,7 +54,8 @@ def make_releases(folder: Path) -> dict[str, Path]:
                        extra_image_ids=SBD_TRAIN + SBD_VAL, size=VOC_SIZE)
     sbd = make_sbd_tgz(folder / "benchmark.tgz", SBD_TRAIN, SBD_VAL, size=VOC_SIZE)
     make_cityscapes_zips(folder / "cityscapes", CITYSCAPES, per_city=PER_CITY, size=CITYSCAPES_SIZE)
-    return {"voc": voc, "sbd": sbd, "cityscapes": folder / "cityscapes"}
+    iit = zip_folder(make_iit_folder(folder / "iit", IIT_TRAIN, IIT_TEST), folder / "IIT_Affordances_2017.zip")
+    return {"voc": voc, "sbd": sbd, "cityscapes": folder / "cityscapes", "iit": iit}
 
 
 def make_weight_files(folder: Path) -> dict[str, Path]:
@@ -75,6 +82,8 @@ def shrink_paper_profile(params: dict, releases: dict[str, Path], weights: dict[
                 "run": {"data": {"eval_pad": 96}}},  # 505 for VOC's images of up to 500x500
         "cityscapes": {"source": str(releases["cityscapes"]), "verify_checksum": False,  # the folder of its 2 zips
                        "run": {"data": {"resize": [64, 128], "crop_size": [32, 64]}}},  # 1/8 of 512x1024, 256x512
+        # the zip; no checksum is published, so the first preparation records it (verify_checksum stays true)
+        "iit": {"source": str(releases["iit"]), "verify_checksum": True, "run": {"data": {"eval_pad": 64}}},
     }
     paper["weights"] = {
         "coco": {"published": "deeplab_coco", "file": str(weights["coco"]), "verify_checksum": False},
@@ -119,6 +128,11 @@ def test_the_paper_profile_runs_end_to_end(tmp_path):
     assert (voc["num_train"], voc["num_val"]) == (len(AUG_TRAIN), len(VOC_VAL))
     city = json.loads((repo / "data/prepared/cityscapes/dataset.json").read_text())
     assert (city["num_train"], city["num_val"]) == (2 * PER_CITY, PER_CITY)
+    iit = json.loads((repo / "data/prepared/iit/dataset.json").read_text())
+    assert (iit["num_train"], iit["num_val"], len(iit["classes"])) == (len(IIT_TRAIN), len(IIT_TEST), 10)
+    recorded = json.loads((repo / "data/raw/iit/release.json").read_text())
+    assert recorded == json.loads((repo / "data/prepared/iit/release.json").read_text())
+    assert len(recorded["sha256"]) == 64
 
     manifest = json.loads((repo / "weights/manifest.json").read_text())
     assert manifest["profile"] == "paper"
