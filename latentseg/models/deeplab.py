@@ -45,15 +45,22 @@ class DeepLabV2(nn.Module):
                     m.eval()
         return self
 
-    def forward(self, x: Tensor, with_latent: bool = True, passes: list[int] | None = None) -> SegOutput:
+    def forward(self, x: Tensor, with_latent: bool = True, passes: list[int] | None = None,
+                perturb: tuple[int, int, float] | None = None) -> SegOutput:
         """Logits of ``x``. ``passes`` (batch sizes summing to ``len(x)``) runs the trunk on each part of the batch
         in a pass of its own, so that batch statistics are each part's (a labeled and an unlabeled batch, as the
-        reference codes run them), yet in one call: DistributedDataParallel expects one forward per backward."""
+        reference codes run them), yet in one call: DistributedDataParallel expects one forward per backward.
+
+        ``perturb = (start, stop, p)``: the semantic head also runs on ``Dropout2d(p)`` of the trunk's features of
+        rows ``start:stop`` (always active, as UniMatch's feature perturbation), appended after ``len(x)`` rows."""
         if passes is not None and len(passes) > 1:
             features = torch.cat([self.backbone(part) for part in x.split(passes)])
         else:
             features = self.backbone(x)
         latent = self.latent_head(features) if (with_latent and self.latent_head is not None) else None
+        if perturb is not None:
+            start, stop, p = perturb
+            features = torch.cat([features, F.dropout2d(features[start:stop], p, training=True)])
         return SegOutput(self.semantic_head(features), latent)
 
     def param_groups(self, lr: float, head_lr_mult: float) -> list[dict]:
