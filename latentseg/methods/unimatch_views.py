@@ -3,14 +3,15 @@ grayscale, Gaussian blur: UniMatch ``dataset/semi.py:51-61``) and a CutMix box p
 (``dataset/transform.py:66-84``), filled from another image of the same batch.
 
 The photometric transforms are torchvision's (``transforms.v2``), drawn from torch's global generator, image by
-image (a v2 transform draws one set of parameters per call). torchvision is imported when a ``StrongView`` is
-built, not when this module is: importing it costs a training process about 1.3 s (``data/augment.py``), which
+image (a v2 transform draws one set of parameters per call). torchvision is imported when a ``StrongView`` first
+runs, not when this module is: importing it costs a training process about 1.3 s (``data/augment.py``), which
 only UniMatch's runs pay.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 from torch import Tensor
@@ -24,20 +25,30 @@ class StrongView:
 
     def __init__(self, jitter: tuple[float, float, float, float], jitter_p: float, grayscale_p: float,
                  blur_p: float, blur_sigma: tuple[float, float]) -> None:
-        from torchvision.transforms import v2
+        self.jitter, self.jitter_p, self.grayscale_p = jitter, jitter_p, grayscale_p
+        self.blur_p, self.blur_sigma = blur_p, blur_sigma
+        self.transforms: dict[int, Callable[[Tensor], Tensor]] = {}
 
-        # PIL's GaussianBlur(radius=sigma) (theirs) reaches about 3 sigma; a fixed odd kernel covers the largest
-        kernel = 2 * math.ceil(3 * blur_sigma[1]) + 1
-        self.transform = v2.Compose([
-            v2.RandomApply([v2.ColorJitter(*jitter)], p=jitter_p),
-            v2.RandomGrayscale(p=grayscale_p),
-            v2.RandomApply([v2.GaussianBlur(kernel, sigma=blur_sigma)], p=blur_p),
-        ])
+    def transform(self, side: int) -> Callable[[Tensor], Tensor]:
+        """The composed transforms for images whose shorter side is ``side``. PIL's GaussianBlur(radius=sigma)
+        (theirs) reaches about 3 sigma: the odd kernel covers the largest sigma, or the image (its reflection
+        padding must be shorter than the image)."""
+        if side not in self.transforms:
+            from torchvision.transforms import v2
+
+            kernel = min(2 * math.ceil(3 * self.blur_sigma[1]) + 1, 2 * side - 1)
+            self.transforms[side] = v2.Compose([
+                v2.RandomApply([v2.ColorJitter(*self.jitter)], p=self.jitter_p),
+                v2.RandomGrayscale(p=self.grayscale_p),
+                v2.RandomApply([v2.GaussianBlur(kernel, sigma=self.blur_sigma)], p=self.blur_p),
+            ])
+        return self.transforms[side]
 
     def __call__(self, images: Tensor) -> Tensor:
         mean = images.new_tensor(MEAN_RGB).view(1, 3, 1, 1)
         rgb = ((images.float() + mean) / 255).clamp(0, 1)
-        return torch.stack([self.transform(x) for x in rgb]) * 255 - mean
+        transform = self.transform(min(images.shape[-2:]))
+        return torch.stack([transform(x) for x in rgb]) * 255 - mean
 
 
 def cutmix_box(height: int, width: int, p: float, area: tuple[float, float], ratio: tuple[float, float],
