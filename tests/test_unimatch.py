@@ -206,7 +206,7 @@ def test_one_iteration_matches_a_replica_of_their_statements(monkeypatch):
     theirs = torch.autograd.grad(total, list(model.parameters()))
     for k in ("x", "s1", "s2", "fp"):
         assert float(ours.parts[k].detach()) == pytest.approx(float(terms[k].detach()), rel=1e-5, abs=1e-7), k
-    assert 0 < float(ours.parts["s1"]) and 0 < float(ours.parts["fp"])
+    assert float(ours.parts["s1"].detach()) > 0 and float(ours.parts["fp"].detach()) > 0
     assert float(ours.total.detach()) == pytest.approx(float(total.detach()), rel=1e-5)
     for a, b in zip(grads, theirs, strict=True):
         assert torch.allclose(a, b, rtol=1e-4, atol=1e-6)
