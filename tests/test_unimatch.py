@@ -258,3 +258,18 @@ def test_the_feature_perturbation_trains_the_trunk(one_thread):  # noqa: F811
     trunk = [p for p in nets.model.backbone.parameters() if p.requires_grad]
     grads = torch.autograd.grad(fp, trunk, allow_unused=True)
     assert any(g is not None and g.abs().sum() > 0 for g in grads)
+
+
+@pytest.mark.parametrize("latent, terms", [(False, {"x", "s1", "s2", "fp"}),
+                                           (True, {"x", "s1", "s2", "fp", "latent", "cons"})])
+def test_the_trainer_runs_unimatch_and_logs_its_terms(tmp_path, latent, terms):
+    from latentseg.train.trainer import train
+    from tests.helpers import tiny_data
+
+    data = tiny_data(tmp_path / "data", num_train=16)
+    logged = []
+    cfg = tiny_config(objective="unimatch", optim={"iterations": 2}, unimatch={"latent_classes": latent})
+    summary = train(cfg, tmp_path / "run.pt", data, log=lambda m, s: logged.append(m))
+    assert summary.steps_run == 2
+    assert set(logged[-1]) == terms | {"total", "lr"}
+    assert all(torch.isfinite(torch.tensor(v)) for v in logged[-1].values())
