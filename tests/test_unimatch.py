@@ -228,7 +228,7 @@ def test_the_weak_view_is_detached():
     batch = Batch(torch.randn(n, 3, h, w), torch.randint(0, C, (n, h, w)), torch.randn(n, 3, h, w))
     parts = obj.generator(segment, None, batch, step=0).parts
     unlabeled = parts["s1"] + parts["s2"] + parts["fp"]
-    assert float(unlabeled) > 0
+    assert float(unlabeled.detach()) > 0
     grad_weak, grad_strong = torch.autograd.grad(unlabeled, [weak_logits, other[1]], allow_unused=True)
     assert grad_weak is None and grad_strong is not None and grad_strong.abs().sum() > 0
 
@@ -273,3 +273,23 @@ def test_the_trainer_runs_unimatch_and_logs_its_terms(tmp_path, latent, terms):
     assert summary.steps_run == 2
     assert set(logged[-1]) == terms | {"total", "lr"}
     assert all(torch.isfinite(torch.tensor(v)) for v in logged[-1].values())
+
+
+def test_channel_dropout_drops_whole_channels_from_the_cpu_generator():
+    from latentseg.models.deeplab import channel_dropout
+
+    x = torch.ones(4, 64, 3, 3)
+    torch.manual_seed(0)
+    y = channel_dropout(x, 0.5)
+    assert set(y.unique().tolist()) <= {0.0, 2.0}
+    assert torch.equal(y.amin((2, 3)), y.amax((2, 3)))  # a channel is kept or dropped as a whole
+    assert 0.3 < float((y[:, :, 0, 0] > 0).float().mean()) < 0.7
+    torch.manual_seed(0)
+    assert torch.equal(channel_dropout(x, 0.5), y)  # the same seed, the same masks (resume draws them again)
+    assert not channel_dropout(x, 1.0).any()
+
+
+def test_strong_views_stay_float32_under_bf16_autocast():
+    strong = views.StrongView((0.5, 0.5, 0.5, 0.25), 1.0, 0.2, 1.0, (0.1, 2.0))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert strong(torch.randn(2, 3, 16, 16) * 50).dtype == torch.float32

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from contextlib import nullcontext
 
 import torch
 from torch import Tensor
@@ -45,10 +46,13 @@ class StrongView:
         return self.transforms[side]
 
     def __call__(self, images: Tensor) -> Tensor:
-        mean = images.new_tensor(MEAN_RGB).view(1, 3, 1, 1)
-        rgb = ((images.float() + mean) / 255).clamp(0, 1)
-        transform = self.transform(min(images.shape[-2:]))
-        return torch.stack([transform(x) for x in rgb]) * 255 - mean
+        """The views in float32 (the blur is a convolution: autocast would take it to bf16)."""
+        kind = images.device.type
+        with torch.autocast(kind, enabled=False) if kind in ("cpu", "cuda") else nullcontext():
+            mean = images.new_tensor(MEAN_RGB, dtype=torch.float32).view(1, 3, 1, 1)
+            rgb = ((images.float() + mean) / 255).clamp(0, 1)
+            transform = self.transform(min(images.shape[-2:]))
+            return torch.stack([transform(x) for x in rgb]) * 255 - mean
 
 
 def cutmix_box(height: int, width: int, p: float, area: tuple[float, float], ratio: tuple[float, float],

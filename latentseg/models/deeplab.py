@@ -52,7 +52,8 @@ class DeepLabV2(nn.Module):
         reference codes run them), yet in one call: DistributedDataParallel expects one forward per backward.
 
         ``perturb = (start, stop, p)``: the semantic head also runs on ``Dropout2d(p)`` of the trunk's features of
-        rows ``start:stop`` (always active, as UniMatch's feature perturbation), appended after ``len(x)`` rows."""
+        rows ``start:stop`` (``channel_dropout``, always active, as UniMatch's feature perturbation), appended after
+        ``len(x)`` rows."""
         if passes is not None and len(passes) > 1:
             features = torch.cat([self.backbone(part) for part in x.split(passes)])
         else:
@@ -60,7 +61,7 @@ class DeepLabV2(nn.Module):
         latent = self.latent_head(features) if (with_latent and self.latent_head is not None) else None
         if perturb is not None:
             start, stop, p = perturb
-            features = torch.cat([features, F.dropout2d(features[start:stop], p, training=True)])
+            features = torch.cat([features, channel_dropout(features[start:stop], p)])
         return SegOutput(self.semantic_head(features), latent)
 
     def param_groups(self, lr: float, head_lr_mult: float) -> list[dict]:
@@ -69,6 +70,15 @@ class DeepLabV2(nn.Module):
         heads = [p for n, p in self.named_parameters() if not n.startswith("backbone.") and p.requires_grad]
         return [{"params": trunk, "lr": lr, "base_lr": lr},
                 {"params": heads, "lr": lr * head_lr_mult, "base_lr": lr * head_lr_mult}]
+
+
+def channel_dropout(x: Tensor, p: float) -> Tensor:
+    """``Dropout2d(p)`` in training mode, its mask drawn from torch's CPU generator: a checkpoint saves that
+    generator's state, so a resumed run draws the masks the uninterrupted one would. On CUDA the mask is copied
+    from pinned memory, without waiting on the device."""
+    keep = (torch.rand(x.shape[0], x.shape[1], 1, 1) >= p).float() * (1 / (1 - p) if p < 1 else 0.0)
+    keep = keep.pin_memory().to(x.device, non_blocking=True) if x.device.type == "cuda" else keep.to(x.device)
+    return x * keep.to(x.dtype)
 
 
 def upsample(logits: Tensor, size: tuple[int, int]) -> Tensor:
