@@ -293,3 +293,28 @@ def test_strong_views_stay_float32_under_bf16_autocast():
     strong = views.StrongView((0.5, 0.5, 0.5, 0.25), 1.0, 0.2, 1.0, (0.1, 2.0))
     with torch.autocast("cpu", dtype=torch.bfloat16):
         assert strong(torch.randn(2, 3, 16, 16) * 50).dtype == torch.float32
+
+
+def test_a_resumed_unimatch_run_ends_with_the_same_weights(tmp_path):
+    """Its views, boxes and dropout masks come from torch's CPU generator, whose state a checkpoint keeps."""
+    from latentseg.train.trainer import train
+    from latentseg.trained import load_trained
+    from tests.helpers import tiny_data
+
+    class Killed(Exception):
+        pass
+
+    def die(metrics, step):
+        if step == 4:  # the checkpoint of step 3 is on disk
+            raise Killed
+
+    data = tiny_data(tmp_path / "data", num_train=16)
+    cfg = tiny_config(objective="unimatch", unimatch={"latent_classes": True, "threshold": 0.0},
+                      optim={"iterations": 6}, runtime={"log_every": 1, "checkpoint_every": 3})
+    train(cfg, tmp_path / "straight.pt", data)
+    with pytest.raises(Killed):
+        train(cfg, tmp_path / "killed.pt", data, log=die)
+    assert train(cfg, tmp_path / "killed.pt", data).resumed_from == 3
+    straight, resumed = (load_trained(tmp_path / f"{n}.pt")[0].state_dict() for n in ("straight", "killed"))
+    for key in straight:
+        assert torch.equal(straight[key], resumed[key]), key

@@ -17,9 +17,13 @@ eq. (7) as state, as ``methods.latent`` keeps it.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
+from typing import Any
 
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -95,7 +99,7 @@ class UniMatch(Method):
         return latent.k if cfg.settings.unimatch.latent_classes and latent is not None else None
 
     def objective(self, cfg: RunConfig, classes: list[str], num_labeled: int) -> Objective:
-        return UniMatchObjective(cfg.settings, len(classes), cfg.optim.batch_size, num_labeled)
+        return UniMatchObjective(cfg.settings, len(classes), cfg.optim.batch_size, num_labeled, cfg.optim.seed)
 
 
 def confident_ce(logits: Tensor, pseudo: Tensor, confidence: Tensor, valid: Tensor, threshold: float,
@@ -123,8 +127,11 @@ class Targets:
 class UniMatchObjective(Objective):
     """State: with latent classes, the co-occurrence matrix M of eq. (7)."""
 
-    def __init__(self, settings: Settings, num_classes: int, batch_size: int, num_labeled: int) -> None:
+    def __init__(self, settings: Settings, num_classes: int, batch_size: int, num_labeled: int,
+                 seed: int = 0) -> None:
         super().__init__()
+        # the state of the CPU stream the draws come from (``own_draws``), kept in every checkpoint
+        self.rng = torch.Generator().manual_seed(seed + DRAWS_STREAM).get_state()
         self.u, self.num_classes = settings.unimatch, num_classes
         u = self.u
         self.cooccurrence = None
@@ -134,6 +141,31 @@ class UniMatchObjective(Objective):
             self.cooccurrence = L.CoOccurrence(num_classes, latent.k,
                                                latent.alpha or min(1.0, batch_size / num_labeled))
         self.strong = StrongView(u.jitter, u.jitter_p, u.grayscale_p, u.blur_p, u.blur_sigma)
+
+    @contextmanager
+    def own_draws(self) -> Iterator[None]:
+        """The iteration's random draws (strong views, boxes, Dropout2d masks: all from torch's global CPU
+        generator) from a stream of the objective's own, saved with the checkpoint (``get_extra_state``), so a
+        resumed run draws what the uninterrupted one would, whatever else draws from the global generator (a
+        data loader's base seed, say). Each step takes one seed from the stream, plus the process's rank: the
+        processes of a distributed run draw differently, and rank 0's checkpoint resumes all of them."""
+        rank = dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
+        with torch.random.fork_rng(devices=[]):
+            torch.set_rng_state(self.rng)
+            step_seed = int(torch.randint(2**62, ()))
+            self.rng = torch.get_rng_state()
+            torch.default_generator.manual_seed(step_seed + rank)
+            yield
+
+    def get_extra_state(self) -> Any:
+        return {"rng": self.rng}
+
+    def set_extra_state(self, state: Any) -> None:
+        self.rng = state["rng"]
+
+    def generator(self, segment: Segment, discriminator: nn.Module | None, batch: Batch, step: int) -> Generated:
+        with self.own_draws():
+            return self._generator(segment, batch)
 
     def views(self, weak: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """Two strong views of ``weak``, each CutMixed with its own boxes (returned) from the same view of the
@@ -147,7 +179,7 @@ class UniMatchObjective(Objective):
             out += [cutmix(view, mix_source(view), box), box]
         return out[0], out[2], out[1], out[3]
 
-    def generator(self, segment: Segment, discriminator: nn.Module | None, batch: Batch, step: int) -> Generated:
+    def _generator(self, segment: Segment, batch: Batch) -> Generated:
         u = self.u
         split = L.SplitBatch.current()
         size = tuple(batch.image.shape[-2:])
@@ -196,5 +228,7 @@ class UniMatchObjective(Objective):
         confidence, pseudo = prob.max(1)
         return Targets(pseudo, confidence, torch.ones_like(pseudo, dtype=torch.bool))
 
+
+DRAWS_STREAM = 7919  # the objective's own stream of draws: seeded with optim.seed + this
 
 METHOD = UniMatch()
