@@ -305,16 +305,16 @@ def test_a_resumed_unimatch_run_ends_with_the_same_weights(tmp_path):
         pass
 
     def die(metrics, step):
-        if step == 4:  # the checkpoint of step 3 is on disk
+        if step == 3:  # the checkpoint of step 2 is on disk
             raise Killed
 
-    data = tiny_data(tmp_path / "data", num_train=16)
+    data = tiny_data(tmp_path / "data", num_train=8)
     cfg = tiny_config(objective="unimatch", unimatch={"latent_classes": True, "threshold": 0.0},
-                      optim={"iterations": 6}, runtime={"log_every": 1, "checkpoint_every": 3})
+                      optim={"iterations": 4}, runtime={"log_every": 1, "checkpoint_every": 2})
     train(cfg, tmp_path / "straight.pt", data)
     with pytest.raises(Killed):
         train(cfg, tmp_path / "killed.pt", data, log=die)
-    assert train(cfg, tmp_path / "killed.pt", data).resumed_from == 3
+    assert train(cfg, tmp_path / "killed.pt", data).resumed_from == 2
     straight, resumed = (load_trained(tmp_path / f"{n}.pt")[0].state_dict() for n in ("straight", "killed"))
     for key in straight:
         assert torch.equal(straight[key], resumed[key]), key
