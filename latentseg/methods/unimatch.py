@@ -167,17 +167,14 @@ class UniMatchObjective(Objective):
         with self.own_draws():
             return self._generator(segment, batch)
 
-    def views(self, weak: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        """Two strong views of ``weak``, each CutMixed with its own boxes (returned) from the same view of the
-        next image (``unimatch.py:142-145``)."""
+    def mixed_view(self, weak: Tensor) -> tuple[Tensor, Tensor]:
+        """A strong view of ``weak`` CutMixed, with boxes of its own (returned), from the same view of the next
+        image (``unimatch.py:142-145``)."""
         u = self.u
         n, _, h, w = weak.shape
-        out = []
-        for _ in range(2):
-            view = self.strong(weak)
-            box = cutmix_boxes(n, h, w, u.cutmix_p, u.cutmix_area, u.cutmix_ratio, weak.device)
-            out += [cutmix(view, mix_source(view), box), box]
-        return out[0], out[2], out[1], out[3]
+        view = self.strong(weak)
+        box = cutmix_boxes(n, h, w, u.cutmix_p, u.cutmix_area, u.cutmix_ratio, weak.device)
+        return cutmix(view, mix_source(view), box), box
 
     def _generator(self, segment: Segment, batch: Batch) -> Generated:
         u = self.u
@@ -186,7 +183,7 @@ class UniMatchObjective(Objective):
         weak = batch.unlabeled
         strong = box1 = box2 = None
         if weak is not None:
-            s1, s2, box1, box2 = self.views(weak)
+            (s1, box1), (s2, box2) = self.mixed_view(weak), self.mixed_view(weak)
             strong = torch.cat([s1, s2])
         outs = segment(batch.image, weak, strong, perturb=None if weak is None else (1, u.dropout))
         lab = outs[0]
