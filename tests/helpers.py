@@ -30,7 +30,7 @@ TINY: dict[str, Any] = {
 }
 
 
-TINY_METHODS: dict[str, dict[str, Any]] = {"hung": {"hung": {"semi_start": 2}}, "s4gan": {}}
+TINY_METHODS: dict[str, dict[str, Any]] = {"hung": {"hung": {"semi_start": 2}}, "s4gan": {}, "unimatch": {}}
 
 
 def tiny_tree(**overrides: Any) -> dict[str, Any]:

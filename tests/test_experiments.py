@@ -75,9 +75,19 @@ def test_changing_latent_k_changes_only_the_runs_that_inherit_it(params):
     after = _configs(deep_merge(params, {"latent": {"k": 10}}))
     changed = {e for e in before if after[e] != before[e]}
     inherit = {e for e, x in params["experiments"].items()
-               if "k" not in x.get("latent", {}) and x["method"] in ("proposed", "ce-latent", "ce-latent-cons")}
+               if "k" not in x.get("latent", {})
+               and x["method"] in ("proposed", "ce-latent", "ce-latent-cons", "unimatch-latent")}
     assert changed == inherit
     assert "voc-1_8-hung" not in changed and "voc-1_8-k2" not in changed and "voc-1_8-proposed" in changed
+    assert "voc-1_8-unimatch" not in changed and "voc-1_8-unimatch-latent" in changed  # Table 6's latent branch
+
+
+def test_a_unimatch_setting_changes_only_the_unimatch_runs_and_its_latent_weights_only_the_variant(params):
+    before = _configs(params)
+    changed = {e for e, c in _configs(deep_merge(params, {"unimatch": {"threshold": 0.9}})).items() if c != before[e]}
+    assert changed == {e for e, x in params["experiments"].items() if x["method"].startswith("unimatch")}
+    after = _configs(deep_merge(params, {"unimatch": {"lambda_cons": 0.2}}))
+    assert {e for e in before if after[e] != before[e]} == {e for e in changed if e.endswith("-latent")}
 
 
 def test_an_s4gan_setting_changes_only_the_s4gan_runs(params):

@@ -12,14 +12,14 @@ from tests.train.speed_fixtures import step_and_batch, tiny_config
 
 
 def test_the_registry_finds_every_method_by_its_module():
-    assert set(methods.METHODS) == {"latent", "hung", "s4gan"}
-    assert methods.sections() == ("hung", "loss", "latent", "s4gan")
-    with pytest.raises(methods.SettingsError, match="must be one of hung, latent, s4gan"):
+    assert set(methods.METHODS) == {"latent", "hung", "s4gan", "unimatch"}
+    assert methods.sections() == ("hung", "loss", "latent", "s4gan", "unimatch")
+    with pytest.raises(methods.SettingsError, match="must be one of hung, latent, s4gan, unimatch"):
         methods.get("unimatch-typo")
 
 
 @pytest.mark.parametrize("objective, sections", [("latent", ["loss", "latent"]), ("hung", ["hung"]),
-                                                 ("s4gan", ["s4gan"])])
+                                                 ("s4gan", ["s4gan"]), ("unimatch", ["unimatch", "latent"])])
 def test_a_run_holds_its_own_method_settings_only(objective, sections):
     cfg = tiny_config(objective=objective)
     assert list(to_dict(cfg.settings)) == sections

@@ -104,7 +104,7 @@ def literal_files(word: str) -> list[str]:
                   if pattern.search(p.read_text()))
 
 
-@pytest.mark.parametrize("word, most", [("hung", 2), ("s4gan", 2), ("semantic_kl", 2), ("manual", 2),
+@pytest.mark.parametrize("word, most", [("hung", 2), ("s4gan", 2), ("unimatch", 2), ("semantic_kl", 2), ("manual", 2),
                                         ("voc", 3), ("cityscapes", 3)])
 def test_a_method_or_data_set_is_named_only_in_its_own_modules(word, most):
     """The registries find methods and data sets by their modules' names; nothing else branches on one."""

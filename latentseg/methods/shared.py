@@ -16,6 +16,8 @@ from latentseg.models.discriminator import Discriminator
 def in_float32(module: nn.Module, x: Tensor) -> Tensor:
     """``module(x)`` with autocast off: a discriminator score that decides which pixels or images become
     pseudo-labels is computed in float32, so that bf16 rounding never flips a decision at the threshold."""
+    if x.device.type not in ("cpu", "cuda"):  # the meta device (FLOP counts) has no autocast
+        return module(x.float())
     with torch.autocast(x.device.type, enabled=False):
         return module(x.float())
 

@@ -45,15 +45,23 @@ class DeepLabV2(nn.Module):
                     m.eval()
         return self
 
-    def forward(self, x: Tensor, with_latent: bool = True, passes: list[int] | None = None) -> SegOutput:
+    def forward(self, x: Tensor, with_latent: bool = True, passes: list[int] | None = None,
+                perturb: tuple[int, int, float] | None = None) -> SegOutput:
         """Logits of ``x``. ``passes`` (batch sizes summing to ``len(x)``) runs the trunk on each part of the batch
         in a pass of its own, so that batch statistics are each part's (a labeled and an unlabeled batch, as the
-        reference codes run them), yet in one call: DistributedDataParallel expects one forward per backward."""
+        reference codes run them), yet in one call: DistributedDataParallel expects one forward per backward.
+
+        ``perturb = (start, stop, p)``: the semantic head also runs on ``Dropout2d(p)`` of the trunk's features of
+        rows ``start:stop`` (``channel_dropout``, always active, as UniMatch's feature perturbation), appended after
+        ``len(x)`` rows."""
         if passes is not None and len(passes) > 1:
             features = torch.cat([self.backbone(part) for part in x.split(passes)])
         else:
             features = self.backbone(x)
         latent = self.latent_head(features) if (with_latent and self.latent_head is not None) else None
+        if perturb is not None:
+            start, stop, p = perturb
+            features = torch.cat([features, channel_dropout(features[start:stop], p)])
         return SegOutput(self.semantic_head(features), latent)
 
     def param_groups(self, lr: float, head_lr_mult: float) -> list[dict]:
@@ -62,6 +70,15 @@ class DeepLabV2(nn.Module):
         heads = [p for n, p in self.named_parameters() if not n.startswith("backbone.") and p.requires_grad]
         return [{"params": trunk, "lr": lr, "base_lr": lr},
                 {"params": heads, "lr": lr * head_lr_mult, "base_lr": lr * head_lr_mult}]
+
+
+def channel_dropout(x: Tensor, p: float) -> Tensor:
+    """``Dropout2d(p)`` in training mode, its mask drawn from torch's CPU generator: a checkpoint saves that
+    generator's state, so a resumed run draws the masks the uninterrupted one would. On CUDA the mask is copied
+    from pinned memory, without waiting on the device."""
+    keep = (torch.rand(x.shape[0], x.shape[1], 1, 1) >= p).float() * (1 / (1 - p) if p < 1 else 0.0)
+    keep = keep.pin_memory().to(x.device, non_blocking=True) if x.device.type == "cuda" else keep.to(x.device)
+    return x * keep.to(x.dtype)
 
 
 def upsample(logits: Tensor, size: tuple[int, int]) -> Tensor:

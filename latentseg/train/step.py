@@ -50,20 +50,28 @@ class Networks(nn.Module):
         self.num_classes = model.semantic_head.conv2d_list[0].out_channels
         self.has_latent = model.latent_head is not None  # kept here: ``model`` may later be wrapped (DDP, compile)
 
-    def segment(self, *images: Tensor | None) -> list[SegOutput | None]:
+    def segment(self, *images: Tensor | None, perturb: tuple[int, float] | None = None) -> list[SegOutput | None]:
         """The network on each batch (None: none), in one call. With batch statistics (``freeze_bn_stats:
         false``) each batch passes the trunk on its own, as both reference codes run a labeled and an unlabeled
         batch, so each is normalised by its own statistics; with frozen statistics one merged pass computes the
-        same."""
+        same. ``perturb = (i, p)``: one more output, last, the semantic head on ``Dropout2d(p)`` of the trunk's
+        features of ``images[i]`` (its latent: None), in the same forward."""
         given = [x for x in images if x is not None]
         sizes = [x.shape[0] for x in given]
         passes = None if self.cfg.model.freeze_bn_stats else sizes
+        rows = None
+        if perturb is not None:
+            index, p = perturb
+            target = images[index]
+            assert target is not None
+            start = sum(x.shape[0] for x in images[:index] if x is not None)
+            rows = (start, start + target.shape[0], p)
         out = self.model(torch.cat(given) if len(given) > 1 else given[0], with_latent=self.has_latent,
-                         passes=passes)
-        sem = out.semantic.split(sizes)
-        lat = out.latent.split(sizes) if out.latent is not None else [None] * len(sizes)
-        parts = iter(zip(sem, lat, strict=True))
-        return [None if x is None else SegOutput(*next(parts)) for x in images]
+                         passes=passes, perturb=rows)
+        sem = out.semantic.split(sizes + ([rows[1] - rows[0]] if rows else []))
+        lat = list(out.latent.split(sizes)) if out.latent is not None else [None] * len(sizes)
+        parts = iter(zip(sem, lat + ([None] if rows else []), strict=True))
+        return [None if x is None else SegOutput(*next(parts)) for x in [*images, *([sem[-1]] if rows else [])]]
 
     def losses(self, batch: Batch, step: int) -> Generated:
         if self.discriminator is not None:
