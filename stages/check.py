@@ -12,6 +12,10 @@ findings are written to a file and the exit status stays 0, so that `dvc exp run
 meant to differ, still completes; CI runs it without `--report`.
 """
 
+from latentseg.warm import hand_over
+
+hand_over()  # run in `latentseg warm`'s pre-imported interpreter when one serves (latentseg/warm.py)
+
 import argparse
 import sys
 from pathlib import Path

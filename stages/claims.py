@@ -4,6 +4,10 @@
         --paper reference/paper.yaml --md reports/claims.md --csv reports/claims.csv
 """
 
+from latentseg.warm import hand_over
+
+hand_over()  # run in `latentseg warm`'s pre-imported interpreter when one serves (latentseg/warm.py)
+
 import argparse
 from pathlib import Path
 

@@ -7,6 +7,10 @@ A classifier is trained from the same settings, data and code only once: a re-ru
 (resized to its input size, ImageNet normalisation), once per seed; its verdicts then filter each run's logits.
 """
 
+from latentseg.warm import hand_over
+
+hand_over()  # run in `latentseg warm`'s pre-imported interpreter when one serves (latentseg/warm.py)
+
 import argparse
 from pathlib import Path
 

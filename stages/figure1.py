@@ -8,6 +8,10 @@ the run Figure 3 shows); the images are the first `figure1.images` of the prepar
 `<results>/<exp>/figure1.npz` (keys: `latentseg/figure1_arrays.py`).
 """
 
+from latentseg.warm import hand_over
+
+hand_over()  # run in `latentseg warm`'s pre-imported interpreter when one serves (latentseg/warm.py)
+
 import argparse
 import json
 from pathlib import Path

@@ -2,6 +2,10 @@
 Figure 1 (`fig1_<dataset>.png`, from the arrays of stage `figure1`, where they exist) and, per table, the training
 and validation curves of its experiments (`curves_<table>.png`)."""
 
+from latentseg.warm import hand_over
+
+hand_over()  # run in `latentseg warm`'s pre-imported interpreter when one serves (latentseg/warm.py)
+
 import argparse
 import json
 from pathlib import Path

@@ -6,6 +6,10 @@ else the LATENTSEG_*_ROOT environment variables: an archive or an extracted fold
 `--raw/<dataset>`, else downloaded there (Cityscapes: with CITYSCAPES_USERNAME / CITYSCAPES_PASSWORD).
 """
 
+from latentseg.warm import hand_over
+
+hand_over()  # run in `latentseg warm`'s pre-imported interpreter when one serves (latentseg/warm.py)
+
 import argparse
 from pathlib import Path
 

@@ -6,6 +6,10 @@ Every setting is checked first: on any problem it prints one line per problem (k
 wrong), writes nothing and exits with status 1.
 """
 
+from latentseg.warm import hand_over
+
+hand_over()  # run in `latentseg warm`'s pre-imported interpreter when one serves (latentseg/warm.py)
+
 import argparse
 import sys
 from dataclasses import asdict

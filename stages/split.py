@@ -2,6 +2,10 @@
 permutation of the training list, or a published one (`datasets.<dataset>.published_split`: a name of
 latentseg/prepare/published_splits.py, fetched into `--raw/splits`, or a pickled permutation you have)."""
 
+from latentseg.warm import hand_over
+
+hand_over()  # run in `latentseg warm`'s pre-imported interpreter when one serves (latentseg/warm.py)
+
 import argparse
 from pathlib import Path
 

@@ -6,6 +6,10 @@ Writes `<out>/table<N>.md` and `.csv` (one row per cell: mean, std, n, paper, di
 (one row per cell and run: table, row, column, source, run, value).
 """
 
+from latentseg.warm import hand_over
+
+hand_over()  # run in `latentseg warm`'s pre-imported interpreter when one serves (latentseg/warm.py)
+
 import argparse
 from pathlib import Path
 

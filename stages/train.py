@@ -11,6 +11,10 @@ command). The run is the same run (the batch is split, not multiplied); rank 0 l
 Each process takes a GPU no other latentseg process holds, so `dvc queue start -j N` spreads N runs over GPUs.
 """
 
+from latentseg.warm import hand_over
+
+hand_over()  # run in `latentseg warm`'s pre-imported interpreter when one serves (latentseg/warm.py)
+
 import argparse
 import os
 import shutil

@@ -6,6 +6,10 @@ pretraining (COCO in `<raw>/coco`, its preparation and resumable run in `<work>`
 pretrained on an embedded COCO-format stand-in, "imagenet" is none (random weights, by design).
 """
 
+from latentseg.warm import hand_over
+
+hand_over()  # run in `latentseg warm`'s pre-imported interpreter when one serves (latentseg/warm.py)
+
 import argparse
 from pathlib import Path
 
