@@ -34,7 +34,8 @@ def _fake_results(params, results: Path) -> None:
         base = float(rng.uniform(40, 70))
         write_runs(results, exp, seeds(list(base + rng.normal(0, 1, n)), **{
             "effective_t0.1": [int(v) for v in rng.integers(5, 9, n)],
-            "effective_t0.9": [int(v) for v in rng.integers(2, 5, n)]}))
+            "effective_t0.9": [int(v) for v in rng.integers(2, 5, n)],
+            "recovery_ari": [round(float(v), 4) for v in rng.uniform(0, 1, n)]}))
         if any(ref.experiment == exp and ref.classifier for ref in named):
             write_runs(results, exp, seeds(list(base + 1 + rng.normal(0, 1, n))), "classifier.json")
     for run_id in params["figures"].values():
@@ -73,7 +74,10 @@ def test_table_claims_figure_curves_and_check_stages_on_fake_results(tmp_path):
     claims = pd.read_csv(out / "claims.csv")
     stated = yaml.safe_load((ROOT / "reference" / "claims.yaml").read_text())["claims"]
     assert list(claims["id"]) == [c["id"] for c in stated]
-    assert set(claims["verdict"]) <= {"holds", "within noise", "reversed", "not run"}
+    assert set(claims["verdict"]) <= {"holds", "within noise", "reversed", "not run", "not applicable"}
+    # the demo's VOC has planted groups: claims about them are judged, not set aside
+    about_groups = claims[claims["id"].str.contains("separates-groups|recovers-groups")]
+    assert len(about_groups) == 6 and "not applicable" not in set(about_groups["verdict"])
 
     r = run("stages/figures.py", "--results", str(results), "--out", str(out / "f"))  # no curves: empty figures
     assert r.returncode == 0, r.stderr
@@ -110,8 +114,12 @@ def test_every_claim_names_cells_of_the_layouts():
     cells = {(name, str(row), str(col)): source for name, layout in params["tables"].items()
              for row, sources in layout["rows"].items() for col, source in zip(layout["columns"], sources, strict=True)}
     claims = parse_claims(yaml.safe_load((ROOT / "reference" / "claims.yaml").read_text()))
-    assert len(claims) == 22  # 20 of the paper, 2 of Table 6 (beyond the paper)
+    # 20 of the paper, 2 of Table 6 (beyond the paper), 6 of Table 4 against the planted groups (3 effective
+    # counts at least the groups, 3 recovery indices), 3 of Table 4's t = 0.1 close to t = 0.9
+    assert len(claims) == 31
     for claim in claims:
         for side in (claim.higher, claim.lower):
-            if isinstance(side, tuple):
-                assert cells.get(side) is not None, (claim.id, side)  # a cell the layouts reproduce
+            if side.cell is not None:
+                assert cells.get(side.cell) is not None, (claim.id, side)  # a cell the layouts reproduce
+            if side.planted is not None:
+                assert side.planted in params["datasets"], (claim.id, side)
