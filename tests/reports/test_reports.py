@@ -11,7 +11,7 @@ import yaml
 
 from latentseg.reports.claims import parse_claims
 from latentseg.reports.curves import experiments_of
-from latentseg.reports.figures import heatmap
+from latentseg.reports.figures import grouped_order, heatmap
 from latentseg.reports.tables import CellRef
 from tests.reports.fakes import seeds, write_runs
 
@@ -23,6 +23,15 @@ def test_heatmap_writes_a_png(tmp_path):
     heatmap(np.eye(4, 3), ["a", "b", "c", "d"], "toy", tmp_path / "fig.png")
     assert (tmp_path / "fig.png").read_bytes()[:8] == PNG
     assert [p.name for p in tmp_path.iterdir()] == ["fig.png"]  # no temporary file left behind
+    heatmap(np.eye(4, 3), ["a", "b", "c", "d"], "toy", tmp_path / "grouped.png", {"x": ["a", "c"], "y": ["b", "d"]})
+    assert (tmp_path / "grouped.png").read_bytes()[:8] == PNG
+
+
+def test_heatmap_orders_rows_by_planted_group_and_columns_by_the_group_that_prefers_them():
+    # classes a, b, c, d; a and c prefer latent 2, b latent 0, d latent 1 (and latent 3 nobody)
+    p = np.array([[0.1, 0.0, 0.9, 0.0], [0.8, 0.2, 0.0, 0.0], [0.0, 0.3, 0.7, 0.0], [0.0, 0.9, 0.1, 0.0]])
+    rows, columns = grouped_order(p, ["a", "b", "c", "d"], {"x": ["a", "c"], "y": ["b", "d"]})
+    assert rows == [0, 2, 1, 3] and columns == [2, 1, 0, 3]  # in y, latent 1 (mass 1.1) before latent 0 (0.8)
 
 
 def _fake_results(params, results: Path) -> None:
