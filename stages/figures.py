@@ -30,8 +30,11 @@ def main() -> None:
         exp = params["experiments"][exp_id]
         title = (f"P(l|c), {exp['dataset']} {exp['fraction']}, k = {frame.shape[1]} ({exp_id}, {label}, "
                  f"{params['profile']} profile)")
-        heatmap(frame.to_numpy(), list(frame.index), title, args.out / f"{name}.png",
-                planted_groups(params, exp["dataset"]))
+        groups = planted_groups(params, exp["dataset"])
+        if groups is not None and sorted(frame.index) != sorted(c for m in groups.values() for c in m):
+            raise SystemExit(f"{args.results / exp_id / 'latent' / f'{label}.csv'}: its classes are not those of "
+                             f"{exp['dataset']}'s planted groups (latentseg/datasets/); re-run stage train@{exp_id}")
+        heatmap(frame.to_numpy(), list(frame.index), title, args.out / f"{name}.png", groups)
     for dataset, exp_id in params["figure1"]["runs"].items():
         arrays_file = args.results / exp_id / "figure1.npz"
         if not arrays_file.is_file():
