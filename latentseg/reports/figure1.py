@@ -107,8 +107,13 @@ def draw_figure1(arrays: Mapping[str, np.ndarray], path: str | Path, title: str,
     text = CAPTION if groups is None else CAPTION + GROUPED
     caption = textwrap.fill(text, int(fig_w * 20))  # about 20 characters of 6 pt text an inch
     caption_h = 0.1 + 0.11 * caption.count("\n") + 0.11  # inches
-    ncol = 3 if len(legend) > 8 else 2
-    legend_h = 0.25 + 0.2 * math.ceil(len(legend) / ncol)
+    ncol = 3 if len(legend) > 8 and groups is None else 2
+    if groups is not None:  # entries by group run longer: wrapped to their column (about 18 characters an inch)
+        width = int(fig_w / ncol * 18) - 6
+        legend = [(l, textwrap.fill(label, width, subsequent_indent="    ")) for l, label in legend]
+    lines = [label.count("\n") + 1 for _, label in legend]
+    rows_h = sum(max(lines[i:i + ncol]) for i in range(0, len(lines), ncol))  # legend rows, in lines
+    legend_h = 0.25 + 0.2 * math.ceil(len(legend) / ncol) + 0.12 * (rows_h - math.ceil(len(legend) / ncol))
     fig_h = 0.75 + len(rows) * panel_w * aspect + legend_h + caption_h
     fig, axes = plt.subplots(len(rows), len(COLUMNS), figsize=(fig_w, fig_h), squeeze=False)
     for i, panels in enumerate(rows):

@@ -74,7 +74,7 @@ def heatmap(p_latent_given_class: np.ndarray, classes: list[str], title: str, pa
             if at[0] > 0:
                 ax.axhline(at[0] - 0.5, color="white", linewidth=1.2)
                 bar.axhline(at[0] - 0.5, color="white", linewidth=1.2)
-        bar.set_title("planted group", fontsize=7)
+        bar.set_xlabel("planted group", fontsize=8)
         fig.colorbar(im, ax=[bar, ax], label="P(l | c)", orientation="horizontal", fraction=0.04, pad=0.08,
                      aspect=40)
     ax.set_xlabel("latent class l")
