@@ -15,6 +15,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader
 
 from latentseg.config import FilterMode
+from latentseg.data.classes import group_index
 from latentseg.losses import joint_counts
 from latentseg.models.deeplab import DeepLabV2, upsample
 from latentseg.progress import progress
@@ -150,23 +151,56 @@ def run_metrics(result: EvalResult, classes: list[str], steps: int,
     return metrics
 
 
-def adjusted_rand_index(labels_a: list[int], labels_b: list[int]) -> float:
-    """Adjusted Rand index of two partitions of the same items (Hubert & Arabie, 1985); 1 = identical."""
-    from scipy.special import comb
+def _pairs(n: int) -> int:
+    return n * (n - 1) // 2
 
-    a = torch.as_tensor(labels_a)
-    b = torch.as_tensor(labels_b)
-    _, ia = torch.unique(a, return_inverse=True)
-    _, ib = torch.unique(b, return_inverse=True)
-    table = torch.zeros(int(ia.max()) + 1, int(ib.max()) + 1, dtype=torch.long)
-    table.index_put_((ia, ib), torch.ones_like(ia), accumulate=True)
-    pairs = comb(table.numpy(), 2).sum()
-    rows, cols = comb(table.sum(1).numpy(), 2).sum(), comb(table.sum(0).numpy(), 2).sum()
-    expected = rows * cols / comb(len(labels_a), 2)
-    maximum = (rows + cols) / 2
-    return 1.0 if maximum == expected else float((pairs - expected) / (maximum - expected))
+
+def adjusted_rand_index(labels_a: list[int], labels_b: list[int]) -> float:
+    """Adjusted Rand index of two partitions of the same items (Hubert & Arabie, 1985), from their contingency
+    table ``n_ij``: ``(index - expected) / (maximum - expected)`` with ``index = sum_ij C(n_ij, 2)``,
+    ``expected = sum_i C(a_i, 2) * sum_j C(b_j, 2) / C(n, 2)`` and ``maximum = (sum_i C(a_i, 2) + sum_j C(b_j, 2)) / 2``
+    (``a_i``, ``b_j`` the row and column sums). 1: the same partition; 0: no more agreement than chance, as one
+    cluster against several groups. Where the two are equal (both partitions trivial) the partitions agree: 1."""
+    if len(labels_a) != len(labels_b):
+        raise ValueError(f"adjusted_rand_index: {len(labels_a)} labels against {len(labels_b)}; one per item each")
+    cells: dict[tuple[int, int], int] = {}
+    rows: dict[int, int] = {}
+    cols: dict[int, int] = {}
+    for a, b in zip(labels_a, labels_b, strict=True):
+        cells[(a, b)] = cells.get((a, b), 0) + 1
+        rows[a] = rows.get(a, 0) + 1
+        cols[b] = cols.get(b, 0) + 1
+    index = sum(_pairs(n) for n in cells.values())
+    row_pairs, col_pairs = sum(_pairs(n) for n in rows.values()), sum(_pairs(n) for n in cols.values())
+    total = _pairs(len(labels_a))
+    expected = row_pairs * col_pairs / total if total else 0.0
+    maximum = (row_pairs + col_pairs) / 2
+    return 1.0 if maximum == expected else (index - expected) / (maximum - expected)
 
 
 def dominant_latent_class(p_latent_given_class: Tensor) -> list[int]:
     """For each semantic class, its most probable latent class (the grouping the latent branch learned)."""
     return p_latent_given_class.argmax(1).tolist()
+
+
+def recovery_ari(p_latent_given_class: Tensor, classes: list[str], planted_groups: dict[str, list[str]]) -> float:
+    """How well the latent classes recover the planted groups: the adjusted Rand index of the partition of the
+    semantic classes by their most probable latent class, argmax_l P(l|c), against the planted partition.
+
+    A class never seen (an all-zero row of P(l|c)) has no most probable latent class and is left out of both."""
+    planted = group_index(classes, planted_groups)
+    seen = (p_latent_given_class.sum(1) > 0).tolist()
+    learned = dominant_latent_class(p_latent_given_class)
+    return adjusted_rand_index([g for g, s in zip(learned, seen, strict=True) if s],
+                               [g for g, s in zip(planted, seen, strict=True) if s])
+
+
+def recovery_metrics(p_latent: Tensor | None, p_latent_val: Tensor | None, classes: list[str],
+                     planted_groups: dict[str, list[str]] | None) -> dict[str, float | None]:
+    """``recovery_ari`` (P(l|c) of eq. 8, as Table 4) and ``recovery_ari_val`` (the validation set's) of a run with
+    a latent branch, 4 decimals; ``None`` where the data has no planted groups (real data: not applicable)."""
+    out: dict[str, float | None] = {}
+    for name, p in (("recovery_ari", p_latent), ("recovery_ari_val", p_latent_val)):
+        if p is not None:
+            out[name] = None if planted_groups is None else round(recovery_ari(p, classes, planted_groups), 4)
+    return out

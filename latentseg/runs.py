@@ -159,7 +159,9 @@ def _process_context() -> multiprocessing.context.BaseContext:
 
 def summarise(per_run: dict[str, dict[str, float]]) -> dict:
     """The metrics file of an experiment: every run's metrics under ``runs``, and the mean over the runs of
-    each metric at the top (for ``dvc metrics show``; tables read the runs themselves)."""
-    names = [k for k in next(iter(per_run.values())) if all(k in m for m in per_run.values())]
+    each metric at the top (for ``dvc metrics show``; tables read the runs themselves). A metric that is None
+    (not applicable: ``recovery_ari`` on data without planted groups) has no mean."""
+    names = [k for k in next(iter(per_run.values()))
+             if all(k in m and m[k] is not None for m in per_run.values())]
     means = {k: round(statistics.fmean(m[k] for m in per_run.values()), 2) for k in names}
     return {**means, "runs": per_run}

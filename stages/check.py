@@ -24,6 +24,7 @@ import yaml
 
 from latentseg.files import atomic_write_text
 from latentseg.params import load_params
+from latentseg.planted import planted_group_counts
 from latentseg.progress import configure_logging
 from latentseg.reports.check import (
     broken_claims,
@@ -57,6 +58,7 @@ def main() -> None:
     params = load_params()
     profile = params["profile"]
     runs = read_runs(args.tables)
+    planted = planted_group_counts(params)
     claims_path = args.reference / "claims.yaml"
     claims_doc = yaml.safe_load(claims_path.read_text()) if claims_path.is_file() else None
     path = args.reference / f"{profile}.yaml"
@@ -65,7 +67,7 @@ def main() -> None:
             sys.exit(f"{path} holds the paper's numbers: --write records a profile's own results, not the paper's")
         if claims_doc is None:
             sys.exit(f"{claims_path} is missing: it gives the claims to record and the default noise")
-        verdicts, noise = evaluate_file(claims_doc, runs)
+        verdicts, noise = evaluate_file(claims_doc, runs, planted=planted)
         doc = record_reference(runs, noise, verdicts)
         cells = {"noise": doc["noise"], "tables": doc["tables"]}  # one line per cell, one per claim
         text = (yaml.safe_dump(cells, sort_keys=False, allow_unicode=True, width=120, default_flow_style=None)
@@ -90,7 +92,7 @@ def main() -> None:
     if must_hold and claims_doc is None:
         problems.append(f"{len(must_hold)} claim(s) must hold, but {claims_path} is missing")
     elif must_hold:
-        problems += broken_claims(evaluate_file(claims_doc, runs)[0], must_hold)
+        problems += broken_claims(evaluate_file(claims_doc, runs, planted=planted)[0], must_hold)
     if problems:
         text = f"{len(problems)} problem(s) against {path}:\n" + "".join(f"- {p}\n" for p in problems)
     else:

@@ -1,4 +1,5 @@
-"""Stage `claims`: the paper's claims (reference/claims.yaml) on the built tables, with a verdict each.
+"""Stage `claims`: the paper's claims (reference/claims.yaml) on the built tables, with a verdict each. Claims
+about planted groups read the number of groups of this profile's data (latentseg/planted.py): none on real data.
 
     python stages/claims.py --tables reports/tables/all.csv --claims reference/claims.yaml \
         --paper reference/paper.yaml --md reports/claims.md --csv reports/claims.csv
@@ -14,6 +15,7 @@ from pathlib import Path
 import yaml
 
 from latentseg.params import load_params
+from latentseg.planted import planted_group_counts
 from latentseg.progress import configure_logging
 from latentseg.reports.claims import evaluate_file, write_claims
 from latentseg.reports.stats import read_runs
@@ -31,7 +33,8 @@ def main() -> None:
     configure_logging()
     params = load_params()
     paper = paper_by_cell(params["tables"], yaml.safe_load(args.paper.read_text())["tables"])
-    frame, noise = evaluate_file(yaml.safe_load(args.claims.read_text()), read_runs(args.tables), paper)
+    frame, noise = evaluate_file(yaml.safe_load(args.claims.read_text()), read_runs(args.tables), paper,
+                                 planted_group_counts(params))
     write_claims(frame, noise, params["profile"], args.md, args.csv)
 
 

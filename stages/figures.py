@@ -1,6 +1,7 @@
 """Stage `figures`: Figure 3 (heat maps of P(l|c), eq. 8, from the co-occurrence matrix M accumulated in training),
 Figure 1 (`fig1_<dataset>.png`, from the arrays of stage `figure1`, where they exist) and, per table, the training
-and validation curves of its experiments (`curves_<table>.png`)."""
+and validation curves of its experiments (`curves_<table>.png`). On data with planted groups (the demo's) Figure 3
+orders and names its rows by group and Figure 1's legend lists classes under their groups (latentseg/planted.py)."""
 
 from latentseg.warm import hand_over
 
@@ -13,6 +14,7 @@ from pathlib import Path
 import pandas as pd
 
 from latentseg.params import load_params
+from latentseg.planted import planted_groups
 from latentseg.progress import configure_logging
 from latentseg.reports.curves import write_curves
 from latentseg.reports.figure1 import draw_figure1, read_arrays
@@ -32,7 +34,11 @@ def main() -> None:
         exp = params["experiments"][exp_id]
         title = (f"P(l|c), {exp['dataset']} {exp['fraction']}, k = {frame.shape[1]} ({exp_id}, {label}, "
                  f"{params['profile']} profile)")
-        heatmap(frame.to_numpy(), list(frame.index), title, args.out / f"{name}.png")
+        groups = planted_groups(params, exp["dataset"])
+        if groups is not None and sorted(frame.index) != sorted(c for m in groups.values() for c in m):
+            raise SystemExit(f"{args.results / exp_id / 'latent' / f'{label}.csv'}: its classes are not those of "
+                             f"{exp['dataset']}'s planted groups (latentseg/datasets/); re-run stage train@{exp_id}")
+        heatmap(frame.to_numpy(), list(frame.index), title, args.out / f"{name}.png", groups)
     for dataset, exp_id in params["figure1"]["runs"].items():
         arrays_file = args.results / exp_id / "figure1.npz"
         if not arrays_file.is_file():
@@ -42,7 +48,8 @@ def main() -> None:
         exp = params["experiments"][exp_id]
         title = (f"Figure 1, {dataset} {exp['fraction']}: {exp_id} ({arrays['run']}, {params['profile']} profile), "
                  f"first {len(arrays['ids'])} validation images")
-        print(f"wrote {draw_figure1(arrays, args.out / f'fig1_{dataset}.png', title)}")
+        path = draw_figure1(arrays, args.out / f"fig1_{dataset}.png", title, planted_groups(params, dataset))
+        print(f"wrote {path}")
     for path in write_curves(args.results, params["tables"], args.out):
         print(f"wrote {path}")
 

@@ -1,7 +1,9 @@
 """Stage `resolve`: the resolved configuration of every experiment, classifier and initialisation, one file each.
 
 Every later stage depends on its own file, so a parameter change re-runs exactly the stages whose configuration
-it changes (`dvc exp run -S latent.k=10` leaves the runs with their own k, and Hung et al.'s runs, alone).
+it changes (`dvc exp run -S latent.k=10` leaves the runs with their own k, and Hung et al.'s runs, alone). An
+experiment's file also holds the planted groups of its data (`latentseg/planted.py`; null on real data), from
+which the training stage scores how well its latent classes recover them.
 Every setting is checked first: on any problem it prints one line per problem (key, value, experiment, what is
 wrong), writes nothing and exits with status 1.
 """
@@ -21,6 +23,7 @@ from latentseg.config import to_dict
 from latentseg.experiments import check_all, resolve, resolve_classifier, resolve_weights
 from latentseg.files import atomic_write_text
 from latentseg.params import load_params
+from latentseg.planted import planted_groups
 from latentseg.progress import configure_logging
 
 
@@ -42,8 +45,10 @@ def main() -> None:
         sys.exit(1)
     for exp_id in params["experiments"]:
         exp, cfg = resolve(params, exp_id)
+        # planted_groups: the groups of its data (the demo's stand-ins), for the recovery metric; null: real data
         write(args.out / f"{exp_id}.yaml", {"experiment": {**asdict(exp), "seeds": list(exp.seeds)},
-                                            "profile": params["profile"], "run": to_dict(cfg)})
+                                            "profile": params["profile"], "run": to_dict(cfg),
+                                            "planted_groups": planted_groups(params, exp.dataset)})
     for cls_id in params.get("classifiers", {}):
         write(args.out / f"classifier-{cls_id}.yaml", {"profile": params["profile"],
                                                        **resolve_classifier(params, cls_id)})

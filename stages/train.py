@@ -1,5 +1,7 @@
 """Stage `train@<experiment>`: train every run (one per seed) of one experiment of the registry and evaluate each:
-mIoU, per-class IoU, P(l|c) and effective latent classes, written to `<results>/metrics.json` and `latent/`.
+mIoU, per-class IoU, P(l|c), effective latent classes and, on data with planted groups (the demo's stand-ins; the
+config's `planted_groups`), the adjusted Rand index of argmax_l P(l|c) against them (`recovery_ari`), written to
+`<results>/metrics.json` and `latent/`.
 
 A killed run resumes from its checkpoint; a finished one of the same configuration and training code is only
 evaluated again (an evaluation change re-runs this stage without re-training), and adding seeds to `repeats`
@@ -27,6 +29,7 @@ import yaml
 from dvclive import Live
 
 from latentseg.data.layout import TrainData
+from latentseg.evaluate import recovery_metrics
 from latentseg.files import atomic_write_json, atomic_write_text
 from latentseg.methods import run_config
 from latentseg.models.init import resolve_init
@@ -101,6 +104,8 @@ def main() -> None:
         return
     for outcome in outcomes:
         print(f"{exp['id']} {outcome.summary}")
+        outcome.metrics.update(recovery_metrics(outcome.p_latent, outcome.p_latent_val, data.meta.classes,
+                                                doc.get("planted_groups")))
         for suffix, p in (("", outcome.p_latent), ("-val", outcome.p_latent_val)):
             if p is not None:
                 atomic_write_text(args.results / "latent" / f"{outcome.label}{suffix}.csv",

@@ -1,10 +1,15 @@
-"""Shared fixtures: torch on 2 threads, the `gpu` marker, a local HTTP file server for download tests."""
+"""Shared fixtures: torch on 2 threads, the `gpu` marker, a local HTTP file server for download tests, a warm
+interpreter for tests that run pipeline stages."""
 
 from __future__ import annotations
 
 import os
 import socket
+import subprocess
+import sys
+import tempfile
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -14,6 +19,7 @@ import pytest
 import torch
 
 from latentseg.prepare.download import Remote, file_digest
+from latentseg.warm import ENV as WARM_ENV
 
 torch.set_num_threads(min(2, os.cpu_count() or 1))
 
@@ -137,3 +143,27 @@ def refused_url() -> str:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     return f"http://127.0.0.1:{port}/file.bin"
+
+
+@pytest.fixture(scope="session")
+def warm_stages() -> Iterator[Path]:
+    """A `latentseg warm` server for the session, named in the environment, so that the stages a test runs (dvc
+    repro in a repository copy) start in a fraction of a second (tests/test_warm.py: the results are the same)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        sock = Path(tmp) / "warm.sock"
+        server = subprocess.Popen([sys.executable, "-m", "latentseg.cli", "warm", "--socket", str(sock),
+                                   "--idle-timeout", "900"], stdout=subprocess.DEVNULL)
+        deadline = time.monotonic() + 120
+        while not sock.exists() and server.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        before = os.environ.get(WARM_ENV)
+        os.environ[WARM_ENV] = str(sock)
+        try:
+            yield sock
+        finally:
+            if before is None:
+                os.environ.pop(WARM_ENV, None)
+            else:
+                os.environ[WARM_ENV] = before
+            server.terminate()
+            server.wait(timeout=30)

@@ -16,6 +16,8 @@ from latentseg.evaluate import (
     mean_iou,
     never_rejected,
     normalise_rows,
+    recovery_ari,
+    recovery_metrics,
 )
 
 
@@ -104,5 +106,46 @@ def test_evaluate_filters_each_image_by_its_own_row():
 
 
 def test_adjusted_rand_index():
-    assert adjusted_rand_index([0, 0, 1, 1], [7, 7, 3, 3]) == 1.0
+    assert adjusted_rand_index([0, 0, 1, 1], [7, 7, 3, 3]) == 1.0  # the same partition, other names
     assert adjusted_rand_index([0, 0, 0, 1, 1, 1], [0, 0, 1, 1, 2, 2]) == pytest.approx(0.2424, abs=1e-4)
+    assert adjusted_rand_index([0] * 6, [0, 0, 1, 1, 2, 3]) == 0.0  # one cluster against several groups
+    # by hand: contingency {(0,0): 2, (1,1): 1, (1,2): 1}: index 1, rows 1 + 1, columns 1, pairs 6: expected 1/3,
+    # maximum 3/2, so (1 - 1/3) / (3/2 - 1/3) = 4/7; symmetric in its arguments
+    assert adjusted_rand_index([0, 0, 1, 1], [0, 0, 1, 2]) == pytest.approx(4 / 7)
+    assert adjusted_rand_index([0, 0, 1, 2], [0, 0, 1, 1]) == pytest.approx(4 / 7)
+    # crossed: no pair together in both; expected 2/3, maximum 2: (0 - 2/3) / (2 - 2/3) = -1/2 (below chance)
+    assert adjusted_rand_index([0, 0, 1, 1], [0, 1, 0, 1]) == pytest.approx(-0.5)
+    with pytest.raises(ValueError, match="one per item"):
+        adjusted_rand_index([0, 1], [0])
+
+
+GROUPS = {"background": ["bg"], "vehicle": ["car", "bus"], "animal": ["cat", "dog", "cow"]}
+CLASSES = ["bg", "car", "cat", "bus", "dog", "cow"]
+
+
+def test_recovery_ari_of_the_planted_groups():
+    k = 10
+    healthy = torch.zeros(len(CLASSES), k)
+    for c, latent in enumerate([7, 2, 5, 2, 5, 5]):  # each group its own latent class, other names
+        healthy[c, latent] = 0.85
+        healthy[c, (latent + 1) % k] = 0.15
+    assert recovery_ari(healthy, CLASSES, GROUPS) == 1.0
+    collapsed = torch.zeros(len(CLASSES), k)
+    collapsed[:, 3] = 1.0
+    assert recovery_ari(collapsed, CLASSES, GROUPS) == 0.0
+    merged = healthy.clone()
+    merged[0] = merged[1]  # background with the vehicles: rows {bg, car, bus} {cat, dog, cow} against 3 groups
+    assert recovery_ari(merged, CLASSES, GROUPS) == pytest.approx(
+        adjusted_rand_index([0, 0, 1, 0, 1, 1], [0, 1, 2, 1, 2, 2]))
+    unseen = healthy.clone()
+    unseen[0] = 0.0  # never seen in training: no most probable latent class, left out of both partitions
+    assert recovery_ari(unseen, CLASSES, GROUPS) == 1.0
+    with pytest.raises(ValueError, match="cover the classes"):
+        recovery_ari(healthy, CLASSES, {"all": ["bg", "car"]})
+
+
+def test_recovery_metrics_are_null_without_planted_groups():
+    p = torch.eye(len(CLASSES), 4).roll(1, 1)
+    assert recovery_metrics(p, p, CLASSES, None) == {"recovery_ari": None, "recovery_ari_val": None}
+    assert recovery_metrics(None, None, CLASSES, GROUPS) == {}  # no latent branch: no metric
+    assert set(recovery_metrics(p, None, CLASSES, GROUPS)) == {"recovery_ari"}

@@ -38,6 +38,15 @@ def test_legend_counts_the_classes_past_the_first_few():
     assert l == 0 and label.endswith(", +2 more") and label.count(",") == MAX_NAMES
 
 
+def test_legend_lists_classes_under_their_planted_groups():
+    groups = {"pets": ["a", "c"], "other": ["b"], "unseen": ["d"]}
+    p = P.copy()
+    p[1] = [0.8, 0.2, 0.0]  # b joins a and c
+    assert latent_legend(p, ["a", "b", "c", "d"], groups=groups) == [(0, "l0: pets (all 2); other")]
+    assert latent_legend(P, ["a", "b", "c", "d"], groups={"ab": ["a", "b"], "cd": ["c", "d"]}) == [
+        (0, "l0: ab (1 of 2): a; cd"), (1, "l1: ab (1 of 2): b")]  # d, never seen, does not count in cd
+
+
 def small_arrays(dataset: str = "voc", classes: int = 21, k: int = 4) -> dict[str, np.ndarray]:
     rng = np.random.default_rng(0)
     arrays = {"dataset": np.array(dataset), "experiment": np.array("voc-1_8-proposed"), "run": np.array("seed-1"),
@@ -61,6 +70,9 @@ def test_draw_figure1_from_a_small_npz(tmp_path, dataset, classes):
     assert draw_figure1(read_arrays(tmp_path / "figure1.npz"), out, "toy") == out
     assert out.read_bytes()[:8] == PNG
     assert [p.name for p in out.parent.iterdir()] == [out.name]  # no temporary file left behind
+    grouped = tmp_path / "fig" / "grouped.png"
+    groups = {"first": [f"c{i}" for i in range(5)], "rest": [f"c{i}" for i in range(5, classes)]}
+    assert draw_figure1(read_arrays(tmp_path / "figure1.npz"), grouped, "toy", groups).read_bytes()[:8] == PNG
 
 
 def test_the_drawing_imports_no_torch():

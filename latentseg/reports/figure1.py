@@ -7,7 +7,10 @@ stage ``figure1`` saves (``latentseg/figure1_arrays.py``), so this module import
 The legend names each latent class by the semantic classes it stands for, read from P(l|c) (eq. 8): a class c
 is listed under its most probable latent class, argmax_l P(l|c), the classes of an entry ordered by P(l|c). Every
 class seen in training is listed exactly once. A latent class no class prefers is listed, as "no class's most
-probable", only when it appears in the drawn maps; otherwise it is omitted (it covers nothing).
+probable", only when it appears in the drawn maps; otherwise it is omitted (it covers nothing). On data with
+planted groups (the demo's stand-ins) an entry's classes are listed under their planted group's name, a group
+whose every class is there by its name alone ("vehicle (all 7)"): a latent class that stands for one group reads
+as that group.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ import numpy as np
 from matplotlib.patches import Patch
 
 from latentseg.colours import colourise, dataset_classes_and_palette, latent_colours, latent_palette
+from latentseg.data.classes import group_index
 from latentseg.files import atomic_write
 
 MAX_NAMES = 5  # classes named in one legend entry; more are counted ("+2 more")
@@ -32,6 +36,8 @@ NO_CLASS = "no class's most probable"
 CAPTION = ("Legend: each latent class l with the semantic classes c whose most probable latent class it is, "
            "argmax_l P(l|c) (eq. 8, from the co-occurrence matrix M of training), by decreasing P(l|c); latent "
            "classes that are no class's most probable and absent from the maps are omitted.")
+GROUPED = (" Classes are named under the planted group of the demo's data they belong to; a group listed by name "
+           "alone has all its classes in that latent class.")
 COLUMNS = ("image", "ground truth", "semantic prediction", "latent classes")
 
 
@@ -40,27 +46,49 @@ def read_arrays(path: str | Path) -> dict[str, np.ndarray]:
         return {key: npz[key] for key in npz.files}
 
 
-def latent_legend(p_latent_given_class: np.ndarray, classes: list[str],
-                  shown: Iterable[int] = ()) -> list[tuple[int, str]]:
-    """``(l, "l<l>: class, class")`` for each latent class some class prefers (or that is in ``shown``)."""
+def _names(members: list[int], classes: list[str]) -> str:
+    names = [classes[c] for c in members[:MAX_NAMES]]
+    if len(members) > MAX_NAMES:
+        names.append(f"+{len(members) - MAX_NAMES} more")
+    return ", ".join(names)
+
+
+def _by_group(members: list[int], classes: list[str], groups: dict[str, list[str]], seen: np.ndarray) -> str:
+    """``vehicle (all 7); animal (2 of 6): cat, dog``: the members under their planted groups, in the order of the first
+    (most probable) member of each."""
+    owner = group_index(classes, groups)
+    parts = []
+    for g in dict.fromkeys(owner[c] for c in members):
+        name, inside = list(groups)[g], [c for c in members if owner[c] == g]
+        size = sum(1 for c in range(len(classes)) if owner[c] == g and seen[c])
+        whole = f"{name} (all {size})" if size > 1 else name
+        parts.append(whole if len(inside) == size else f"{name} ({len(inside)} of {size}): {_names(inside, classes)}")
+    return "; ".join(parts)
+
+
+def latent_legend(p_latent_given_class: np.ndarray, classes: list[str], shown: Iterable[int] = (),
+                  groups: dict[str, list[str]] | None = None) -> list[tuple[int, str]]:
+    """``(l, "l<l>: class, class")`` for each latent class some class prefers (or that is in ``shown``); with the
+    data's planted ``groups``, ``(l, "l<l>: vehicle (all 7); animal (2 of 6): cat, dog")``."""
     p = np.asarray(p_latent_given_class, dtype=float)
     seen = p.sum(1) > 0  # a class never seen in training has an all-zero row and prefers nothing
     dominant = p.argmax(1)
     shown = set(int(v) for v in shown)
     entries = []
     for l in range(p.shape[1]):
-        members = [c for c in np.argsort(-p[:, l], kind="stable") if seen[c] and dominant[c] == l]
+        members = [int(c) for c in np.argsort(-p[:, l], kind="stable") if seen[c] and dominant[c] == l]
         if not members and l not in shown:
             continue
-        names = [classes[c] for c in members[:MAX_NAMES]]
-        if len(members) > MAX_NAMES:
-            names.append(f"+{len(members) - MAX_NAMES} more")
-        entries.append((l, f"l{l}: {', '.join(names) if names else f'({NO_CLASS})'}"))
+        text = (f"({NO_CLASS})" if not members else _names(members, classes) if groups is None
+                else _by_group(members, classes, groups, seen))
+        entries.append((l, f"l{l}: {text}"))
     return entries
 
 
-def draw_figure1(arrays: Mapping[str, np.ndarray], path: str | Path, title: str) -> Path:
-    """Write the grid of ``arrays`` (the npz of stage ``figure1``) as a PNG at ``path``."""
+def draw_figure1(arrays: Mapping[str, np.ndarray], path: str | Path, title: str,
+                 groups: dict[str, list[str]] | None = None) -> Path:
+    """Write the grid of ``arrays`` (the npz of stage ``figure1``) as a PNG at ``path``; ``groups``: the planted
+    groups of the data (None: real data), for the legend."""
     ids = [str(v) for v in arrays["ids"]]
     classes = [str(v) for v in arrays["classes"]]
     p = np.asarray(arrays["p_latent_given_class"])
@@ -71,15 +99,21 @@ def draw_figure1(arrays: Mapping[str, np.ndarray], path: str | Path, title: str)
              colourise(arrays[f"semantic_{i}"], palette), colourise(arrays[f"latent_{i}"], lat_palette))
             for i in range(len(ids))]
     shown = np.unique(np.concatenate([arrays[f"latent_{i}"].ravel() for i in range(len(ids))]))
-    legend = latent_legend(p, classes, shown)
+    legend = latent_legend(p, classes, shown, groups)
 
     aspect = float(np.median([image.shape[0] / image.shape[1] for image, *_ in rows]))  # height / width
     panel_w = 2.4 if aspect >= 0.75 else 3.2
     fig_w = len(COLUMNS) * panel_w
-    caption = textwrap.fill(CAPTION, int(fig_w * 20))  # about 20 characters of 6 pt text an inch
+    text = CAPTION if groups is None else CAPTION + GROUPED
+    caption = textwrap.fill(text, int(fig_w * 20))  # about 20 characters of 6 pt text an inch
     caption_h = 0.1 + 0.11 * caption.count("\n") + 0.11  # inches
-    ncol = 3 if len(legend) > 8 else 2
-    legend_h = 0.25 + 0.2 * math.ceil(len(legend) / ncol)
+    ncol = 3 if len(legend) > 8 and groups is None else 2
+    if groups is not None:  # entries by group run longer: wrapped to their column (about 18 characters an inch)
+        width = int(fig_w / ncol * 18) - 6
+        legend = [(l, textwrap.fill(label, width, subsequent_indent="    ")) for l, label in legend]
+    lines = [label.count("\n") + 1 for _, label in legend]
+    rows_h = sum(max(lines[i:i + ncol]) for i in range(0, len(lines), ncol))  # legend rows, in lines
+    legend_h = 0.25 + 0.2 * math.ceil(len(legend) / ncol) + 0.12 * (rows_h - math.ceil(len(legend) / ncol))
     fig_h = 0.75 + len(rows) * panel_w * aspect + legend_h + caption_h
     fig, axes = plt.subplots(len(rows), len(COLUMNS), figsize=(fig_w, fig_h), squeeze=False)
     for i, panels in enumerate(rows):

@@ -3,8 +3,9 @@
 Every report reads one frame of runs, ``all.csv`` of the tables stage: one row per table cell and run (training
 seed), columns ``RUN_COLUMNS``. Nothing there is averaged; means and spreads are computed here when needed.
 
-Two kinds of number have their own noise: ``miou`` (mIoU and other IoU percentages) and ``effective`` (counts of
-effective latent classes, Table 4). A cell's kind follows from its source (``"<exp>:effective_t0.9"``).
+Three kinds of number have their own noise: ``miou`` (mIoU and other IoU percentages), ``effective`` (counts of
+effective latent classes, Table 4) and ``ari`` (the adjusted Rand index of the latent classes against the planted
+groups, ``recovery_ari``, on a 0-1 scale). A cell's kind follows from its source (``"<exp>:effective_t0.9"``).
 """
 
 from __future__ import annotations
@@ -18,13 +19,13 @@ import pandas as pd
 
 RUN_COLUMNS = ["table", "row", "column", "source", "run", "value"]
 CELL_KEY = ["table", "row", "column"]
-KINDS = ("miou", "effective")
+KINDS = ("miou", "effective", "ari")
 
 
 def kind_of(source: str) -> str:
-    """``effective`` for an effective-latent-class count, ``miou`` for everything else."""
+    """``effective`` for an effective-latent-class count, ``ari`` for a recovery index, ``miou`` for the rest."""
     metric = str(source).partition(":")[2]
-    return "effective" if metric.startswith("effective") else "miou"
+    return "effective" if metric.startswith("effective") else "ari" if metric.startswith("recovery_ari") else "miou"
 
 
 def read_runs(path: str | Path) -> pd.DataFrame:
@@ -84,11 +85,15 @@ class Noise:
 
 
 def noise_by_kind(runs: pd.DataFrame, default_noise: Mapping[str, float]) -> dict[str, Noise]:
-    """Per kind: the pooled within-cell std of ``runs`` where any cell has repeats, else ``default_noise[kind]``."""
+    """Per kind: the pooled within-cell std of ``runs`` where any cell has repeats, else ``default_noise[kind]``
+    (a kind without a default and without any cell in ``runs`` is left out: nothing needs its noise)."""
     out = {}
+    present = set(runs["source"].map(kind_of)) if not runs.empty else set()
     for kind in KINDS:
         sigma, cells = pooled_std(runs, kind)
         if sigma is None:
+            if kind not in default_noise and kind not in present:
+                continue
             if kind not in default_noise:
                 raise KeyError(f"default_noise.{kind} is not set, and no {kind} cell has two runs to measure it")
             sigma, cells = float(default_noise[kind]), 0

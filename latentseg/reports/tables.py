@@ -1,9 +1,11 @@
-"""Tables 1-5 from the table layouts of ``params.yaml`` and the per-run metric files, beside the paper's numbers.
+"""The tables (1-6 and the supplement's) from the table layouts of ``params.yaml`` and the per-run metric files,
+beside the paper's numbers.
 
 A cell of a layout names where its numbers come from:
 
 - ``"<exp>"``: the mIoU of experiment ``<exp>``, from ``results/<exp>/metrics.json``;
-- ``"<exp>:<metric>"``: another metric of it (``voc-1_8-proposed:effective_t0.9``);
+- ``"<exp>:<metric>"``: another metric of it (``voc-1_8-proposed:effective_t0.9``, ``...:recovery_ari``); a run
+  whose metric is null (not applicable: no planted groups in its data) gives the cell no value;
 - ``"<exp>+classifier"``: its mIoU once its image classifier filters it, from ``results/<exp>/classifier.json``;
 - ``null``: not reproduced.
 
@@ -78,8 +80,10 @@ def results_reader(results_dir: str | Path, profile: str | None = None) -> RunsR
         values = {}
         for label in sorted(runs, key=run_order):
             if ref.metric not in runs[label]:
-                raise KeyError(f"{path}: run {label!r} has no metric {ref.metric!r}")
-            values[label] = float(runs[label][ref.metric])
+                raise KeyError(f"{path}: run {label!r} has no metric {ref.metric!r} (re-run stage train@"
+                               f"{ref.experiment} if the metric is new, else fix the table layout in params.yaml)")
+            if runs[label][ref.metric] is not None:  # None: not applicable to this run (no planted groups)
+                values[label] = float(runs[label][ref.metric])
         return values
 
     return read
@@ -146,13 +150,14 @@ def _missing(value: Any) -> bool:
     return value is None or (isinstance(value, float) and pd.isna(value))
 
 
-def cell_text(mean: Any, std: Any, n: int, paper: Any, diff: Any, count: bool = False) -> str:
+def cell_text(mean: Any, std: Any, n: int, paper: Any, diff: Any, count: bool = False, index: bool = False) -> str:
     """``71.1 ± 0.4 (3) / 71.3 (-0.2)`` for several runs, ``71.1 / 71.3 (-0.2)`` for one, ``– / 71.4`` for none.
 
     ``count``: effective-latent-class counts, whole numbers for one run (and the paper), one decimal for a mean.
+    ``index``: a 0-1 index (the recovery ARI), two decimals.
     """
-    digits = (1 if n >= 2 else 0) if count else 1
-    paper_digits = 0 if count else 1
+    digits = (1 if n >= 2 else 0) if count else 2 if index else 1
+    paper_digits = 0 if count else digits
     if _missing(mean):
         ours = "–"
     elif n >= 2:
@@ -174,8 +179,12 @@ def markdown(cells: pd.DataFrame, title: str, profile: str) -> str:
         for col in columns:
             c = part.loc[col]
             # latent-class counts print as whole numbers; a cell without a source goes by its column's name
-            count = col.startswith("effective") if _missing(c["source"]) else kind_of(c["source"]) == "effective"
-            line.append(cell_text(c["mean"], c["std"], int(c["n"]), c["paper"], c["diff"], count=count))
+            if _missing(c["source"]):
+                kind = "effective" if col.startswith("effective") else "ari" if "ARI" in col else "miou"
+            else:
+                kind = kind_of(c["source"])
+            line.append(cell_text(c["mean"], c["std"], int(c["n"]), c["paper"], c["diff"], count=kind == "effective",
+                                  index=kind == "ari"))
         body.append(line)
     table = tabulate(body, headers=["", *columns], tablefmt="github", disable_numparse=True)
     note = (f"\n\nProfile `{profile}`. Each cell: ours / the paper's (difference of our mean from the paper's). "

@@ -111,7 +111,7 @@ def table_row(markdown: str, row: str) -> list[str]:
 
 
 @pytest.mark.slow
-def test_the_paper_profile_runs_end_to_end(tmp_path):
+def test_the_paper_profile_runs_end_to_end(tmp_path, warm_stages):
     repo = copy_repository(tmp_path / "repo")
     releases = make_releases(tmp_path / "releases")
     weights = make_weight_files(tmp_path / "published")

@@ -13,7 +13,7 @@ from latentseg.reports.check import (
     record_reference,
 )
 from latentseg.reports.check import recorded_expectations as expectations
-from latentseg.reports.claims import evaluate_file, markdown, verdict, write_claims
+from latentseg.reports.claims import evaluate_file, markdown, parse_claims, verdict, write_claims
 from latentseg.reports.stats import noise_by_kind
 from latentseg.reports.tables import results_reader, table_runs
 from tests.reports.fakes import seeds, write_runs
@@ -110,7 +110,8 @@ def test_claims_report(tmp_path):
     assert "(runs – vs 3)" in text and "not run" in text and "d > 2·se" in text
     assert "pooled over 3 cell(s)" in text and "3 holds, 1 within noise, 1 reversed, 1 not run" in text
     header = (tmp_path / "claims.csv").read_text().splitlines()[0]
-    assert header == "id,claim,higher,lower,paper_diff,diff,se,n_higher,n_lower,spread_higher,spread_lower,verdict"
+    assert header == ("id,claim,higher,lower,paper_diff,diff,se,n_higher,n_lower,spread_higher,spread_lower,verdict,"
+                      "note")
     assert markdown(frame, noise, "paper").count("demo profile") == 0
 
 
@@ -167,3 +168,69 @@ def test_paper_profile_checks_means_against_the_papers_numbers(tmp_path):
         "t / Strong / effective (t=0.9): 4.33 (mean of 3) vs reference 14 (|diff| 9.67 > tolerance 2.00)",
         "t / Weak / mIoU: 70.03 (mean of 3) vs reference 75 (|diff| 4.97 > tolerance 1.50)",
         "t / Missing / mIoU: no result (reference 70)"]
+
+
+def _claim(**fields):
+    return {"id": "c", "says": "A claim.", "higher": _cell("Strong", "effective (t=0.9)"), "lower": 4, **fields}
+
+
+def _one(runs, planted=None, **fields):
+    frame, _ = evaluate_file({"default_noise": CLAIMS["default_noise"], "claims": [_claim(**fields)]}, runs,
+                             planted=planted)
+    return frame.iloc[0]
+
+
+def test_at_least_and_scaled_sides(tmp_path):
+    write_runs(tmp_path, "strong", seeds([72.0, 72.0, 72.0], **{"effective_t0.9": [4, 4, 4]}))
+    runs = table_runs("t", LAYOUT, results_reader(tmp_path))
+    assert _one(runs)["verdict"] == "within noise"  # 4 above 4: no
+    assert _one(runs, compare="at least")["verdict"] == "holds"  # 4 at least 4, no spread
+    assert _one(runs, compare="at least", lower=5)["verdict"] == "reversed"
+    scaled = _one(runs, compare="at least", lower=5, higher={**_cell("Strong", "effective (t=0.9)"), "times": 1.3})
+    assert scaled["verdict"] == "holds" and scaled["diff"] == pytest.approx(0.2) and "1.3 ×" in scaled["higher"]
+    assert verdict(0.0, 0.0, "at least") == "holds" and verdict(2.0, 1.0, "at least") == "holds"
+    assert verdict(1.99, 1.0, "at least") == "within noise" and verdict(-2.01, 1.0, "at least") == "reversed"
+
+
+def test_planted_groups_side_and_its_absence(tmp_path):
+    write_runs(tmp_path, "strong", seeds([72.0, 72.0, 72.0], **{"effective_t0.9": [5, 5, 5]}))
+    runs = table_runs("t", LAYOUT, results_reader(tmp_path))
+    groups = {"planted_groups": "voc"}
+    demo = _one(runs, {"voc": 5}, lower=groups, compare="at least")
+    assert demo["verdict"] == "holds" and demo["lower"] == "planted groups of voc" and pd.isna(demo["paper_diff"])
+    real = _one(runs, {"voc": None}, lower=groups, compare="at least")
+    assert real["verdict"] == "not applicable" and "no planted groups" in real["note"]
+    marked = _one(runs, {"voc": None}, needs_planted_groups="voc")  # a cell claim about the planted groups
+    assert marked["verdict"] == "not applicable"
+    with pytest.raises(ValueError, match="claim c is about the planted groups of 'coco'"):
+        _one(runs, {"voc": 5}, lower={"planted_groups": "coco"})
+
+
+def test_a_claim_whose_premise_fails_is_not_applicable(tmp_path):
+    write_runs(tmp_path, "strong", seeds([72.0, 72.0, 72.0], **{"effective_t0.9": [1, 1, 1]}))
+    runs = table_runs("t", LAYOUT, results_reader(tmp_path))
+    effective = _cell("Strong", "effective (t=0.9)")
+    doc = {"default_noise": CLAIMS["default_noise"], "claims": [
+        {"id": "separates", "says": "At least the groups.", "higher": effective, "lower": {"planted_groups": "voc"},
+         "compare": "at least"},
+        {"id": "fewer", "says": "Fewer than 20.", "higher": 20, "lower": effective, "given": ["separates"]}]}
+    frame, _ = evaluate_file(doc, runs, planted={"voc": 5})
+    fewer = frame.set_index("id").loc["fewer"]
+    assert fewer["verdict"] == "not applicable" and fewer["note"] == "premise not met: separates reversed"
+    assert fewer["diff"] == 19  # still reported
+    frame, _ = evaluate_file(doc, runs, planted={"voc": None})  # no planted groups: judged on its own
+    assert list(frame["verdict"]) == ["not applicable", "holds"]
+    text = markdown(frame, noise_by_kind(runs, CLAIMS["default_noise"]), "paper")
+    assert "not applicable (voc has no planted groups in this profile's data)" in text
+
+
+@pytest.mark.parametrize(("fields", "message"), [
+    ({"compare": "more"}, "claim c, field compare: 'more' is not one of above, at least"),
+    ({"given": ["later"]}, "claim c, field given"),
+    ({"lower": {"planted_groups": "voc", "times": "x"}}, "claim c, field lower.times"),
+    ({"lower": {"table": "t"}}, "claim c, field lower: a side is"),
+    ({"margin": 2}, "claim c, field margin: unknown field"),
+])
+def test_parse_errors_name_the_claim_and_the_field(fields, message):
+    with pytest.raises(ValueError, match=message.replace("(", r"\(")):
+        parse_claims({"claims": [_claim(**fields)]})

@@ -9,9 +9,10 @@ import pandas as pd
 import pytest
 import yaml
 
+from latentseg.datasets import get
 from latentseg.reports.claims import parse_claims
 from latentseg.reports.curves import experiments_of
-from latentseg.reports.figures import heatmap
+from latentseg.reports.figures import grouped_order, heatmap
 from latentseg.reports.tables import CellRef
 from tests.reports.fakes import seeds, write_runs
 
@@ -23,6 +24,15 @@ def test_heatmap_writes_a_png(tmp_path):
     heatmap(np.eye(4, 3), ["a", "b", "c", "d"], "toy", tmp_path / "fig.png")
     assert (tmp_path / "fig.png").read_bytes()[:8] == PNG
     assert [p.name for p in tmp_path.iterdir()] == ["fig.png"]  # no temporary file left behind
+    heatmap(np.eye(4, 3), ["a", "b", "c", "d"], "toy", tmp_path / "grouped.png", {"x": ["a", "c"], "y": ["b", "d"]})
+    assert (tmp_path / "grouped.png").read_bytes()[:8] == PNG
+
+
+def test_heatmap_orders_rows_by_planted_group_and_columns_by_the_group_that_prefers_them():
+    # classes a, b, c, d; a and c prefer latent 2, b latent 0, d latent 1 (and latent 3 nobody)
+    p = np.array([[0.1, 0.0, 0.9, 0.0], [0.8, 0.2, 0.0, 0.0], [0.0, 0.3, 0.7, 0.0], [0.0, 0.9, 0.1, 0.0]])
+    rows, columns = grouped_order(p, ["a", "b", "c", "d"], {"x": ["a", "c"], "y": ["b", "d"]})
+    assert rows == [0, 2, 1, 3] and columns == [2, 1, 0, 3]  # in y, latent 1 (mass 1.1) before latent 0 (0.8)
 
 
 def _fake_results(params, results: Path) -> None:
@@ -34,13 +44,14 @@ def _fake_results(params, results: Path) -> None:
         base = float(rng.uniform(40, 70))
         write_runs(results, exp, seeds(list(base + rng.normal(0, 1, n)), **{
             "effective_t0.1": [int(v) for v in rng.integers(5, 9, n)],
-            "effective_t0.9": [int(v) for v in rng.integers(2, 5, n)]}))
+            "effective_t0.9": [int(v) for v in rng.integers(2, 5, n)],
+            "recovery_ari": [round(float(v), 4) for v in rng.uniform(0, 1, n)]}))
         if any(ref.experiment == exp and ref.classifier for ref in named):
             write_runs(results, exp, seeds(list(base + 1 + rng.normal(0, 1, n))), "classifier.json")
     for run_id in params["figures"].values():
         exp = params["experiments"][run_id]
         k = exp.get("latent", {}).get("k", params["latent"]["k"])
-        classes = [f"c{i}" for i in range(21 if exp["dataset"] == "voc" else 19)]
+        classes = list(get(exp["dataset"]).classes)
         frame = pd.DataFrame(rng.dirichlet(np.ones(k), len(classes)), index=classes)
         (results / run_id / "latent").mkdir(parents=True, exist_ok=True)
         (results / run_id / "latent" / "seed-1234.csv").write_text(frame.to_csv())  # the first seed's
@@ -73,7 +84,10 @@ def test_table_claims_figure_curves_and_check_stages_on_fake_results(tmp_path):
     claims = pd.read_csv(out / "claims.csv")
     stated = yaml.safe_load((ROOT / "reference" / "claims.yaml").read_text())["claims"]
     assert list(claims["id"]) == [c["id"] for c in stated]
-    assert set(claims["verdict"]) <= {"holds", "within noise", "reversed", "not run"}
+    assert set(claims["verdict"]) <= {"holds", "within noise", "reversed", "not run", "not applicable"}
+    # the demo's VOC has planted groups: claims about them are judged, none set aside for want of groups
+    about_groups = claims[claims["id"].str.contains("separates-groups|recovers-groups")]
+    assert len(about_groups) == 6 and not about_groups["note"].fillna("").str.contains("no planted groups").any()
 
     r = run("stages/figures.py", "--results", str(results), "--out", str(out / "f"))  # no curves: empty figures
     assert r.returncode == 0, r.stderr
@@ -110,8 +124,12 @@ def test_every_claim_names_cells_of_the_layouts():
     cells = {(name, str(row), str(col)): source for name, layout in params["tables"].items()
              for row, sources in layout["rows"].items() for col, source in zip(layout["columns"], sources, strict=True)}
     claims = parse_claims(yaml.safe_load((ROOT / "reference" / "claims.yaml").read_text()))
-    assert len(claims) == 22  # 20 of the paper, 2 of Table 6 (beyond the paper)
+    # 20 of the paper, 2 of Table 6 (beyond the paper), 6 of Table 4 against the planted groups (3 effective
+    # counts at least the groups, 3 recovery indices), 3 of Table 4's t = 0.1 close to t = 0.9
+    assert len(claims) == 31
     for claim in claims:
         for side in (claim.higher, claim.lower):
-            if isinstance(side, tuple):
-                assert cells.get(side) is not None, (claim.id, side)  # a cell the layouts reproduce
+            if side.cell is not None:
+                assert cells.get(side.cell) is not None, (claim.id, side)  # a cell the layouts reproduce
+            if side.planted is not None:
+                assert side.planted in params["datasets"], (claim.id, side)
