@@ -1,6 +1,6 @@
 """Painting the demo's stand-ins (``prepare/synthetic.py`` says why it paints this way): a planted group is a
-silhouette (its stand-in chooses which), the classes of a group differ by a faint stripe texture that recurs in
-every group, and colour is drawn per object, the same for every class: it tells nothing."""
+silhouette (its stand-in chooses which) in a noisy colour of its own, and the classes of a group differ by a faint
+stripe texture that recurs in every group."""
 
 from __future__ import annotations
 
@@ -12,11 +12,11 @@ from PIL import Image, ImageDraw
 
 from latentseg.data.classes import group_index
 
-# Object colours, shared by every class: each region draws one (never the previous region's, so an object stands
-# out of what it covers); jittered per region and shifted per image by ``finish``.
-_PALETTE = np.array([
+# One colour per planted group, jittered per region and shifted per image by ``finish`` (lighting): a noisy cue of
+# the group, which the group's silhouette makes reliable (``prepare/synthetic.py``: why not colour-free).
+_GROUP_COLOURS = np.array([
     [110, 110, 110], [200, 60, 50], [60, 170, 70], [60, 90, 210], [220, 200, 60], [170, 80, 200],
-    [60, 200, 200], [240, 140, 40], [230, 230, 230], [40, 40, 40],
+    [60, 200, 200], [240, 140, 40],
 ], dtype=np.float32)
 
 
@@ -27,7 +27,7 @@ class SyntheticSpec:
     num_val: int
     size: tuple[int, int]  # (H, W)
     seed: int = 0
-    cue_strength: float = 24.0  # amplitude of the within-group stripe cue (0-255 scale)
+    cue_strength: float = 30.0  # amplitude of the within-group stripe cue (0-255 scale)
     stripe_periods: tuple[float, ...] = (5.0, 10.0)  # pixels; four orientations per period
     noise: float = 10.0  # per-pixel Gaussian noise
     colour_jitter: float = 20.0  # per-region standard deviation around its palette colour
@@ -99,7 +99,7 @@ def rasterise(polygon: Polygon, h: int, w: int) -> np.ndarray:
 
 
 class Painter:
-    """Paints class regions: a colour drawn from the shared palette plus the class's stripe texture."""
+    """Paints class regions: the group's colour, jittered, plus the class's stripe texture."""
 
     def __init__(self, classes: list[str], groups: dict[str, list[str]], spec: SyntheticSpec) -> None:
         self.group_of = group_index(classes, groups)
@@ -114,11 +114,10 @@ class Painter:
             r = rank.get(g, 0)
             rank[g] = r + 1
             self.stripes.append((np.pi * (r % 4) / 4, spec.stripe_periods[(r // 4) % len(spec.stripe_periods)]))
-        self._last = -1
+        self.group_size = [self.group_of.count(g) for g in range(max(self.group_of) + 1)]
 
     def new_image(self) -> None:
-        """Forget the previous region's colour: each image depends on its own draws only."""
-        self._last = -1
+        """Start an image (a hook for per-image state; the painter keeps none)."""
 
     def texture(self, cls: int, phase: float) -> np.ndarray:
         angle, period = self.stripes[cls]
@@ -126,10 +125,10 @@ class Painter:
         return np.sin(2 * np.pi * t / period + phase)
 
     def paint(self, image: np.ndarray, region: np.ndarray, cls: int, rng: np.random.Generator) -> None:
-        choice = int(rng.integers(len(_PALETTE) - 1))
-        choice += choice >= self._last >= 0  # any colour but the previous region's
-        self._last = choice
-        colour = _PALETTE[choice] + rng.normal(0, self.spec.colour_jitter, 3)
+        colour = _GROUP_COLOURS[self.group_of[cls] % len(_GROUP_COLOURS)] + rng.normal(0, self.spec.colour_jitter, 3)
+        if self.group_size[self.group_of[cls]] == 1:  # a group of one (background, person) needs no class cue
+            image[region] = colour
+            return
         stripe = self.spec.cue_strength * self.texture(cls, rng.uniform(0, 2 * np.pi))
         image[region] = colour + stripe[region, None]
 
