@@ -61,7 +61,7 @@ def test_layers_apply_in_order(params):
     _, cfg = resolve({**params, "latent": {**params["latent"], "k": 7}}, "voc-1_8-proposed")
     assert cfg.settings.latent.k == 7  # inherits the default
     _, cfg = resolve(params, "voc-1_8-hung")
-    assert cfg.objective == "hung" and list(to_dict(cfg.settings)) == ["hung"] and cfg.settings.hung.semi_start == 15
+    assert cfg.objective == "hung" and list(to_dict(cfg.settings)) == ["hung"] and cfg.settings.hung.semi_start == 30
     _, cfg = resolve({**params, "profile": "paper"}, "cityscapes-1_8-proposed")
     assert cfg.data.crop_size == (256, 512) and cfg.data.resize == (512, 1024)
 

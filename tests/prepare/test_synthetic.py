@@ -43,3 +43,24 @@ def test_cityscapes_stand_in_layout(tmp_path):
     sample = read_list(tmp_path / "val.txt")[0]
     assert sample.image.startswith("leftImg8bit/val/") and sample.mask.endswith("_gtFine_labelTrainIds.png")
     assert np.asarray(Image.open(tmp_path / sample.mask)).max() < 19
+
+
+def test_voc_groups_are_silhouettes_and_stripes_recur_across_groups(tmp_path):
+    """The design of prepare/synthetic.py: a group's objects share a silhouette (vehicles wider than tall, people
+    taller than wide), and the r-th class of every group has the same stripe (the texture names no group)."""
+    from latentseg.datasets.voc import DATASET as VOC
+    from latentseg.prepare.standins.painter import Painter
+
+    painter = Painter(list(VOC.classes), VOC.planted_groups, SyntheticSpec("voc", 1, 1, (64, 64)))
+    first = [VOC.classes.index(members[0]) for members in VOC.planted_groups.values() if len(members) > 1]
+    assert len({painter.stripes[c] for c in first}) == 1
+    generate(SyntheticSpec("voc", 60, 1, (64, 64), seed=1), tmp_path)
+    aspect: dict[str, list[float]] = {"vehicle": [], "person": []}
+    for sample in read_list(tmp_path / "train.txt"):
+        label = np.asarray(Image.open(tmp_path / sample.mask))
+        for group in aspect:
+            for name in VOC.planted_groups[group]:
+                ys, xs = np.nonzero(label == VOC.classes.index(name))
+                if len(ys) > 30:
+                    aspect[group].append((np.ptp(xs) + 1) / (np.ptp(ys) + 1))
+    assert np.median(aspect["vehicle"]) > 1.3 and np.median(aspect["person"]) < 0.7

@@ -1,5 +1,6 @@
-"""The demo's Cityscapes stand-in: stuff bands (sky, construction, nature, flat) with things (objects, humans,
-vehicles) on them, PNGs under ``leftImg8bit/`` and ``*_gtFine_labelTrainIds.png`` under ``gtFine/``."""
+"""The demo's Cityscapes stand-in: stuff bands (sky, construction, nature, flat: the layout tells these groups)
+with things on them, whose groups are silhouettes (objects thin poles, humans upright columns, vehicles wide
+boxes), PNGs under ``leftImg8bit/`` and ``*_gtFine_labelTrainIds.png`` under ``gtFine/``."""
 
 from __future__ import annotations
 
@@ -10,7 +11,10 @@ from PIL import Image
 
 from latentseg.datasets.cityscapes import DATASET
 from latentseg.prepare.standins.base import StandIn
-from latentseg.prepare.standins.painter import Painter, ellipse
+from latentseg.prepare.standins.painter import Painter, Shape, column, pole, wide_box
+
+# The silhouette of each group of things (datasets/cityscapes.py: CITYSCAPES_CATEGORIES).
+THINGS: dict[str, Shape] = {"object": pole, "human": column, "vehicle": wide_box}
 
 
 def render(painter: Painter, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -29,11 +33,11 @@ def render(painter: Painter, rng: np.random.Generator) -> tuple[np.ndarray, np.n
         painter.paint(image, region, cls, rng)
         label[region] = cls
         top = bottom
-    things = ["pole", "traffic light", "traffic sign", "person", "rider", "car", "truck", "bus", "train",
-              "motorcycle", "bicycle"]
+    things = [(name, shape) for group, shape in THINGS.items() for name in DATASET.planted_groups[group]]
     for _ in range(rng.integers(2, 5)):
-        cls = idx[things[rng.integers(len(things))]]
-        region = ellipse(rng, painter.yy, painter.xx, h, w)
+        name, shape = things[rng.integers(len(things))]
+        cls = idx[name]
+        _, region = painter.shape(shape, rng)
         painter.paint(image, region, cls, rng)
         label[region] = cls
     return image, label

@@ -1,6 +1,6 @@
-"""The demo's VOC stand-in: VOC-like objects on a background, JPEGs under ``VOCdevkit/VOC2012`` and palette masks
-with a 1-pixel ignore (255) border around each object, as in VOC, and the image-set files torchvision's VOC
-reader looks for."""
+"""The demo's VOC stand-in: objects on a background, each planted group a silhouette of its own; JPEGs under
+``VOCdevkit/VOC2012`` and palette masks with a 1-pixel ignore (255) border around each object, as in VOC, and the
+image-set files torchvision's VOC reader looks for."""
 
 from __future__ import annotations
 
@@ -12,7 +12,12 @@ from PIL import Image
 from latentseg.data.layout import Sample
 from latentseg.datasets.voc import DATASET
 from latentseg.prepare.standins.base import StandIn
-from latentseg.prepare.standins.painter import Painter, boundary, ellipse
+from latentseg.prepare.standins.painter import Painter, Shape, blob, boundary, column, triangle, wide_box
+
+# Each planted group's silhouette (datasets/voc.py: PLANTED_GROUPS); background is the field behind them.
+SHAPES: dict[str, Shape] = {"vehicle": wide_box, "animal": blob, "person": column, "indoor": triangle}
+SHAPE_OF: dict[int, Shape] = {DATASET.classes.index(name): shape for group, shape in SHAPES.items()
+                              for name in DATASET.planted_groups[group]}  # by label value
 
 
 def render(painter: Painter, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -23,7 +28,7 @@ def render(painter: Painter, rng: np.random.Generator) -> tuple[np.ndarray, np.n
     outline = np.zeros((h, w), bool)
     for _ in range(rng.integers(1, 4)):
         cls = int(rng.integers(1, len(DATASET.classes)))
-        region = ellipse(rng, painter.yy, painter.xx, h, w)
+        _, region = painter.shape(SHAPE_OF[cls], rng)
         painter.paint(image, region, cls, rng)
         label[region] = cls
         outline &= ~region
