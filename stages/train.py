@@ -9,6 +9,7 @@ Several GPUs for one run: `torchrun --standalone --nproc_per_node N stages/train
 `LATENTSEG_NPROC_PER_NODE=N` and the stage starts torchrun itself (so `dvc repro`/`dvc exp run` need no other
 command). The run is the same run (the batch is split, not multiplied); rank 0 logs, checkpoints and evaluates.
 Each process takes a GPU no other latentseg process holds, so `dvc queue start -j N` spreads N runs over GPUs.
+Under `srun -n N` (a Slurm step of N tasks) the tasks are the run's processes, as under torchrun.
 """
 
 import argparse
@@ -22,6 +23,7 @@ from pathlib import Path
 import yaml
 from dvclive import Live
 
+from latentseg.cluster.rendezvous import adopt_slurm_rendezvous
 from latentseg.data.layout import TrainData
 from latentseg.files import atomic_write_json, atomic_write_text
 from latentseg.methods import run_config
@@ -64,6 +66,7 @@ def main() -> None:
         print(f"the {doc['profile']} profile makes no '{exp['init']}' weights (params.yaml: profiles.{doc['profile']}"
               f".weights.{exp['init']}: null): these runs start from random weights, by design")
     data = TrainData.of_split(args.data, args.splits, exp["fraction"])
+    adopt_slurm_rendezvous()  # srun's tasks as torchrun's
     procs = distributed.init_from_env(cfg.runtime.device)  # torchrun's group if any; a GPU of its own
     jobs = [RunJob(run_label(s), with_seed(cfg, s), args.runs / run_label(s) / "checkpoint.pt", data, init)
             for s in exp["seeds"]]
