@@ -38,8 +38,8 @@ class Submitted:
 def submit(specs: list[RunSpec], cfg: ClusterConfig, name: str = "latentseg") -> list[Submitted]:
     """Submit one job per run, as one array; returns (and records) what was submitted."""
     folder = Path(cfg.log_folder).resolve()
-    executor = submitit.AutoExecutor(folder=folder / "%j", cluster="slurm")
-    executor.update_parameters(**executor_parameters(cfg, name), slurm_max_num_timeout=cfg.max_requeues)
+    executor = submitit.AutoExecutor(folder=folder / "%j", cluster="slurm", slurm_max_num_timeout=cfg.max_requeues)
+    executor.update_parameters(**executor_parameters(cfg, name))
     with executor.batch():
         jobs = [executor.submit(TrainRun(spec, cfg.max_requeues)) for spec in specs]
     now = time.time()
