@@ -9,14 +9,13 @@ import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import submitit
-
-from latentseg.cluster.job import TrainRun
-from latentseg.cluster.pending import RunSpec
 from latentseg.cluster.settings import ClusterConfig, executor_parameters
 from latentseg.files import atomic_write_json
+
+if TYPE_CHECKING:
+    from latentseg.cluster.pending import RunSpec
 
 RECORD = "submissions.json"
 
@@ -37,6 +36,10 @@ class Submitted:
 
 def submit(specs: list[RunSpec], cfg: ClusterConfig, name: str = "latentseg") -> list[Submitted]:
     """Submit one job per run, as one array; returns (and records) what was submitted."""
+    import submitit  # here: --status needs neither submitit nor torch
+
+    from latentseg.cluster.job import TrainRun
+
     folder = Path(cfg.log_folder).resolve()
     executor = submitit.AutoExecutor(folder=folder / "%j", cluster="slurm", slurm_max_num_timeout=cfg.max_requeues)
     executor.update_parameters(**executor_parameters(cfg, name))
