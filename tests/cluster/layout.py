@@ -43,12 +43,13 @@ def make_layout(root: Path, exp_id: str, cfg: RunConfig, data: TrainData, fracti
     return layout
 
 
-def wait_for(condition: Callable[[], bool], timeout: float, what: str, logs: Callable[[], str] = str) -> None:
+def wait_for(condition: Callable[[], bool], timeout: float, what: str, logs: Callable[[], str] = str,
+             every: float = 0.5) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}\n{logs()}")
-        time.sleep(0.5)
+        time.sleep(every)
 
 
 def queued(env: dict[str, str]) -> str:
