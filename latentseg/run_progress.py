@@ -52,3 +52,29 @@ def read_progress(path: Path) -> dict[str, Any] | None:
     except (OSError, ValueError):
         return None
     return doc if isinstance(doc, dict) else None
+
+
+CURVES = "curves.json"
+
+
+class CurvesFile:
+    """A run's training curves as its process logs them (``[values, step]`` pairs), rewritten atomically at each
+    point: what a job that trains away from the pipeline leaves for the training stage's logger to replay.
+
+    ``resume_from``: the step the run resumes from; points after it (logged before a requeue, trained again) go."""
+
+    def __init__(self, path: Path, resume_from: int) -> None:
+        self.path = path
+        self.points = [p for p in read_curves(path) if p[1] <= resume_from] if resume_from else []
+
+    def __call__(self, values: dict[str, float], step: int) -> None:
+        self.points.append((dict(values), step))
+        atomic_write_json(self.path, [[v, s] for v, s in self.points])
+
+
+def read_curves(path: Path) -> list[tuple[dict[str, float], int]]:
+    try:
+        doc = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return []
+    return [(values, int(step)) for values, step in doc]

@@ -29,6 +29,7 @@ from latentseg.files import atomic_write_json, atomic_write_text
 from latentseg.methods import run_config
 from latentseg.models.init import resolve_init
 from latentseg.progress import configure_logging
+from latentseg.run_progress import CURVES, read_curves
 from latentseg.runs import RunJob, run_all, run_label, summarise, with_seed
 from latentseg.train import distributed
 from latentseg.train.trainer import Logger
@@ -83,14 +84,19 @@ def main() -> None:
             yield lambda values, step: None
             return
         folder = args.results / "live" / job.label
-        if not resuming:
-            shutil.rmtree(folder, ignore_errors=True)  # curves of an older configuration
-        with Live(str(folder), dvcyaml=False, save_dvc_exp=False, resume=resuming, report=None) as sink:
+        # a run trained elsewhere (latentseg submit) left its curves beside its checkpoint: they replace ours
+        replay = read_curves(job.checkpoint.with_name(CURVES)) if resuming else []
+        if not resuming or replay:
+            shutil.rmtree(folder, ignore_errors=True)  # curves of an older configuration, or of another process
+        with Live(str(folder), dvcyaml=False, save_dvc_exp=False, resume=resuming and not replay,
+                  report=None) as sink:
             def log(values: dict[str, float], step: int) -> None:
                 sink.step = step
                 for name, value in values.items():
                     sink.log_metric(name if "/" in name else f"train/{name}", value)
                 sink.next_step()
+            for values, step in replay:
+                log(values, step)
             yield log
 
     parallel = cfg.runtime.parallel_runs if procs.world == 1 else 1

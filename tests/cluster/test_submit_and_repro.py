@@ -123,4 +123,18 @@ def test_submitted_runs_are_reused_by_dvc_repro(tmp_path, slurm, monkeypatch, ca
     for seed in SEEDS:
         name = f"latent/seed-{seed}.csv"
         assert (repo / "results" / EXP / name).read_text() == (tmp_path / "local" / "results" / name).read_text()
+        for curve in ("train/total", "val/miou"):  # the jobs' curves, replayed into the stage's logger
+            ours_curve = curve_points(repo / "results" / EXP / "live" / f"seed-{seed}", curve)
+            assert ours_curve and ours_curve == curve_points(tmp_path / "local" / "results" / "live" / f"seed-{seed}",
+                                                             curve), curve
     assert "nothing to submit" in submit("--experiments", EXP, "--dry-run")
+
+
+def curve_points(live: Path, name: str) -> list[tuple[str, str]]:
+    """(step, value) of a dvclive curve (its .tsv also holds wall-clock timestamps, which differ)."""
+    path = live / "plots" / "metrics" / f"{name}.tsv"
+    if not path.is_file():
+        return []
+    header, *rows = [line.split("\t") for line in path.read_text().splitlines()]
+    step, value = header.index("step"), header.index(name.split("/")[-1])
+    return [(row[step], row[value]) for row in rows]
