@@ -19,8 +19,8 @@ from latentseg.experiments import resolve
 from latentseg.params import load_params
 from latentseg.run_evaluation import FILE as EVALUATION_FILE
 from latentseg.run_evaluation import evaluated
+from latentseg.run_progress import CURVES, CurvesFile, ProgressFile, read_curves, read_progress
 from latentseg.run_progress import FILE as PROGRESS_FILE
-from latentseg.run_progress import ProgressFile, read_progress
 from latentseg.runs import train_and_evaluate
 from latentseg.train import identity as identity_module
 from latentseg.train.identity import identity
@@ -156,3 +156,15 @@ def test_status_table_reads_progress_files_and_shows_a_failed_job_log(tmp_path):
     assert rows["a/seed-2"][1:4] == ["7_2", "COMPLETED", "100/100"] and rows["a/seed-2"][-1] == "55.50"
     assert rows["b/seed-1"][1:4] == ["7_0", "FAILED", "10/100"]
     assert f"b/seed-1 (job 7_0) failed:\n  log: {log}" in table and "RuntimeError: CUDA out of memory" in table
+
+
+def test_curves_of_a_requeued_job_drop_the_points_trained_again(tmp_path):
+    path = tmp_path / CURVES
+    first = CurvesFile(path, 0)
+    for step in (2, 4, 6):
+        first({"total": float(step)}, step)
+    assert read_curves(path) == [({"total": 2.0}, 2), ({"total": 4.0}, 4), ({"total": 6.0}, 6)]
+    resumed = CurvesFile(path, 4)  # requeued after step 6 was logged, resumed from the checkpoint of step 4
+    resumed({"total": 6.5}, 6)
+    assert read_curves(path) == [({"total": 2.0}, 2), ({"total": 4.0}, 4), ({"total": 6.5}, 6)]
+    assert CurvesFile(path, 0).points == []  # a fresh start keeps none
