@@ -15,6 +15,7 @@ weights the runs read; they live where dvc.yaml puts them).
 from __future__ import annotations
 
 import argparse
+import subprocess
 import sys
 from pathlib import Path
 
@@ -53,8 +54,13 @@ def run(args: argparse.Namespace) -> int:
         from latentseg.cluster.status import status_table
         from latentseg.cluster.submit import read_record
 
-        submitted = read_record(Path(cluster.log_folder))
-        print(status_table(submitted) if submitted else f"nothing submitted yet (no record in {cluster.log_folder})")
+        try:
+            submitted = read_record(Path(cluster.log_folder))
+            none = f"nothing submitted yet (no record in {cluster.log_folder})"
+            print(status_table(submitted) if submitted else none)
+        except (RuntimeError, ValueError) as err:
+            print(f"latentseg submit --status: {err}", file=sys.stderr)
+            return 2
         return 0
     try:
         experiments = select(params, args.experiments)
@@ -79,7 +85,11 @@ def run(args: argparse.Namespace) -> int:
         return 0
     from latentseg.cluster.submit import submit
 
-    done = submit([p.spec for p in pending], cluster)
+    try:
+        done = submit([p.spec for p in pending], cluster)
+    except (OSError, RuntimeError, subprocess.CalledProcessError) as err:  # no sbatch here, or Slurm refused the job
+        print(f"latentseg submit: submitting failed: {err}", file=sys.stderr)
+        return 1
     print(f"\nsubmitted {len(done)} job(s) ({resources}): {', '.join(d.job_id for d in done)}")
     print("watch: latentseg submit --status; when they are done: dvc repro")
     return 0

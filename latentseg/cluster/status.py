@@ -35,7 +35,12 @@ class RunStatus:
 
 def queue_states() -> dict[str, str]:
     """Job id (``<array>_<index>`` for array tasks) -> Slurm state, of every job in the queue."""
-    out = subprocess.run(["squeue", "-h", "-r", "-o", "%i|%T"], capture_output=True, text=True, check=True).stdout
+    try:
+        out = subprocess.run(["squeue", "-h", "-r", "-o", "%i|%T"], capture_output=True, text=True, check=True).stdout
+    except FileNotFoundError:
+        raise RuntimeError("squeue not found: run --status where Slurm's commands are (a login node)") from None
+    except subprocess.CalledProcessError as err:
+        raise RuntimeError(f"squeue failed: {err.stderr.strip()}") from None
     return dict(line.split("|", 1) for line in out.split() if "|" in line)
 
 
