@@ -4,6 +4,7 @@ Subcommands:
     bench     time the training step of the paper's configuration (optimised against plain fp32 eager)
     config    one experiment's resolved settings, each with the layer of params.yaml it comes from
     predict   segment images with a trained run: semantic and latent-class PNGs and an overlay
+    submit    train the pending runs as a Slurm job array; --dry-run, --status
     warm      serve a pre-imported interpreter to the pipeline's stages (each starts in < 1 s, not ~7 s)
 """
 
@@ -18,11 +19,12 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True, metavar="subcommand")
 
-    from latentseg import bench, config_command, predict_command, warm_command
+    from latentseg import bench, config_command, predict_command, submit_command, warm_command
 
     for name, module, short in (("bench", bench, "time the training step"),
                                 ("config", config_command, "show an experiment's settings and their origin"),
                                 ("predict", predict_command, "segment images with a trained run"),
+                                ("submit", submit_command, "train the pending runs on a Slurm cluster"),
                                 ("warm", warm_command, "serve a pre-imported interpreter to the stages")):
         sub = commands.add_parser(name, help=short, description=module.__doc__,
                                   formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -4,6 +4,8 @@ the experiment's metrics file. Shared by the training and classifier stages.
 Layout, per experiment ``<exp>`` and run label ``seed-<n>`` (``run_label``)::
 
     <runs>/<exp>/seed-<n>/checkpoint.pt      # weights, optimisers, co-occurrence matrix (resumable)
+    <runs>/<exp>/seed-<n>/evaluation.json    # its evaluation, reused while run and evaluation code are the same
+    <runs>/<exp>/seed-<n>/progress.json      # step, total, ETA, latest validation mIoU (latentseg submit --status)
     <results>/<exp>/metrics.json             # every run's metrics under "runs", their means at the top
     <results>/<exp>/latent/seed-<n>.csv      # P(l|c) of eq. (8), from the co-occurrence matrix of training
     <results>/<exp>/latent/seed-<n>-val.csv  # the same estimated on the validation set
@@ -30,12 +32,13 @@ from torch import Tensor
 from latentseg.config import RunConfig
 from latentseg.data.dataset import eval_loader
 from latentseg.data.layout import TrainData
-from latentseg.devices import resolve_device
-from latentseg.evaluate import evaluate, normalise_rows, run_metrics
+from latentseg.evaluate import evaluate
+from latentseg.run_evaluation import evaluated
+from latentseg.run_progress import FILE as PROGRESS_FILE
+from latentseg.run_progress import ProgressFile
 from latentseg.train import distributed
-from latentseg.train.identity import resume_step
+from latentseg.train.identity import identity, resume_step
 from latentseg.train.trainer import Logger, train
-from latentseg.trained import cooccurrence, load_trained
 
 LoggerFactory = Callable[["RunJob", bool], AbstractContextManager[Logger]]  # (job, resuming) -> logger context
 
@@ -70,18 +73,6 @@ class RunOutcome:
     curves: list[tuple[dict[str, float], int]] = field(default_factory=list)  # logged in a worker process
 
 
-def evaluate_checkpoint(checkpoint: Path, data: TrainData,
-                        workers: int = 0) -> tuple[dict[str, float], Tensor | None, Tensor | None]:
-    """Validation metrics of a finished run, and its P(l|c) from training's M and from the validation set."""
-    model, cfg, state = load_trained(checkpoint)
-    device = resolve_device(cfg.runtime.device)
-    loader = eval_loader(data.root, cfg.data, workers=workers)
-    result = evaluate(model.to(device), loader, data.meta.num_classes, device, autocast=device.type == "cuda")
-    matrix = cooccurrence(state)
-    p_latent = None if matrix is None else normalise_rows(matrix.float())
-    return run_metrics(result, data.meta.classes, state["step"], p_latent), p_latent, result.p_latent_given_class
-
-
 def validator(cfg: RunConfig, data: TrainData) -> Callable:
     """The validation mIoU of the network as it is, for the curves during training (``runtime.eval_every``)."""
     loader = eval_loader(data.root, cfg.data, workers=0)
@@ -95,18 +86,30 @@ def validator(cfg: RunConfig, data: TrainData) -> Callable:
 
 
 def train_and_evaluate(job: RunJob, log: Logger | None = None) -> RunOutcome:
-    """Train (or resume, or find finished) one run, then evaluate it."""
+    """Train (or resume, or find finished) one run, then evaluate it, or reuse its evaluation record
+    (``run_evaluation``). The run's progress file follows every logged step."""
     curves: list[tuple[dict[str, float], int]] = []
     sink = log if log is not None else (lambda values, step: curves.append((values, step)))
+    progress = ProgressFile(job.checkpoint.with_name(PROGRESS_FILE), job.cfg.optim.iterations)
+
+    def logged(values: dict[str, float], step: int) -> None:
+        sink(values, step)
+        progress.report(values, step)
+
     validate = validator(job.cfg, job.data) if job.cfg.runtime.eval_every else None
-    summary = train(job.cfg, job.checkpoint, job.data, job.init, sink, validate, name=job.label)
+    summary = train(job.cfg, job.checkpoint, job.data, job.init, logged, validate, name=job.label)
     if not distributed.current().is_main:  # rank 0 evaluates (torchrun)
         return RunOutcome(job.label, {}, None, None, "")
-    metrics, p_latent, p_latent_val = evaluate_checkpoint(job.checkpoint, job.data, job.cfg.data.workers)
+    ident = identity(job.cfg, job.data, job.init)
+    (metrics, p_latent, p_latent_val), fresh = evaluated(job.checkpoint, job.data, ident, job.cfg.optim.iterations,
+                                                         job.cfg.data.workers)
     if summary.steps_run:
         sink({"val/miou": metrics["miou"]}, metrics["steps"])  # the last point of the validation curve
+    if fresh or summary.steps_run:
+        progress.finished(int(metrics["steps"]), metrics["miou"])
+    how = "evaluated" if fresh else "evaluation reused"
     line = (f"{job.label}: {summary.steps_run} steps (from {summary.resumed_from}) in {summary.seconds:.1f} s, "
-            f"{summary.images_per_second:.1f} images/s, mIoU {metrics['miou']:.2f}")
+            f"{summary.images_per_second:.1f} images/s, {how}, mIoU {metrics['miou']:.2f}")
     return RunOutcome(job.label, metrics, p_latent, p_latent_val, line, curves)
 
 

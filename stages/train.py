@@ -11,6 +11,7 @@ Several GPUs for one run: `torchrun --standalone --nproc_per_node N stages/train
 `LATENTSEG_NPROC_PER_NODE=N` and the stage starts torchrun itself (so `dvc repro`/`dvc exp run` need no other
 command). The run is the same run (the batch is split, not multiplied); rank 0 logs, checkpoints and evaluates.
 Each process takes a GPU no other latentseg process holds, so `dvc queue start -j N` spreads N runs over GPUs.
+Under `srun -n N` (a Slurm step of N tasks) the tasks are the run's processes, as under torchrun.
 """
 
 from latentseg.warm import hand_over
@@ -28,12 +29,14 @@ from pathlib import Path
 import yaml
 from dvclive import Live
 
+from latentseg.cluster.rendezvous import adopt_slurm_rendezvous
 from latentseg.data.layout import TrainData
 from latentseg.evaluate import recovery_metrics
 from latentseg.files import atomic_write_json, atomic_write_text
 from latentseg.methods import run_config
 from latentseg.models.init import resolve_init
 from latentseg.progress import configure_logging
+from latentseg.run_progress import CURVES, read_curves
 from latentseg.runs import RunJob, run_all, run_label, summarise, with_seed
 from latentseg.train import distributed
 from latentseg.train.trainer import Logger
@@ -71,6 +74,7 @@ def main() -> None:
         print(f"the {doc['profile']} profile makes no '{exp['init']}' weights (params.yaml: profiles.{doc['profile']}"
               f".weights.{exp['init']}: null): these runs start from random weights, by design")
     data = TrainData.of_split(args.data, args.splits, exp["fraction"])
+    adopt_slurm_rendezvous()  # srun's tasks as torchrun's
     procs = distributed.init_from_env(cfg.runtime.device)  # torchrun's group if any; a GPU of its own
     jobs = [RunJob(run_label(s), with_seed(cfg, s), args.runs / run_label(s) / "checkpoint.pt", data, init)
             for s in exp["seeds"]]
@@ -87,14 +91,19 @@ def main() -> None:
             yield lambda values, step: None
             return
         folder = args.results / "live" / job.label
-        if not resuming:
-            shutil.rmtree(folder, ignore_errors=True)  # curves of an older configuration
-        with Live(str(folder), dvcyaml=False, save_dvc_exp=False, resume=resuming, report=None) as sink:
+        # a run trained elsewhere (latentseg submit) left its curves beside its checkpoint: they replace ours
+        replay = read_curves(job.checkpoint.with_name(CURVES)) if resuming else []
+        if not resuming or replay:
+            shutil.rmtree(folder, ignore_errors=True)  # curves of an older configuration, or of another process
+        with Live(str(folder), dvcyaml=False, save_dvc_exp=False, resume=resuming and not replay,
+                  report=None) as sink:
             def log(values: dict[str, float], step: int) -> None:
                 sink.step = step
                 for name, value in values.items():
                     sink.log_metric(name if "/" in name else f"train/{name}", value)
                 sink.next_step()
+            for values, step in replay:
+                log(values, step)
             yield log
 
     parallel = cfg.runtime.parallel_runs if procs.world == 1 else 1

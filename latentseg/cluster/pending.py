@@ -1,0 +1,152 @@
+"""Which runs of the registry still need a cluster job, and why: no checkpoint, an unfinished one, one of other
+settings, code, data or initial weights (``train/identity.py``), or a finished one without a current evaluation.
+
+A run is named ``<experiment>/seed-<n>`` and laid out as the training stage lays it out (``latentseg/runs.py``):
+``<runs>/<experiment>/seed-<n>/``. Its settings are the resolved configuration ``<configs>/<experiment>.yaml``
+that the training stage reads, checked first against ``params.yaml`` (a stale file would train the wrong run).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from latentseg.config import to_dict
+from latentseg.data.layout import TrainData
+from latentseg.experiments import resolve
+from latentseg.methods import run_config
+from latentseg.models.init import resolve_init
+from latentseg.run_evaluation import FILE as EVALUATION_FILE
+from latentseg.run_evaluation import evaluation_key, recorded
+from latentseg.runs import RunJob, run_label, with_seed
+from latentseg.train import checkpoint as ckpt
+from latentseg.train.identity import identity
+
+IDENTITY_PARTS = {"code": "training code", "data": "prepared data", "labeled": "labeled split",
+                  "unlabeled": "unlabeled split", "init": "initial weights"}
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where the pipeline's files are (dvc.yaml's paths, relative to the repository root, made absolute)."""
+
+    configs: Path
+    data: Path  # <data>/<dataset>: prepared data sets
+    splits: Path  # <splits>/<dataset>: their split lists
+    weights: Path
+    runs: Path  # <runs>/<experiment>/seed-<n>
+
+    def absolute(self) -> Layout:
+        return Layout(*(p.resolve() for p in (self.configs, self.data, self.splits, self.weights, self.runs)))
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One run to train on the cluster: what a job needs to rebuild it exactly as the training stage does."""
+
+    experiment: str
+    seed: int
+    layout: Layout
+
+    @property
+    def name(self) -> str:
+        return f"{self.experiment}/{run_label(self.seed)}"
+
+    @property
+    def folder(self) -> Path:
+        return self.layout.runs / self.experiment / run_label(self.seed)
+
+    def job(self) -> RunJob:
+        """The stage's ``RunJob`` of this run (``stages/train.py`` builds the same from the same files)."""
+        doc = yaml.safe_load((self.layout.configs / f"{self.experiment}.yaml").read_text())
+        exp, cfg = doc["experiment"], run_config(doc["run"])
+        data = TrainData.of_split(self.layout.data / exp["dataset"], self.layout.splits / exp["dataset"],
+                                  exp["fraction"])
+        init = resolve_init(self.layout.weights, exp["init"])
+        return RunJob(run_label(self.seed), with_seed(cfg, self.seed), self.folder / "checkpoint.pt", data, init)
+
+
+@dataclass(frozen=True)
+class Pending:
+    spec: RunSpec
+    reason: str
+
+
+def check_configs(params: dict[str, Any], configs: Path, experiments: Iterable[str]) -> list[str]:
+    """The experiments whose resolved file is missing or differs from ``params.yaml`` (run ``dvc repro resolve``)."""
+    stale = []
+    for exp_id in experiments:
+        path = configs / f"{exp_id}.yaml"
+        exp, cfg = resolve(params, exp_id)
+        doc = yaml.safe_load(path.read_text()) if path.is_file() else None
+        if doc is None or doc.get("run") != to_dict(cfg) or doc["experiment"]["seeds"] != list(exp.seeds):
+            stale.append(exp_id)
+    return stale
+
+
+def select(params: dict[str, Any], patterns: list[str] | None) -> list[str]:
+    """The experiment ids matching any of ``patterns`` (shell patterns, ``voc-1_8-*``); all without patterns."""
+    ids = list(params["experiments"])
+    if not patterns:
+        return ids
+    unknown = [p for p in patterns if not fnmatch.filter(ids, p)]
+    if unknown:
+        raise KeyError(f"no experiment of params.yaml matches {', '.join(unknown)}")
+    return [i for i in ids if any(fnmatch.fnmatch(i, p) for p in patterns)]
+
+
+def specs(layout: Layout, experiments: Iterable[str]) -> list[RunSpec]:
+    """Every run (experiment x seed) of ``experiments``, seeds as the resolved files list them."""
+    out = []
+    for exp_id in experiments:
+        doc = yaml.safe_load((layout.configs / f"{exp_id}.yaml").read_text())
+        out += [RunSpec(exp_id, seed, layout) for seed in doc["experiment"]["seeds"]]
+    return out
+
+
+def why_pending(job: RunJob) -> str | None:
+    """Why the run of ``job`` needs training or evaluation; None if it is finished and evaluated."""
+    if not job.checkpoint.is_file():
+        return "missing: no checkpoint"
+    state = ckpt.load(job.checkpoint)
+    ident, total = identity(job.cfg, job.data, job.init), job.cfg.optim.iterations
+    theirs = state.get("identity") or {}
+    if theirs != ident:
+        changed = [f"settings ({', '.join(changed_keys(theirs.get('config') or {}, ident['config'])[:3])})"
+                   if theirs.get("config") != ident["config"] else None]
+        changed += [what for key, what in IDENTITY_PARTS.items() if theirs.get(key) != ident[key]]
+        return "changed: " + ", ".join(c for c in changed if c)
+    if int(state["step"]) < total:
+        return f"unfinished: step {int(state['step'])}/{total}"
+    if recorded(job.checkpoint.with_name(EVALUATION_FILE), evaluation_key(ident, total)) is None:
+        return "not evaluated: no evaluation of this checkpoint by the current evaluation code"
+    return None
+
+
+def changed_keys(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> list[str]:
+    """The dotted keys whose values differ between two nested settings trees."""
+    keys = []
+    for key in sorted(set(old) | set(new)):
+        a, b = old.get(key), new.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            keys += changed_keys(a, b, f"{prefix}{key}.")
+        elif a != b:
+            keys.append(prefix + key)
+    return keys
+
+
+def pending_runs(layout: Layout, experiments: Iterable[str]) -> list[Pending]:
+    found = []
+    for spec in specs(layout, experiments):
+        reason = why_pending(spec.job())
+        if reason is not None:
+            found.append(Pending(spec, reason))
+    return found
+
+
+

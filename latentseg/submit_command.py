@@ -1,0 +1,95 @@
+"""Train the pending runs on a Slurm cluster: ``latentseg submit``.
+
+    latentseg submit --dry-run               # what would be submitted, and why
+    latentseg submit [--experiments 'voc-*'] # submit those runs as one job array (submitit)
+    latentseg submit --status                # run, job, state, step/total, ETA, latest validation mIoU
+    dvc repro                                # then: finds every run finished and evaluated, trains nothing
+
+A run is pending when it has no checkpoint, an unfinished one, one made with other settings, code, data or
+initial weights, or no evaluation by the current evaluation code. Each job trains and evaluates one run on the
+resources of params.yaml's ``cluster:`` section (environment overrides: ``LATENTSEG_CLUSTER_<KEY>``). Run it from the
+repository root, after ``dvc repro resolve prepare split weights`` (the resolved configurations, data and initial
+weights the runs read; they live where dvc.yaml puts them).
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+from pathlib import Path
+
+from tabulate import tabulate
+
+from latentseg.config import SettingsError
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--experiments", nargs="+", metavar="ID", help="ids or shell patterns (default: all)")
+    parser.add_argument("--dry-run", action="store_true", help="list the pending runs and why; submit nothing")
+    parser.add_argument("--status", action="store_true", help="the table of submitted runs")
+    parser.add_argument("--params", type=Path, default=Path("params.yaml"))
+    parser.add_argument("--configs", type=Path, default=Path("configs"), help="stage resolve's output")
+    parser.add_argument("--data", type=Path, default=Path("data/prepared"), help="prepared data sets")
+    parser.add_argument("--splits", type=Path, default=Path("data/splits"), help="their split lists")
+    parser.add_argument("--weights", type=Path, default=Path("weights"), help="stage weights' output")
+    parser.add_argument("--runs", type=Path, default=Path("runs"), help="the runs' folders")
+
+
+def run(args: argparse.Namespace) -> int:
+    from latentseg.cluster.pending import Layout, check_configs, pending_runs, select
+    from latentseg.cluster.settings import cluster_settings
+    from latentseg.params import load_params
+
+    try:
+        params = load_params(args.params)
+        cluster = cluster_settings(params)
+    except SettingsError as err:
+        print("\n".join(f"{args.params}: {k} = {v!r}: {m}" for k, v, m in err.problems), file=sys.stderr)
+        return 2
+    except (FileNotFoundError, KeyError, ValueError) as err:
+        print(f"latentseg submit: {err}", file=sys.stderr)
+        return 2
+    if args.status:
+        from latentseg.cluster.status import status_table
+        from latentseg.cluster.submit import read_record
+
+        try:
+            submitted = read_record(Path(cluster.log_folder))
+            none = f"nothing submitted yet (no record in {cluster.log_folder})"
+            print(status_table(submitted) if submitted else none)
+        except (RuntimeError, ValueError) as err:
+            print(f"latentseg submit --status: {err}", file=sys.stderr)
+            return 2
+        return 0
+    try:
+        experiments = select(params, args.experiments)
+        stale = check_configs(params, args.configs, experiments)
+        if stale:
+            print(f"latentseg submit: {args.configs}/ is older than {args.params} for {', '.join(stale[:3])}"
+                  f"{' and more' if len(stale) > 3 else ''}: run `dvc repro resolve` first", file=sys.stderr)
+            return 2
+        layout = Layout(args.configs, args.data, args.splits, args.weights, args.runs).absolute()
+        pending = pending_runs(layout, experiments)
+    except (FileNotFoundError, KeyError, ValueError) as err:
+        print(f"latentseg submit: {err}", file=sys.stderr)
+        return 2
+    resources = (f"{cluster.nodes} node(s) x {cluster.tasks // cluster.nodes} task(s), {cluster.gpus_per_run} GPU(s), "
+                 f"{cluster.time_min} min, partition {cluster.partition or '(default)'}")
+    if not pending:
+        print("nothing to submit: every run is finished and evaluated")
+        return 0
+    print(tabulate([(p.spec.name, p.reason) for p in pending], headers=["run", "why"]))
+    if args.dry_run:
+        print(f"\n{len(pending)} run(s) would be submitted, each: {resources}")
+        return 0
+    from latentseg.cluster.submit import submit
+
+    try:
+        done = submit([p.spec for p in pending], cluster)
+    except (OSError, RuntimeError, subprocess.CalledProcessError) as err:  # no sbatch here, or Slurm refused the job
+        print(f"latentseg submit: submitting failed: {err}", file=sys.stderr)
+        return 1
+    print(f"\nsubmitted {len(done)} job(s) ({resources}): {', '.join(d.job_id for d in done)}")
+    print("watch: latentseg submit --status; when they are done: dvc repro")
+    return 0

@@ -1,0 +1,131 @@
+"""Runs trained as jobs of a real (one-machine) Slurm cluster: requeued mid-run, and on a 2-task group.
+
+Each job is a ``latentseg.cluster.job.TrainRun`` submitted by ``latentseg.cluster.submit`` (submitit), on the CPU,
+one thread a task, from the files a pipeline would hold (``layout.make_layout``).
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import torch
+
+from latentseg.cluster.pending import RunSpec, why_pending
+from latentseg.cluster.settings import cluster_settings
+from latentseg.cluster.submit import submit
+from latentseg.models.init import load_init
+from latentseg.params import load_params
+from latentseg.run_progress import FILE as PROGRESS_FILE
+from latentseg.run_progress import read_progress
+from latentseg.train import checkpoint as ckpt
+from latentseg.train import trainer
+from latentseg.train.step import build_networks
+from tests.cluster.layout import REPO, make_layout, queued, wait_for
+from tests.train.speed_fixtures import NUM_CLASSES, calibrated_init, make_data, one_thread, tiny_config
+
+pytestmark = [pytest.mark.slurm, pytest.mark.usefixtures(one_thread.__name__)]
+
+
+def cpu_cluster(log_folder: Path, **changes):
+    """params.yaml's cluster settings for CPU jobs of one core each on the test cluster."""
+    params = load_params(REPO / "params.yaml")
+    params["cluster"] = {**params["cluster"], "gpus_per_run": 0, "cpus_per_task": 1, "mem_gb": None,
+                         "time_min": 10, "log_folder": str(log_folder), "signal_delay_s": 10, **changes}
+    return cluster_settings(params, {})
+
+
+def job_env(slurm, monkeypatch) -> None:
+    """sbatch hands the jobs this process's environment: the cluster's, this checkout's code, one thread."""
+    for key, value in {**slurm.env, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}.items():
+        monkeypatch.setenv(key, value)
+
+
+def finished(spec: RunSpec, job_id: str, env: dict[str, str]) -> bool:
+    progress = read_progress(spec.folder / PROGRESS_FILE) or {}
+    return progress.get("state") == "evaluated" and job_id not in queued(env)
+
+
+def logs(folder: Path) -> str:
+    return "\n".join(f"--- {p}\n{p.read_text(errors='replace')[-3000:]}" for p in sorted(folder.rglob("*.out")) +
+                     sorted(folder.rglob("*.err")))
+
+
+def networks(path: Path) -> dict[str, torch.Tensor]:
+    return ckpt.load(path)["networks"]
+
+
+def test_a_requeued_job_resumes_from_its_checkpoint_and_ends_as_an_uninterrupted_run(tmp_path, slurm, monkeypatch):
+    job_env(slurm, monkeypatch)
+    data = make_data(tmp_path / "data" / "voc")
+    total = 100  # long enough to be caught mid-run on a fast machine (~40 ms a step)
+    cfg = tiny_config(optim={"iterations": total}, runtime={"log_every": 2, "checkpoint_every": 4})
+    layout = make_layout(tmp_path, "tiny-requeue", cfg, data, "1/2", [1234])
+    spec = RunSpec("tiny-requeue", 1234, layout)
+    (job,) = submit([spec], cpu_cluster(tmp_path / "logs", max_requeues=2))
+
+    def mid_run() -> bool:
+        step = (read_progress(spec.folder / PROGRESS_FILE) or {}).get("step", 0)
+        return step >= 8 and (spec.folder / "checkpoint.pt").is_file()
+
+    wait_for(mid_run, 120, "the job to pass step 8", lambda: logs(tmp_path / "logs") + queued(slurm.env), every=0.1)
+    assert ckpt.load(spec.folder / "checkpoint.pt")["step"] < total
+    subprocess.run(["scontrol", "requeue", job.job_id], env=slurm.env, check=True, capture_output=True)
+    # Slurm holds a requeued job back for two minutes (its begin time); a test need not wait for it
+    wait_for(lambda: f"{job.job_id} PENDING" in queued(slurm.env), 60, "the job to be requeued",
+             lambda: queued(slurm.env) + slurm.logs())
+    subprocess.run(["scontrol", "update", f"JobId={job.job_id}", "StartTime=now"], env=slurm.env, check=True,
+                   capture_output=True)
+    wait_for(lambda: finished(spec, job.job_id, slurm.env), 180, "the requeued job to finish",
+             lambda: logs(tmp_path / "logs") + queued(slurm.env) + slurm.logs())
+
+    out = Path(job.stdout).read_text() + Path(job.stderr).read_text()
+    assert "restart 1" in out, out[-3000:]  # the job ran again, as Slurm's first requeue
+    starts = [int(s) for s in re.findall(r"seed-1234: \d+ steps \(from (\d+)\)", out)]
+    assert starts and starts[-1] > 0, out[-3000:]  # it resumed from its checkpoint, not from scratch
+    assert why_pending(spec.job()) is None  # finished and evaluated
+
+    straight = trainer.train(spec.job().cfg, tmp_path / "straight.pt", spec.job().data)
+    assert straight.steps_run == total
+    resumed, reference = networks(spec.folder / "checkpoint.pt"), networks(tmp_path / "straight.pt")
+    assert resumed.keys() == reference.keys()
+    for key, value in reference.items():
+        assert torch.equal(resumed[key], value), key
+
+
+def _change(state: dict[str, torch.Tensor], initial: dict[str, torch.Tensor], prefix: str) -> torch.Tensor:
+    return torch.cat([(state[prefix + k] - v).flatten() for k, v in sorted(initial.items())
+                      if v.is_floating_point() and not k.endswith(("running_mean", "running_var"))])
+
+
+def test_a_run_on_a_two_task_job_equals_the_one_process_run(tmp_path, slurm, monkeypatch):
+    """``srun -n 2`` (the job's 2 tasks), gloo on the CPU: a batch of 3 split 1 + 2, as the torchrun test splits it."""
+    job_env(slurm, monkeypatch)
+    data = make_data(tmp_path / "data" / "voc")
+    cfg = tiny_config()
+    init = calibrated_init(cfg, data, tmp_path / "init.pt")
+    layout = make_layout(tmp_path, "tiny-2-tasks", cfg, data, "1/2", [1234], init)
+    spec = RunSpec("tiny-2-tasks", 1234, layout)
+    (job,) = submit([spec], cpu_cluster(tmp_path / "logs", tasks_per_node=2))
+    wait_for(lambda: finished(spec, job.job_id, slurm.env), 180, "the 2-task job to finish",
+             lambda: logs(tmp_path / "logs") + queued(slurm.env) + slurm.logs())
+    out = logs(tmp_path / "logs")
+    assert "task 0 of 2" in out and "task 1 of 2" in out, out
+
+    local = replace(spec.job(), checkpoint=tmp_path / "single" / "checkpoint.pt")
+    trainer.train(local.cfg, local.checkpoint, local.data, local.init)
+    two, one = ckpt.load(spec.folder / "checkpoint.pt"), ckpt.load(local.checkpoint)
+    assert two["step"] == one["step"] == cfg.optim.iterations
+    matrix = "objective.cooccurrence.matrix"
+    assert two["networks"][matrix].sum() > 0
+    assert torch.allclose(two["networks"][matrix], one["networks"][matrix], rtol=1e-4, atol=1e-6)
+    torch.manual_seed(cfg.optim.seed)  # the initial weights, built as the trainer builds them
+    model0, disc0 = build_networks(cfg, NUM_CLASSES)
+    load_init(model0, init)
+    for prefix, initial in (("model.", model0.state_dict()), ("discriminator.", disc0.state_dict())):
+        ddp, single = _change(two["networks"], initial, prefix), _change(one["networks"], initial, prefix)
+        assert single.norm() > 1e-3  # the weights moved
+        assert (ddp - single).norm() <= 1e-3 * single.norm(), f"{prefix}: the two-task update differs"
