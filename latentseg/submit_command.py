@@ -6,7 +6,9 @@
     dvc repro                                # then: finds every run finished and evaluated, trains nothing
 
 A run is pending when it has no checkpoint, an unfinished one, one made with other settings, code, data or
-initial weights, or no evaluation by the current evaluation code. Each job trains and evaluates one run on the
+initial weights, or no evaluation by the current evaluation code. Mittal et al.'s image classifiers
+(``classifiers:``) are runs too (``classifier-<id>/seed-<n>``): pending when none of their identity is saved.
+Each job trains and evaluates one run on the
 resources of params.yaml's ``cluster:`` section (environment overrides: ``LATENTSEG_CLUSTER_<KEY>``). Run it from the
 repository root, after ``dvc repro resolve prepare split weights`` (the resolved configurations, data and initial
 weights the runs read; they live where dvc.yaml puts them).
@@ -25,7 +27,8 @@ from latentseg.config import SettingsError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--experiments", nargs="+", metavar="ID", help="ids or shell patterns (default: all)")
+    parser.add_argument("--experiments", nargs="+", metavar="ID",
+                        help="experiment or classifier ids, or shell patterns (default: all)")
     parser.add_argument("--dry-run", action="store_true", help="list the pending runs and why; submit nothing")
     parser.add_argument("--status", action="store_true", help="the table of submitted runs")
     parser.add_argument("--params", type=Path, default=Path("params.yaml"))
@@ -37,6 +40,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from latentseg.cluster.classifiers import pending_classifiers
     from latentseg.cluster.pending import Layout, check_configs, pending_runs, select
     from latentseg.cluster.settings import cluster_settings
     from latentseg.params import load_params
@@ -71,6 +75,7 @@ def run(args: argparse.Namespace) -> int:
             return 2
         layout = Layout(args.configs, args.data, args.splits, args.weights, args.runs).absolute()
         pending = pending_runs(layout, experiments)
+        pending += pending_classifiers(layout, select(params, args.experiments, "classifiers"))
     except (FileNotFoundError, KeyError, ValueError) as err:
         print(f"latentseg submit: {err}", file=sys.stderr)
         return 2

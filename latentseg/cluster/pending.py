@@ -12,7 +12,7 @@ import fnmatch
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
@@ -26,6 +26,10 @@ from latentseg.run_evaluation import evaluation_key, recorded
 from latentseg.runs import RunJob, run_label, with_seed
 from latentseg.train import checkpoint as ckpt
 from latentseg.train.identity import identity
+
+if TYPE_CHECKING:
+    from latentseg.cluster.classifiers import ClassifierSpec
+    from latentseg.cluster.job import TrainRun
 
 IDENTITY_PARTS = {"code": "training code", "data": "prepared data", "labeled": "labeled split",
                   "unlabeled": "unlabeled split", "init": "initial weights"}
@@ -70,10 +74,16 @@ class RunSpec:
         init = resolve_init(self.layout.weights, exp["init"])
         return RunJob(run_label(self.seed), with_seed(cfg, self.seed), self.folder / "checkpoint.pt", data, init)
 
+    def task(self, max_requeues: int) -> TrainRun:
+        """The callable its cluster job runs."""
+        from latentseg.cluster.job import TrainRun
+
+        return TrainRun(self, max_requeues)
+
 
 @dataclass(frozen=True)
 class Pending:
-    spec: RunSpec
+    spec: RunSpec | ClassifierSpec
     reason: str
 
 
@@ -89,14 +99,17 @@ def check_configs(params: dict[str, Any], configs: Path, experiments: Iterable[s
     return stale
 
 
-def select(params: dict[str, Any], patterns: list[str] | None) -> list[str]:
-    """The experiment ids matching any of ``patterns`` (shell patterns, ``voc-1_8-*``); all without patterns."""
-    ids = list(params["experiments"])
+def select(params: dict[str, Any], patterns: list[str] | None,
+           section: str = "experiments") -> list[str]:
+    """The ids of ``params[section]`` (experiments, or classifiers) matching any of ``patterns`` (shell patterns,
+    ``voc-1_8-*``); all without patterns. A pattern that matches neither an experiment nor a classifier is an error."""
+    ids = list(params.get(section) or {})
     if not patterns:
         return ids
-    unknown = [p for p in patterns if not fnmatch.filter(ids, p)]
+    every = [*params["experiments"], *(params.get("classifiers") or {})]
+    unknown = [p for p in patterns if not fnmatch.filter(every, p)]
     if unknown:
-        raise KeyError(f"no experiment of params.yaml matches {', '.join(unknown)}")
+        raise KeyError(f"no experiment or classifier of params.yaml matches {', '.join(unknown)}")
     return [i for i in ids if any(fnmatch.fnmatch(i, p) for p in patterns)]
 
 

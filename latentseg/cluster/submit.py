@@ -15,6 +15,7 @@ from latentseg.cluster.settings import ClusterConfig, executor_parameters
 from latentseg.files import atomic_write_json
 
 if TYPE_CHECKING:
+    from latentseg.cluster.classifiers import ClassifierSpec
     from latentseg.cluster.pending import RunSpec
 
 RECORD = "submissions.json"
@@ -34,17 +35,16 @@ class Submitted:
         return cls(**doc)
 
 
-def submit(specs: list[RunSpec], cfg: ClusterConfig, name: str = "latentseg") -> list[Submitted]:
-    """Submit one job per run, as one array; returns (and records) what was submitted."""
+def submit(specs: list[RunSpec | ClassifierSpec], cfg: ClusterConfig, name: str = "latentseg") -> list[Submitted]:
+    """Submit one job per run (segmentation runs and classifiers), as one array; returns (and records) what was
+    submitted."""
     import submitit  # here: --status needs neither submitit nor torch
-
-    from latentseg.cluster.job import TrainRun
 
     folder = Path(cfg.log_folder).resolve()
     executor = submitit.AutoExecutor(folder=folder / "%j", cluster="slurm", slurm_max_num_timeout=cfg.max_requeues)
     executor.update_parameters(**executor_parameters(cfg, name))
     with executor.batch():
-        jobs = [executor.submit(TrainRun(spec, cfg.max_requeues)) for spec in specs]
+        jobs = [executor.submit(spec.task(cfg.max_requeues)) for spec in specs]
     now = time.time()
     done = [Submitted(spec.name, job.job_id, str(job.paths.stdout), str(job.paths.stderr), str(spec.folder), now)
             for spec, job in zip(specs, jobs, strict=True)]

@@ -168,3 +168,38 @@ def test_curves_of_a_requeued_job_drop_the_points_trained_again(tmp_path):
     resumed({"total": 6.5}, 6)
     assert read_curves(path) == [({"total": 2.0}, 2), ({"total": 4.0}, 4), ({"total": 6.5}, 6)]
     assert CurvesFile(path, 0).points == []  # a fresh start keeps none
+
+
+def test_a_classifier_is_a_cluster_run_pending_until_its_identity_is_saved(tmp_path, one_thread):
+    """Mittal et al.'s classifiers are submitted too: pending when missing or changed; the job's callable trains
+    and saves what stage `classifier` then loads (same identity), and a second call trains nothing."""
+    import yaml
+
+    from latentseg.classifier import load_classifier
+    from latentseg.cluster.classifiers import classifier_specs, pending_classifiers
+    from latentseg.config import DataConfig
+
+    data = make_data(tmp_path / "data" / "voc")
+    layout = make_layout(tmp_path, "voc-1_8-ce", tiny_config(), data, "1/8", [0])
+    demo = PARAMS["profiles"]["demo"]["run"]["classifier"]
+    cfg = {**PARAMS["classifier"], **demo, "epochs": 2, "steps_per_epoch": 2, "burn_in_epochs": 1}
+    doc = {"profile": "demo", "classifier": "voc-1_8", "dataset": "voc", "fraction": "1/8", "filters": ["voc-1_8-ce"],
+           "seeds": [0, 1], "config": cfg, "data": to_dict(tiny_config().data)}
+    assert set(doc["data"]) == {f.name for f in DataConfig.__dataclass_fields__.values()}
+    (layout.configs / "classifier-voc-1_8.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
+
+    pending = pending_classifiers(layout, ["voc-1_8"])
+    assert [(p.spec.name, p.reason) for p in pending] == [("classifier-voc-1_8/seed-0", "missing: no classifier"),
+                                                          ("classifier-voc-1_8/seed-1", "missing: no classifier")]
+    spec = classifier_specs(layout, ["voc-1_8"])[0]
+    spec.task(max_requeues=2)()
+    assert load_classifier(spec.path, spec.identity()) is not None  # what the stage looks for
+    assert read_progress(spec.folder / PROGRESS_FILE)["state"] == "evaluated"
+    assert [p.spec.name for p in pending_classifiers(layout, ["voc-1_8"])] == ["classifier-voc-1_8/seed-1"]
+    saved = spec.path.stat().st_mtime_ns
+    spec.task(max_requeues=2)()  # found: not trained again
+    assert spec.path.stat().st_mtime_ns == saved
+
+    doc["config"] = {**cfg, "lr": 0.5}
+    (layout.configs / "classifier-voc-1_8.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
+    assert pending_classifiers(layout, ["voc-1_8"])[0].reason.startswith("changed")

@@ -1,0 +1,149 @@
+"""Mittal et al.'s image classifiers (params.yaml ``classifiers:``) as cluster runs: which are pending, and the
+job that trains one.
+
+A classifier run is ``classifier-<id>/seed-<n>``, saved where stage ``classifier@<id>`` saves it
+(``runs/classifier-<id>/seed-<n>/classifier.pt``) under its identity (``classifier.classifier_identity``:
+settings, seed, code, data, split, initial weights). The stage then finds it and only evaluates the runs it
+filters. The classifier trainer keeps no periodic checkpoint (Mittal et al.'s neither), so a requeued classifier
+job trains again from its first step.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import submitit
+import yaml
+
+from latentseg.cluster.pending import Layout, Pending
+from latentseg.run_progress import FILE as PROGRESS_FILE
+from latentseg.run_progress import ProgressFile
+
+log = logging.getLogger(__name__)
+FOLDER = "classifier-{id}"  # under the runs folder, as dvc.yaml's classifier stage writes it
+
+
+@dataclass(frozen=True)
+class ClassifierSpec:
+    """One classifier run: classifier ``classifier`` of params.yaml, training seed ``seed``."""
+
+    classifier: str
+    seed: int
+    layout: Layout
+
+    @property
+    def name(self) -> str:
+        return f"{FOLDER.format(id=self.classifier)}/seed-{self.seed}"
+
+    @property
+    def folder(self) -> Path:
+        return self.layout.runs / self.name
+
+    @property
+    def path(self) -> Path:
+        return self.folder / "classifier.pt"
+
+    def resolved(self) -> dict[str, Any]:
+        return yaml.safe_load((self.layout.configs / f"classifier-{self.classifier}.yaml").read_text())
+
+    def identity(self) -> dict:
+        from latentseg.classifier import classifier_identity
+        from latentseg.config import ClassifierConfig, from_dict
+        from latentseg.models.init import resolve_init
+
+        doc = self.resolved()
+        data = self.data(doc)
+        cfg = from_dict(ClassifierConfig, doc["config"], "classifier.")
+        init = resolve_init(self.layout.weights, "imagenet")  # as the stage: Mittal et al. start from ImageNet
+        return classifier_identity(cfg, data.meta, data.labeled, data.unlabeled, self.seed, init)
+
+    def data(self, doc: dict[str, Any]):
+        from latentseg.data.layout import TrainData
+
+        return TrainData.of_split(self.layout.data / doc["dataset"], self.layout.splits / doc["dataset"],
+                                  doc["fraction"])
+
+    def task(self, max_requeues: int) -> TrainClassifier:
+        return TrainClassifier(self, max_requeues)
+
+
+def classifier_specs(layout: Layout, classifiers: list[str]) -> list[ClassifierSpec]:
+    out = []
+    for cid in classifiers:
+        doc = yaml.safe_load((layout.configs / f"classifier-{cid}.yaml").read_text())
+        out += [ClassifierSpec(cid, seed, layout) for seed in doc["seeds"]]
+    return out
+
+
+def why_pending(spec: ClassifierSpec) -> str | None:
+    """Why the classifier run needs training; None if one of its identity is saved."""
+    from latentseg.classifier import load_classifier
+
+    if not spec.path.is_file():
+        return "missing: no classifier"
+    if load_classifier(spec.path, spec.identity()) is None:
+        return "changed: settings, code, data, split or initial weights"
+    return None
+
+
+def pending_classifiers(layout: Layout, classifiers: list[str]) -> list[Pending]:
+    found = []
+    for spec in classifier_specs(layout, classifiers):
+        reason = why_pending(spec)
+        if reason is not None:
+            found.append(Pending(spec, reason))
+    return found
+
+
+class TrainClassifier(submitit.helpers.Checkpointable):
+    """Train and save the classifier of ``spec``; at most ``max_requeues`` requeues (then it starts over)."""
+
+    def __init__(self, spec: ClassifierSpec, max_requeues: int) -> None:
+        self.spec, self.max_requeues = spec, max_requeues
+
+    def __call__(self) -> dict[str, Any]:
+        import torch
+
+        from latentseg.classifier import load_classifier, save_classifier, train_classifier
+        from latentseg.cluster.job import TooManyRequeues, restarts
+        from latentseg.config import ClassifierConfig, DataConfig, from_dict
+        from latentseg.devices import resolve_device
+        from latentseg.models.init import resolve_init
+        from latentseg.progress import configure_logging
+
+        configure_logging()
+        if restarts() > self.max_requeues:
+            raise TooManyRequeues(f"run {self.spec.name}: requeued {restarts()} times, more than "
+                                  f"cluster.max_requeues = {self.max_requeues}; giving up")
+        threads = os.environ.get("SLURM_CPUS_PER_TASK")
+        if threads:
+            torch.set_num_threads(int(threads))
+        doc = self.spec.resolved()
+        cfg = from_dict(ClassifierConfig, doc["config"], "classifier.")
+        data = self.spec.data(doc)
+        identity = self.spec.identity()
+        steps = (cfg.steps_per_epoch or -(-len(data.labeled) // cfg.batch_size_labeled)) * cfg.epochs
+        progress = ProgressFile(self.spec.folder / PROGRESS_FILE, steps)
+        if load_classifier(self.spec.path, identity) is None:
+            progress.report({}, 0)
+            model = train_classifier(cfg, data.root, data.meta, data.labeled, data.unlabeled, resolve_device("auto"),
+                                     self.spec.seed, resolve_init(self.spec.layout.weights, "imagenet"),
+                                     workers=from_dict(DataConfig, doc["data"], "data.").workers)
+            save_classifier(model, self.spec.path, identity)
+        progress.write({"state": "evaluated", "step": steps, "total": steps, "eta_s": 0.0, "val_miou": None})
+        log.info("classifier %s saved at %s", self.spec.name, self.spec.path)
+        return {"classifier": self.spec.name}
+
+    def checkpoint(self, *args: Any, **kwargs: Any) -> submitit.helpers.DelayedSubmission | None:
+        from latentseg.cluster.job import restarts
+
+        if restarts() >= self.max_requeues:
+            log.error("run %s: requeued %d times (cluster.max_requeues); not requeued again", self.spec.name,
+                      restarts())
+            return None
+        return super().checkpoint(*args, **kwargs)
+
