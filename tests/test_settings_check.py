@@ -88,12 +88,14 @@ def test_config_shows_each_setting_and_its_layer(capsys):
     out = capsys.readouterr().out
     rows = {line.split()[0]: line for line in out.splitlines()[1:]}
     assert rows["latent.k"].split()[1:] == ["10", "experiments.voc-1_8-k10"]
-    assert rows["optim.iterations"].split()[1:] == ["60", "profiles.demo.run"]
+    demo = PARAMS["profiles"]["demo"]
+    assert rows["optim.iterations"].split()[1:] == [str(demo["run"]["optim"]["iterations"]), "profiles.demo.run"]
     assert rows["optim.head_lr_mult"].split()[1:] == ["10.0", "top", "level"]
     assert "(unused by this run" in rows["latent.alpha"] or rows["latent.alpha"].split()[1] == "null"
     assert cli(["config", "voc-1_8-hung", "--params", str(ROOT / "params.yaml")]) == 0
     rows = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()[1:]}
-    assert rows["hung.semi_start"].split()[1:] == ["15", "profiles.demo.methods.hung"]
+    assert rows["hung.semi_start"].split()[1:] == [str(demo["methods"]["hung"]["hung"]["semi_start"]),
+                                                   "profiles.demo.methods.hung"]
     assert "latent.k" not in rows  # Hung et al.'s runs have no latent settings at all
     assert cli(["config", "no-such-experiment", "--params", str(ROOT / "params.yaml")]) == 2
 
