@@ -146,9 +146,8 @@ def refused_url() -> str:
 
 
 @pytest.fixture(scope="session")
-def warm_stages() -> Iterator[Path]:
-    """A `latentseg warm` server for the session, named in the environment, so that the stages a test runs (dvc
-    repro in a repository copy) start in a fraction of a second (tests/test_warm.py: the results are the same)."""
+def warm_server() -> Iterator[Path]:
+    """A `latentseg warm` server for the session (its socket), started by the first test that asks for it."""
     with tempfile.TemporaryDirectory() as tmp:
         sock = Path(tmp) / "warm.sock"
         server = subprocess.Popen([sys.executable, "-m", "latentseg.cli", "warm", "--socket", str(sock),
@@ -156,14 +155,17 @@ def warm_stages() -> Iterator[Path]:
         deadline = time.monotonic() + 120
         while not sock.exists() and server.poll() is None and time.monotonic() < deadline:
             time.sleep(0.05)
-        before = os.environ.get(WARM_ENV)
-        os.environ[WARM_ENV] = str(sock)
         try:
             yield sock
         finally:
-            if before is None:
-                os.environ.pop(WARM_ENV, None)
-            else:
-                os.environ[WARM_ENV] = before
             server.terminate()
             server.wait(timeout=30)
+
+
+@pytest.fixture
+def warm_stages(warm_server: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The warm server named in this test's environment only, so that the stages it runs in subprocesses (dvc
+    repro in a repository copy) start in a fraction of a second (tests/test_warm.py: the results are the same).
+    Only for tests whose stages run in processes of their own: in-process stage calls would hand over."""
+    monkeypatch.setenv(WARM_ENV, str(warm_server))
+    return warm_server

@@ -92,7 +92,9 @@ def test_submitted_runs_are_reused_by_dvc_repro(tmp_path, slurm, monkeypatch, ca
         return capsys.readouterr().out
 
     dry = submit("--dry-run")
-    assert dry.count("missing: no checkpoint") == 4 and "4 run(s) would be submitted" in dry, dry
+    classifiers = dry.count("missing: no classifier")  # Mittal et al.'s classifiers are runs too
+    assert classifiers == sum(f"classifier-{c}/" in dry for c in params["classifiers"]) * len(SEEDS), dry
+    assert dry.count("missing: no checkpoint") == 4 and f"{4 + classifiers} run(s) would be submitted" in dry, dry
     assert queued(slurm.env).strip() == ""  # a dry run submits nothing
     out = submit("--experiments", EXP)
     assert "submitted 2 job(s)" in out, out
