@@ -11,14 +11,13 @@ job trains again from its first step.
 from __future__ import annotations
 
 import logging
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import submitit
 import yaml
 
+from latentseg.cluster.job import RequeuedJob
 from latentseg.cluster.pending import Layout, Pending
 from latentseg.run_progress import FILE as PROGRESS_FILE
 from latentseg.run_progress import ProgressFile
@@ -99,29 +98,19 @@ def pending_classifiers(layout: Layout, classifiers: list[str]) -> list[Pending]
     return found
 
 
-class TrainClassifier(submitit.helpers.Checkpointable):
+class TrainClassifier(RequeuedJob):
     """Train and save the classifier of ``spec``; at most ``max_requeues`` requeues (then it starts over)."""
 
     def __init__(self, spec: ClassifierSpec, max_requeues: int) -> None:
-        self.spec, self.max_requeues = spec, max_requeues
+        self.spec, self.max_requeues, self.name = spec, max_requeues, spec.name
 
     def __call__(self) -> dict[str, Any]:
-        import torch
-
         from latentseg.classifier import load_classifier, save_classifier, train_classifier
-        from latentseg.cluster.job import TooManyRequeues, restarts
         from latentseg.config import ClassifierConfig, DataConfig, from_dict
         from latentseg.devices import resolve_device
         from latentseg.models.init import resolve_init
-        from latentseg.progress import configure_logging
 
-        configure_logging()
-        if restarts() > self.max_requeues:
-            raise TooManyRequeues(f"run {self.spec.name}: requeued {restarts()} times, more than "
-                                  f"cluster.max_requeues = {self.max_requeues}; giving up")
-        threads = os.environ.get("SLURM_CPUS_PER_TASK")
-        if threads:
-            torch.set_num_threads(int(threads))
+        self.start()
         doc = self.spec.resolved()
         cfg = from_dict(ClassifierConfig, doc["config"], "classifier.")
         data = self.spec.data(doc)
@@ -137,13 +126,3 @@ class TrainClassifier(submitit.helpers.Checkpointable):
         progress.write({"state": "evaluated", "step": steps, "total": steps, "eta_s": 0.0, "val_miou": None})
         log.info("classifier %s saved at %s", self.spec.name, self.spec.path)
         return {"classifier": self.spec.name}
-
-    def checkpoint(self, *args: Any, **kwargs: Any) -> submitit.helpers.DelayedSubmission | None:
-        from latentseg.cluster.job import restarts
-
-        if restarts() >= self.max_requeues:
-            log.error("run %s: requeued %d times (cluster.max_requeues); not requeued again", self.spec.name,
-                      restarts())
-            return None
-        return super().checkpoint(*args, **kwargs)
-

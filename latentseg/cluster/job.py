@@ -40,20 +40,39 @@ class TooManyRequeues(RuntimeError):
     pass
 
 
-class TrainRun(submitit.helpers.Checkpointable):
-    """Train and evaluate the run of ``spec``; at most ``max_requeues`` requeues."""
+class RequeuedJob(submitit.helpers.Checkpointable):
+    """What every cluster job shares: a name, at most ``max_requeues`` requeues, the CPUs Slurm gave it."""
 
-    def __init__(self, spec: RunSpec, max_requeues: int) -> None:
-        self.spec, self.max_requeues = spec, max_requeues
+    name: str
+    max_requeues: int
 
-    def __call__(self) -> dict[str, Any]:
+    def start(self) -> None:
+        """Call first in ``__call__``: logging, the requeue limit, torch's threads."""
         configure_logging()
         if restarts() > self.max_requeues:
-            raise TooManyRequeues(f"run {self.spec.name}: requeued {restarts()} times, more than cluster.max_requeues"
+            raise TooManyRequeues(f"run {self.name}: requeued {restarts()} times, more than cluster.max_requeues"
                                   f" = {self.max_requeues}; giving up. Read this log, then `latentseg submit` again")
         threads = os.environ.get("SLURM_CPUS_PER_TASK")
         if threads:
             torch.set_num_threads(int(threads))
+
+    def checkpoint(self, *args: Any, **kwargs: Any) -> submitit.helpers.DelayedSubmission | None:
+        """Called by submitit on Slurm's signal: the same call again (the run's checkpoint holds its state), or
+        None (no requeue) once the run has been requeued ``max_requeues`` times."""
+        if restarts() >= self.max_requeues:
+            log.error("run %s: requeued %d times (cluster.max_requeues); not requeued again", self.name, restarts())
+            return None
+        return super().checkpoint(*args, **kwargs)
+
+
+class TrainRun(RequeuedJob):
+    """Train and evaluate the run of ``spec``; at most ``max_requeues`` requeues."""
+
+    def __init__(self, spec: RunSpec, max_requeues: int) -> None:
+        self.spec, self.max_requeues, self.name = spec, max_requeues, spec.name
+
+    def __call__(self) -> dict[str, Any]:
+        self.start()
         adopt_slurm_rendezvous()
         job = self.spec.job()
         procs = distributed.init_from_env(job.cfg.runtime.device)
@@ -66,12 +85,3 @@ class TrainRun(submitit.helpers.Checkpointable):
         if procs.is_main:
             log.info("%s %s", self.spec.experiment, outcome.summary)
         return outcome.metrics
-
-    def checkpoint(self, *args: Any, **kwargs: Any) -> submitit.helpers.DelayedSubmission | None:
-        """Called by submitit on Slurm's signal: the same call again (the run's checkpoint holds its state), or
-        None (no requeue) once the run has been requeued ``max_requeues`` times."""
-        if restarts() >= self.max_requeues:
-            log.error("run %s: requeued %d times (cluster.max_requeues); not requeued again", self.spec.name,
-                      restarts())
-            return None
-        return super().checkpoint(*args, **kwargs)
