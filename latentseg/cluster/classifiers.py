@@ -47,35 +47,38 @@ class ClassifierSpec:
         return self.folder / "classifier.pt"
 
     def resolved(self) -> dict[str, Any]:
-        return yaml.safe_load((self.layout.configs / f"classifier-{self.classifier}.yaml").read_text())
+        return _resolved(self.layout, self.classifier)
 
-    def identity(self) -> dict:
-        from latentseg.classifier import classifier_identity
+    def inputs(self) -> tuple[dict[str, Any], Any, Any, Path | None]:
+        """What the classifier is trained from, as the stage reads it: the resolved file, its settings, the
+        split's data and the initial weights (Mittal et al. start from ImageNet)."""
         from latentseg.config import ClassifierConfig, from_dict
+        from latentseg.data.layout import TrainData
         from latentseg.models.init import resolve_init
 
         doc = self.resolved()
-        data = self.data(doc)
-        cfg = from_dict(ClassifierConfig, doc["config"], "classifier.")
-        init = resolve_init(self.layout.weights, "imagenet")  # as the stage: Mittal et al. start from ImageNet
-        return classifier_identity(cfg, data.meta, data.labeled, data.unlabeled, self.seed, init)
-
-    def data(self, doc: dict[str, Any]):
-        from latentseg.data.layout import TrainData
-
-        return TrainData.of_split(self.layout.data / doc["dataset"], self.layout.splits / doc["dataset"],
+        data = TrainData.of_split(self.layout.data / doc["dataset"], self.layout.splits / doc["dataset"],
                                   doc["fraction"])
+        cfg = from_dict(ClassifierConfig, doc["config"], "classifier.")
+        return doc, cfg, data, resolve_init(self.layout.weights, "imagenet")
+
+    def identity(self, inputs: tuple | None = None) -> dict:
+        from latentseg.classifier import classifier_identity
+
+        _, cfg, data, init = inputs or self.inputs()
+        return classifier_identity(cfg, data.meta, data.labeled, data.unlabeled, self.seed, init)
 
     def task(self, max_requeues: int) -> TrainClassifier:
         return TrainClassifier(self, max_requeues)
 
 
+def _resolved(layout: Layout, classifier: str) -> dict[str, Any]:
+    """Stage resolve's file of a classifier (what stage ``classifier@<id>`` reads)."""
+    return yaml.safe_load((layout.configs / f"classifier-{classifier}.yaml").read_text())
+
+
 def classifier_specs(layout: Layout, classifiers: list[str]) -> list[ClassifierSpec]:
-    out = []
-    for cid in classifiers:
-        doc = yaml.safe_load((layout.configs / f"classifier-{cid}.yaml").read_text())
-        out += [ClassifierSpec(cid, seed, layout) for seed in doc["seeds"]]
-    return out
+    return [ClassifierSpec(cid, seed, layout) for cid in classifiers for seed in _resolved(layout, cid)["seeds"]]
 
 
 def why_pending(spec: ClassifierSpec) -> str | None:
@@ -106,21 +109,19 @@ class TrainClassifier(RequeuedJob):
 
     def __call__(self) -> dict[str, Any]:
         from latentseg.classifier import load_classifier, save_classifier, train_classifier
-        from latentseg.config import ClassifierConfig, DataConfig, from_dict
+        from latentseg.config import DataConfig, from_dict
         from latentseg.devices import resolve_device
-        from latentseg.models.init import resolve_init
 
         self.start()
-        doc = self.spec.resolved()
-        cfg = from_dict(ClassifierConfig, doc["config"], "classifier.")
-        data = self.spec.data(doc)
-        identity = self.spec.identity()
+        inputs = self.spec.inputs()
+        doc, cfg, data, init = inputs
+        identity = self.spec.identity(inputs)
         steps = (cfg.steps_per_epoch or -(-len(data.labeled) // cfg.batch_size_labeled)) * cfg.epochs
         progress = ProgressFile(self.spec.folder / PROGRESS_FILE, steps)
         if load_classifier(self.spec.path, identity) is None:
             progress.report({}, 0)
             model = train_classifier(cfg, data.root, data.meta, data.labeled, data.unlabeled, resolve_device("auto"),
-                                     self.spec.seed, resolve_init(self.spec.layout.weights, "imagenet"),
+                                     self.spec.seed, init,
                                      workers=from_dict(DataConfig, doc["data"], "data.").workers)
             save_classifier(model, self.spec.path, identity)
         progress.write({"state": "evaluated", "step": steps, "total": steps, "eta_s": 0.0, "val_miou": None})
