@@ -24,4 +24,4 @@ test: $(VENV)/.installed  ## the test suite (CPU, a few minutes)
 
 # the claims come from reference/claims.yaml, evaluated on the same all.csv: no separate claims file to pass
 check: $(VENV)/.installed  ## the built tables against the profile's reference; non-zero naming every cell out of tolerance and every must-hold claim that fails
-	$(PY) stages/check.py --tables reports/tables/all.csv --reference reference
+	$(PY) stages/check.py --settings configs/reports.yaml --tables reports/tables/all.csv --reference reference

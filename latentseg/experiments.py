@@ -25,6 +25,7 @@ from latentseg.config import ClassifierConfig, DataConfig, RunConfig, SettingsEr
 from latentseg.data.layout import parse_fraction
 from latentseg.methods.latent import METHOD as PAPER_METHOD
 from latentseg.params import profile_section
+from latentseg.planted import planted_groups
 
 SECTIONS = ("model", "data", "optim", "discriminator", "runtime")  # every run's; each method adds its own
 LAYER_KEYS = ("objective", *SECTIONS, *methods.sections(), "classifier")  # what a layer may set
@@ -277,6 +278,23 @@ def resolve_weights(params: dict[str, Any]) -> dict[str, Any]:
                              f"got {how!r}")
     return plan
 
+
+def report_settings(params: dict[str, Any]) -> dict[str, Any]:
+    """What the report stages read (``configs/reports.yaml``): the profile, the table layouts, the figures, each
+    experiment's data set and fraction, the runs each classifier filters, and each data set's planted groups in
+    this profile (null: real data)."""
+    name, _ = profile_section(params)
+    return {
+        "profile": name,
+        "tables": params["tables"],
+        "figures": params.get("figures") or {},
+        "figure1": params.get("figure1") or {},
+        "experiments": {i: {"dataset": e["dataset"], "fraction": str(e["fraction"])}
+                        for i, e in params["experiments"].items()},
+        "classifiers": {i: {"dataset": c["dataset"], "fraction": str(c["fraction"]), "filters": list(c["filters"])}
+                        for i, c in (params.get("classifiers") or {}).items()},
+        "planted_groups": {d: planted_groups(params, d) for d in params["datasets"]},
+    }
 
 
 def check_all(params: dict[str, Any]) -> list[str]:

@@ -1,29 +1,28 @@
-"""An experiment's runs (one per training seed): training them, side by side where asked, evaluating each, and
-the experiment's metrics file. Shared by the training and classifier stages.
+"""The runs of a data set's experiments (one per experiment and training seed): training them, side by side where
+asked, and evaluating each. Shared by the training stage and the cluster's jobs.
 
-Layout, per experiment ``<exp>`` and run label ``seed-<n>`` (``run_label``)::
+A run lives in its own folder (``outputs.Outputs.run_folder``)::
 
-    <runs>/<exp>/seed-<n>/checkpoint.pt      # weights, optimisers, co-occurrence matrix (resumable)
-    <runs>/<exp>/seed-<n>/evaluation.json    # its evaluation, reused while run and evaluation code are the same
-    <runs>/<exp>/seed-<n>/progress.json      # step, total, ETA, latest validation mIoU (latentseg submit --status)
-    <results>/<exp>/metrics.json             # every run's metrics under "runs", their means at the top
-    <results>/<exp>/latent/seed-<n>.csv      # P(l|c) of eq. (8), from the co-occurrence matrix of training
-    <results>/<exp>/latent/seed-<n>-val.csv  # the same estimated on the validation set
-    <results>/<exp>/live/seed-<n>/           # training and validation curves (the stage's logger)
+    runs/<dataset>/<experiment>/seed-<n>/checkpoint.pt      weights, optimisers, co-occurrence matrix (resumable)
+    runs/<dataset>/<experiment>/seed-<n>/evaluation.json    its evaluation, reused while run and evaluation code hold
+    runs/<dataset>/<experiment>/seed-<n>/curves.json        its training curves, as logged
+    runs/<dataset>/<experiment>/seed-<n>/progress.json      step, total, ETA, latest validation mIoU (--status)
 
-Several seeds of one experiment train in parallel processes when ``runtime.parallel_runs`` > 1: the CPU's cores
-(one thread each: the demo's small networks gain nothing from a second thread, and a second process doubles the
-work done), or one GPU each (``train.distributed.claim_free_gpu``).
+A finished run whose evaluation record matches is not touched again (``finished``): no process, no network. The
+others train in worker processes, ``runtime.parallel_runs`` at a time (one thread each on the CPU: the demo's
+small networks gain nothing from a second thread; one GPU each on a GPU machine), longest first. The workers
+belong to the stage: they end when it ends, however it ends (``_worker_init``).
 """
 
 from __future__ import annotations
 
+import ctypes
 import multiprocessing
 import os
-import statistics
-from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager
-from dataclasses import dataclass, field, replace
+import signal
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -33,19 +32,16 @@ from latentseg.config import RunConfig
 from latentseg.data.dataset import eval_loader
 from latentseg.data.layout import TrainData
 from latentseg.evaluate import evaluate
-from latentseg.run_evaluation import evaluated
+from latentseg.outputs import run_label
+from latentseg.run_evaluation import FILE as EVALUATION_FILE
+from latentseg.run_evaluation import evaluated, evaluation_key, recorded
+from latentseg.run_progress import CURVES, CurvesFile, ProgressFile
 from latentseg.run_progress import FILE as PROGRESS_FILE
-from latentseg.run_progress import ProgressFile
 from latentseg.train import distributed
 from latentseg.train.identity import identity, resume_step
-from latentseg.train.trainer import Logger, train
+from latentseg.train.trainer import train
 
-LoggerFactory = Callable[["RunJob", bool], AbstractContextManager[Logger]]  # (job, resuming) -> logger context
-
-
-def run_label(seed: int) -> str:
-    """The name of one run of an experiment: its folder and its key in the metrics files."""
-    return f"seed-{seed}"
+__all__ = ["RunJob", "RunOutcome", "finished", "run_all", "run_label", "train_and_evaluate", "with_seed"]
 
 
 def with_seed(cfg: RunConfig, seed: int) -> RunConfig:
@@ -56,24 +52,29 @@ def with_seed(cfg: RunConfig, seed: int) -> RunConfig:
 class RunJob:
     """One run to train and evaluate."""
 
+    experiment: str
     label: str  # seed-<n>
     cfg: RunConfig
     checkpoint: Path
     data: TrainData
     init: Path | None
 
+    @property
+    def name(self) -> str:
+        return f"{self.experiment}/{self.label}"
+
 
 @dataclass
 class RunOutcome:
+    experiment: str
     label: str
     metrics: dict[str, float]
     p_latent: Tensor | None  # eq. (8) from the training co-occurrence matrix, (C, k)
     p_latent_val: Tensor | None  # the validation set's estimate
     summary: str  # one line: steps, seconds, images/s
-    curves: list[tuple[dict[str, float], int]] = field(default_factory=list)  # logged in a worker process
 
 
-def validator(cfg: RunConfig, data: TrainData) -> Callable:
+def validator(cfg: RunConfig, data: TrainData):
     """The validation mIoU of the network as it is, for the curves during training (``runtime.eval_every``)."""
     loader = eval_loader(data.root, cfg.data, workers=0)
 
@@ -85,68 +86,107 @@ def validator(cfg: RunConfig, data: TrainData) -> Callable:
     return validate
 
 
-def train_and_evaluate(job: RunJob, log: Logger | None = None) -> RunOutcome:
-    """Train (or resume, or find finished) one run, then evaluate it, or reuse its evaluation record
-    (``run_evaluation``). The run's progress file follows every logged step."""
-    curves: list[tuple[dict[str, float], int]] = []
-    sink = log if log is not None else (lambda values, step: curves.append((values, step)))
+def finished(job: RunJob) -> RunOutcome | None:
+    """The recorded evaluation of a run that is finished and evaluated by the current code, or None."""
+    if not job.checkpoint.is_file():
+        return None
+    key = evaluation_key(identity(job.cfg, job.data, job.init), job.cfg.optim.iterations)
+    found = recorded(job.checkpoint.with_name(EVALUATION_FILE), key)
+    if found is None:
+        return None
+    metrics, p_latent, p_latent_val = found
+    return RunOutcome(job.experiment, job.label, metrics, p_latent, p_latent_val,
+                      f"{job.name}: finished, evaluation reused, mIoU {metrics['miou']:.2f}")
+
+
+def train_and_evaluate(job: RunJob) -> RunOutcome:
+    """Train (or resume, or find finished) one run, then evaluate it or reuse its evaluation record
+    (``run_evaluation``). Rank 0 keeps the run's progress file and its curves (``curves.json``) as it logs."""
+    main = distributed.current().is_main
+    curves = CurvesFile(job.checkpoint.with_name(CURVES), resume_step(job.checkpoint, job.cfg, job.data, job.init))
     progress = ProgressFile(job.checkpoint.with_name(PROGRESS_FILE), job.cfg.optim.iterations)
 
     def logged(values: dict[str, float], step: int) -> None:
-        sink(values, step)
-        progress.report(values, step)
+        if main:
+            curves(values, step)
+            progress.report(values, step)
 
     validate = validator(job.cfg, job.data) if job.cfg.runtime.eval_every else None
-    summary = train(job.cfg, job.checkpoint, job.data, job.init, logged, validate, name=job.label)
-    if not distributed.current().is_main:  # rank 0 evaluates (torchrun)
-        return RunOutcome(job.label, {}, None, None, "")
+    summary = train(job.cfg, job.checkpoint, job.data, job.init, logged, validate, name=job.name)
+    if not main:  # rank 0 evaluates (torchrun)
+        return RunOutcome(job.experiment, job.label, {}, None, None, "")
     ident = identity(job.cfg, job.data, job.init)
     (metrics, p_latent, p_latent_val), fresh = evaluated(job.checkpoint, job.data, ident, job.cfg.optim.iterations,
                                                          job.cfg.data.workers)
     if summary.steps_run:
-        sink({"val/miou": metrics["miou"]}, metrics["steps"])  # the last point of the validation curve
+        logged({"val/miou": metrics["miou"]}, int(metrics["steps"]))  # the last point of the validation curve
     if fresh or summary.steps_run:
         progress.finished(int(metrics["steps"]), metrics["miou"])
     how = "evaluated" if fresh else "evaluation reused"
-    line = (f"{job.label}: {summary.steps_run} steps (from {summary.resumed_from}) in {summary.seconds:.1f} s, "
+    line = (f"{job.name}: {summary.steps_run} steps (from {summary.resumed_from}) in {summary.seconds:.1f} s, "
             f"{summary.images_per_second:.1f} images/s, {how}, mIoU {metrics['miou']:.2f}")
-    return RunOutcome(job.label, metrics, p_latent, p_latent_val, line, curves)
+    return RunOutcome(job.experiment, job.label, metrics, p_latent, p_latent_val, line)
 
 
-def _in_worker(job: RunJob, threads: int) -> RunOutcome:
-    torch.set_num_threads(threads)
+def run_all(jobs: list[RunJob], parallel: int) -> Iterator[RunOutcome]:
+    """Every job's outcome: the finished ones from their records, then the others trained and evaluated,
+    ``parallel`` at a time in worker processes (in this process if 1, or under torchrun), as each ends."""
+    todo = []
+    for job in jobs:
+        if distributed.current().world == 1 and (done := finished(job)) is not None:
+            yield done
+        else:
+            todo.append(job)
+    todo.sort(key=lambda j: -cost(j.cfg))  # longest first: the last to start are the short ones
+    if parallel <= 1 or len(todo) <= 1 or distributed.current().world > 1:
+        for job in todo:
+            yield train_and_evaluate(job)
+        return
+    processes = min(parallel, len(todo))
+    threads = max(1, (os.cpu_count() or 1) // processes)
+    with _belonging_to_this_process(), _process_context().Pool(processes, _worker_init, (threads,)) as pool:
+        yield from pool.imap_unordered(_in_worker, todo)
+
+
+def cost(cfg: RunConfig) -> float:
+    """A run's relative cost, to start the longest first: steps x images a step x pixels."""
+    h, w = cfg.data.crop_size
+    return cfg.optim.iterations * cfg.optim.batch_size * h * w
+
+
+def _in_worker(job: RunJob) -> RunOutcome:
     distributed.init_from_env(job.cfg.runtime.device)  # one free GPU of its own, where there are GPUs
     # a pool's worker may start no processes of its own: its data loading runs in it
-    job = replace(job, cfg=replace(job.cfg, data=replace(job.cfg.data, workers=0)))
-    return train_and_evaluate(job)
+    return train_and_evaluate(replace(job, cfg=replace(job.cfg, data=replace(job.cfg.data, workers=0))))
 
 
-def resuming(job: RunJob) -> bool:
-    """Whether the run continues (or re-enters, finished) a checkpoint of its own: its curves continue too."""
-    return resume_step(job.checkpoint, job.cfg, job.data, job.init) > 0
+def _worker_init(threads: int) -> None:
+    """A worker dies with the stage: the kernel sends it SIGTERM when its parent dies (even by SIGKILL), and
+    SIGTERM, SIGINT or SIGHUP end it through Python, so an atomic write in progress removes its temporary file."""
+    torch.set_num_threads(threads)
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    parent = os.getppid()
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, _exit_on_signal)
+    if parent == 1:  # the stage died before the line above took effect
+        raise SystemExit(1)
 
 
-def run_all(jobs: list[RunJob], parallel: int, logger: LoggerFactory) -> Iterator[RunOutcome]:
-    """Train and evaluate ``jobs``, ``parallel`` at a time in worker processes (in this one if 1).
+def _exit_on_signal(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
 
-    ``logger(job, resuming)`` opens the curves' sink of a run; in worker processes the curves are collected and
-    handed to it when the run is done.
-    """
-    if parallel <= 1 or len(jobs) == 1:
-        for job in jobs:
-            with logger(job, resuming(job)) as log:
-                yield train_and_evaluate(job, log)
-        return
-    processes = min(parallel, len(jobs))
-    threads = max(1, (os.cpu_count() or 1) // processes)
-    with _process_context().Pool(processes) as pool:
-        flags = [resuming(job) for job in jobs]
-        for job, flag, outcome in zip(jobs, flags, pool.starmap(_in_worker, [(j, threads) for j in jobs]),
-                                      strict=True):
-            with logger(job, flag) as log:
-                for values, step in outcome.curves:
-                    log(values, step)
-            yield outcome
+
+class _belonging_to_this_process:
+    """While open: SIGTERM and SIGHUP end this process through Python (SystemExit), so that the worker pool's
+    context exits and terminates its workers; the handlers before are restored on leaving."""
+
+    def __enter__(self) -> None:
+        self.saved = {sig: signal.signal(sig, _exit_on_signal) for sig in (signal.SIGTERM, signal.SIGHUP)}
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, handler in self.saved.items():
+            signal.signal(sig, handler)
 
 
 def _process_context() -> multiprocessing.context.BaseContext:
@@ -158,13 +198,3 @@ def _process_context() -> multiprocessing.context.BaseContext:
         context.set_forkserver_preload([__name__])
         return context
     return multiprocessing.get_context("fork")
-
-
-def summarise(per_run: dict[str, dict[str, float]]) -> dict:
-    """The metrics file of an experiment: every run's metrics under ``runs``, and the mean over the runs of
-    each metric at the top (for ``dvc metrics show``; tables read the runs themselves). A metric that is None
-    (not applicable: ``recovery_ari`` on data without planted groups) has no mean."""
-    names = [k for k in next(iter(per_run.values()))
-             if all(k in m and m[k] is not None for m in per_run.values())]
-    means = {k: round(statistics.fmean(m[k] for m in per_run.values()), 2) for k in names}
-    return {**means, "runs": per_run}

@@ -74,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
                   f"{' and more' if len(stale) > 3 else ''}: run `dvc repro resolve` first", file=sys.stderr)
             return 2
         layout = Layout(args.configs, args.data, args.splits, args.weights, args.runs).absolute()
-        pending = pending_runs(layout, experiments)
+        pending = pending_runs(layout, {e: params["experiments"][e]["dataset"] for e in experiments})
         pending += pending_classifiers(layout, select(params, args.experiments, "classifiers"))
     except (FileNotFoundError, KeyError, ValueError) as err:
         print(f"latentseg submit: {err}", file=sys.stderr)

@@ -1,8 +1,9 @@
 """Stage `check`: every table cell against its reference within tolerance, and the claims that must hold; exits 1
 naming each cell out of tolerance and each must-hold claim that no longer holds.
 
-    python stages/check.py --tables reports/tables/all.csv --reference reference [--report reports/tolerance.md]
-    python stages/check.py --tables reports/tables/all.csv --reference reference --write [--hold-also A.csv ...]
+    python stages/check.py --settings configs/reports.yaml --tables reports/tables/all.csv --reference reference \
+        [--report reports/tolerance.md]
+    python stages/check.py ... --write [--vary B.csv ...] [--hold-also A.csv ...]
 
 The paper profile is checked against the paper's numbers (`<reference>/paper.yaml`); the demo profile against the
 committed record of the demo's own results (`<reference>/demo.yaml`: each cell's mean, a tolerance derived from the
@@ -26,8 +27,6 @@ import pandas as pd
 import yaml
 
 from latentseg.files import atomic_write_text
-from latentseg.params import load_params
-from latentseg.planted import planted_group_counts
 from latentseg.progress import configure_logging
 from latentseg.reports.check import (
     broken_claims,
@@ -37,6 +36,7 @@ from latentseg.reports.check import (
     recorded_expectations,
 )
 from latentseg.reports.claims import evaluate_file
+from latentseg.reports.settings import load_reports, planted_group_counts
 from latentseg.reports.stats import read_runs
 
 HEADER = """\
@@ -51,6 +51,7 @@ HEADER = """\
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--settings", type=Path, required=True, help="configs/reports.yaml of stage resolve")
     parser.add_argument("--tables", type=Path, required=True, help="all.csv of the tables stage (every run)")
     parser.add_argument("--reference", type=Path, required=True,
                         help="folder holding <profile>.yaml and claims.yaml")
@@ -60,7 +61,7 @@ def main() -> None:
     parser.add_argument("--report", type=Path, help="write the findings here and exit 0")
     args = parser.parse_args()
     configure_logging()
-    params = load_params()
+    params = load_reports(args.settings)
     profile = params["profile"]
     runs = read_runs(args.tables)
     planted = planted_group_counts(params)

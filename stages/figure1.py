@@ -1,11 +1,12 @@
 """Stage `figure1@<dataset>`: the arrays of Figure 1, the k = 20 run's semantic and latent-class maps on the first
 validation images, for the figures stage to draw (it imports no torch).
 
-    python stages/figure1.py voc --data data/prepared/voc --runs runs --results results
+    python stages/figure1.py voc --settings configs/reports.yaml --data data/prepared/voc --runs runs \
+        --results results
 
-The run is `params.yaml: figure1.runs.<dataset>`, its first seed (the first run of `results/<exp>/metrics.json`:
-the run Figure 3 shows); the images are the first `figure1.images` of the prepared `val.txt`. Writes
-`<results>/<exp>/figure1.npz` (keys: `latentseg/figure1_arrays.py`).
+The run is `params.yaml: figure1.runs.<dataset>`, its first seed (the first run of its metrics file: the run
+Figure 3 shows); the images are the first `figure1.images` of the prepared `val.txt`. Writes
+`<results>/figure1/<dataset>.npz` (keys: `latentseg/figure1_arrays.py`).
 """
 
 from latentseg.warm import hand_over
@@ -17,26 +18,31 @@ import json
 from pathlib import Path
 
 from latentseg.figure1_arrays import figure1_arrays, write_npz
-from latentseg.params import load_params
+from latentseg.outputs import Outputs
 from latentseg.progress import configure_logging
+from latentseg.reports.settings import load_reports, metrics_file
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("dataset", help="voc or cityscapes: a key of params.yaml figure1.runs")
+    parser.add_argument("--settings", type=Path, required=True, help="configs/reports.yaml of stage resolve")
     parser.add_argument("--data", type=Path, required=True, help="the prepared data set")
-    parser.add_argument("--runs", type=Path, required=True, help="folder of every experiment's runs")
-    parser.add_argument("--results", type=Path, required=True, help="folder of every experiment's results")
+    parser.add_argument("--runs", type=Path, required=True, help="root of every run's folder")
+    parser.add_argument("--results", type=Path, required=True, help="root of the results")
     args = parser.parse_args()
     configure_logging()
-    section = load_params()["figure1"]
+    settings = load_reports(args.settings)
+    section, out = settings["figure1"], Outputs(runs=args.runs, results=args.results)
     exp = section["runs"][args.dataset]
-    metrics = args.results / exp / "metrics.json"
+    metrics = metrics_file(out, settings, exp)
     if not metrics.is_file():
-        raise SystemExit(f"{metrics} not found: run the training stage of {exp} (`dvc repro train@{exp}`) first")
+        raise SystemExit(f"{metrics} not found: run the training stage of {exp} (`dvc repro train@{args.dataset}`)")
     label = next(iter(json.loads(metrics.read_text())["runs"]))  # the first seed, as Figure 3 takes it
-    arrays = figure1_arrays(args.runs / exp / label / "checkpoint.pt", args.data, section["images"])
-    path = write_npz(args.results / exp / "figure1.npz", arrays)
+    seed = int(label.removeprefix("seed-"))
+    checkpoint = out.run_folder(settings["experiments"][exp]["dataset"], exp, seed) / "checkpoint.pt"
+    arrays = figure1_arrays(checkpoint, args.data, section["images"])
+    path = write_npz(out.figure1_file(args.dataset), arrays)
     print(f"figure 1 ({args.dataset}): {exp} {label} on {len(arrays['ids'])} validation images -> {path}")
 
 

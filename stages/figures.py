@@ -13,34 +13,37 @@ from pathlib import Path
 
 import pandas as pd
 
-from latentseg.params import load_params
-from latentseg.planted import planted_groups
+from latentseg.outputs import Outputs
 from latentseg.progress import configure_logging
 from latentseg.reports.curves import write_curves
 from latentseg.reports.figure1 import draw_figure1, read_arrays
 from latentseg.reports.figures import heatmap
+from latentseg.reports.settings import load_reports, metrics_file
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--results", type=Path, required=True, help="folder of <experiment>/ result folders")
+    parser.add_argument("--settings", type=Path, required=True, help="configs/reports.yaml of stage resolve")
+    parser.add_argument("--results", type=Path, required=True, help="results folder (latentseg/outputs.py)")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
     configure_logging()
-    params = load_params()
+    params = load_reports(args.settings)
+    out = Outputs(results=args.results)
     for name, exp_id in params["figures"].items():
-        label = next(iter(json.loads((args.results / exp_id / "metrics.json").read_text())["runs"]))  # first seed
-        frame = pd.read_csv(args.results / exp_id / "latent" / f"{label}.csv", index_col=0)
         exp = params["experiments"][exp_id]
+        label = next(iter(json.loads(metrics_file(out, params, exp_id).read_text())["runs"]))  # first seed
+        latent_csv = out.latent_folder(exp["dataset"], exp_id) / f"{label}.csv"
+        frame = pd.read_csv(latent_csv, index_col=0)
         title = (f"P(l|c), {exp['dataset']} {exp['fraction']}, k = {frame.shape[1]} ({exp_id}, {label}, "
                  f"{params['profile']} profile)")
-        groups = planted_groups(params, exp["dataset"])
+        groups = params["planted_groups"][exp["dataset"]]
         if groups is not None and sorted(frame.index) != sorted(c for m in groups.values() for c in m):
-            raise SystemExit(f"{args.results / exp_id / 'latent' / f'{label}.csv'}: its classes are not those of "
-                             f"{exp['dataset']}'s planted groups (latentseg/datasets/); re-run stage train@{exp_id}")
+            raise SystemExit(f"{latent_csv}: its classes are not those of {exp['dataset']}'s planted groups "
+                             f"(latentseg/datasets/); re-run stage train@{exp['dataset']}")
         heatmap(frame.to_numpy(), list(frame.index), title, args.out / f"{name}.png", groups)
     for dataset, exp_id in params["figure1"]["runs"].items():
-        arrays_file = args.results / exp_id / "figure1.npz"
+        arrays_file = out.figure1_file(dataset)
         if not arrays_file.is_file():
             print(f"figure 1 ({dataset}): {arrays_file} not found (stage figure1@{dataset}); skipped")
             continue
@@ -48,9 +51,10 @@ def main() -> None:
         exp = params["experiments"][exp_id]
         title = (f"Figure 1, {dataset} {exp['fraction']}: {exp_id} ({arrays['run']}, {params['profile']} profile), "
                  f"first {len(arrays['ids'])} validation images")
-        path = draw_figure1(arrays, args.out / f"fig1_{dataset}.png", title, planted_groups(params, dataset))
+        path = draw_figure1(arrays, args.out / f"fig1_{dataset}.png", title, params["planted_groups"][dataset])
         print(f"wrote {path}")
-    for path in write_curves(args.results, params["tables"], args.out):
+    datasets = {e: x["dataset"] for e, x in params["experiments"].items()}
+    for path in write_curves(out, datasets, params["tables"], args.out):
         print(f"wrote {path}")
 
 

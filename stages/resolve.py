@@ -1,9 +1,12 @@
-"""Stage `resolve`: the resolved configuration of every experiment, classifier and initialisation, one file each.
+"""Stage `resolve`: the resolved configuration of every experiment, classifier and initialisation, one file each
+(`configs/<dataset>/<experiment>.yaml`, `configs/classifiers/<id>.yaml`, `configs/weights.yaml`), and what the
+report stages read (`configs/reports.yaml`: the table layouts, figures, experiments and planted groups).
 
-Every later stage depends on its own file, so a parameter change re-runs exactly the stages whose configuration
-it changes (`dvc exp run -S latent.k=10` leaves the runs with their own k, and Hung et al.'s runs, alone). An
-experiment's file also holds the planted groups of its data (`latentseg/planted.py`; null on real data), from
-which the training stage scores how well its latent classes recover them.
+Every later stage depends on its own files, so a parameter change re-runs only the stages whose configuration it
+changes, and a training stage then trains only the runs whose file changed (`dvc exp run -S latent.k=10` leaves
+the runs with their own k, and Hung et al.'s runs, alone). An experiment's file also holds the planted groups of
+its data (`latentseg/planted.py`; null on real data), from which the training stage scores how well its latent
+classes recover them.
 Every setting is checked first: on any problem it prints one line per problem (key, value, experiment, what is
 wrong), writes nothing and exits with status 1.
 """
@@ -20,8 +23,9 @@ from pathlib import Path
 import yaml
 
 from latentseg.config import to_dict
-from latentseg.experiments import check_all, resolve, resolve_classifier, resolve_weights
+from latentseg.experiments import check_all, report_settings, resolve, resolve_classifier, resolve_weights
 from latentseg.files import atomic_write_text
+from latentseg.outputs import Outputs
 from latentseg.params import load_params
 from latentseg.planted import planted_groups
 from latentseg.progress import configure_logging
@@ -33,8 +37,7 @@ def write(path: Path, doc: dict) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--out", type=Path, required=True, help="folder of <experiment>.yaml, classifier-<id>.yaml, "
-                                                                "weights.yaml")
+    parser.add_argument("--out", type=Path, required=True, help="folder of the resolved files (configs)")
     args = parser.parse_args()
     configure_logging()
     params = load_params()
@@ -43,16 +46,17 @@ def main() -> None:
         print("\n".join(problems), file=sys.stderr)
         print(f"resolve: {len(problems)} problem(s) in params.yaml; nothing written", file=sys.stderr)
         sys.exit(1)
+    out = Outputs(configs=args.out)
     for exp_id in params["experiments"]:
         exp, cfg = resolve(params, exp_id)
         # planted_groups: the groups of its data (the demo's stand-ins), for the recovery metric; null: real data
-        write(args.out / f"{exp_id}.yaml", {"experiment": {**asdict(exp), "seeds": list(exp.seeds)},
-                                            "profile": params["profile"], "run": to_dict(cfg),
-                                            "planted_groups": planted_groups(params, exp.dataset)})
-    for cls_id in params.get("classifiers", {}):
-        write(args.out / f"classifier-{cls_id}.yaml", {"profile": params["profile"],
-                                                       **resolve_classifier(params, cls_id)})
+        write(out.experiment_config(exp.dataset, exp_id), {
+            "experiment": {**asdict(exp), "seeds": list(exp.seeds)}, "profile": params["profile"],
+            "run": to_dict(cfg), "planted_groups": planted_groups(params, exp.dataset)})
+    for cls_id in params.get("classifiers") or {}:
+        write(out.classifier_config(cls_id), {"profile": params["profile"], **resolve_classifier(params, cls_id)})
     write(args.out / "weights.yaml", resolve_weights(params))
+    write(args.out / "reports.yaml", report_settings(params))
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """Stage `tables`: Tables 1-5 as Markdown and CSV, our numbers (mean ± spread over seeds) beside the paper's.
 
-    python stages/tables.py --runs results --paper reference/paper.yaml --out reports/tables
+    python stages/tables.py --settings configs/reports.yaml --results results --paper reference/paper.yaml \
+        --out reports/tables
 
 Writes `<out>/table<N>.md` and `.csv` (one row per cell: mean, std, n, paper, diff, source) and `<out>/all.csv`
 (one row per cell and run: table, row, column, source, run, value).
@@ -17,23 +18,24 @@ import pandas as pd
 import yaml
 
 from latentseg.files import atomic_write_text
-from latentseg.params import load_params
 from latentseg.progress import configure_logging
+from latentseg.reports.settings import load_reports
 from latentseg.reports.stats import RUN_COLUMNS
 from latentseg.reports.tables import results_reader, table_cells, table_runs, write_table
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--runs", type=Path, required=True,
-                        help="results folder: <exp>/metrics.json and <exp>/classifier.json")
+    parser.add_argument("--settings", type=Path, required=True, help="configs/reports.yaml of stage resolve")
+    parser.add_argument("--results", type=Path, required=True,
+                        help="results folder: metrics/<dataset>/<exp>.json and classifiers/<id>.json")
     parser.add_argument("--paper", type=Path, required=True, help="the paper's numbers (reference/paper.yaml)")
     parser.add_argument("--out", type=Path, required=True, help="folder for table<N>.md / .csv and all.csv")
     args = parser.parse_args()
     configure_logging()
-    params = load_params()
+    params = load_reports(args.settings)
     paper = yaml.safe_load(args.paper.read_text())["tables"]
-    read = results_reader(args.runs, params["profile"])
+    read = results_reader(args.results, params)
     every_run = []
     for name, layout in params["tables"].items():
         runs = table_runs(name, layout, read)

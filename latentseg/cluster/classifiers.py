@@ -2,7 +2,7 @@
 job that trains one.
 
 A classifier run is ``classifier-<id>/seed-<n>``, saved where stage ``classifier@<id>`` saves it
-(``runs/classifier-<id>/seed-<n>/classifier.pt``) under its identity (``classifier.classifier_identity``:
+(``runs/classifiers/<id>/seed-<n>/classifier.pt``) under its identity (``classifier.classifier_identity``:
 settings, seed, code, data, split, initial weights). The stage then finds it and only evaluates the runs it
 filters. The classifier trainer keeps no periodic checkpoint (Mittal et al.'s neither), so a requeued classifier
 job trains again from its first step.
@@ -23,7 +23,6 @@ from latentseg.run_progress import FILE as PROGRESS_FILE
 from latentseg.run_progress import ProgressFile
 
 log = logging.getLogger(__name__)
-FOLDER = "classifier-{id}"  # under the runs folder, as dvc.yaml's classifier stage writes it
 
 
 @dataclass(frozen=True)
@@ -36,11 +35,11 @@ class ClassifierSpec:
 
     @property
     def name(self) -> str:
-        return f"{FOLDER.format(id=self.classifier)}/seed-{self.seed}"
+        return f"classifier-{self.classifier}/seed-{self.seed}"
 
     @property
     def folder(self) -> Path:
-        return self.layout.runs / self.name
+        return self.layout.outputs.classifier_folder(self.classifier, self.seed)
 
     @property
     def path(self) -> Path:
@@ -74,7 +73,7 @@ class ClassifierSpec:
 
 def _resolved(layout: Layout, classifier: str) -> dict[str, Any]:
     """Stage resolve's file of a classifier (what stage ``classifier@<id>`` reads)."""
-    return yaml.safe_load((layout.configs / f"classifier-{classifier}.yaml").read_text())
+    return yaml.safe_load(layout.outputs.classifier_config(classifier).read_text())
 
 
 def classifier_specs(layout: Layout, classifiers: list[str]) -> list[ClassifierSpec]:

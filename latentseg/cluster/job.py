@@ -2,7 +2,8 @@
 
 Every task of the job (``srun`` starts ``nodes x tasks_per_node``) calls it; the tasks form the run's process group
 (``rendezvous``), rank 0 writes the checkpoint, the progress file, the evaluation record and the training curves
-(``curves.json``, which the training stage replays into its logger), all atomically.
+(``curves.json``, which the training stage replays into its logger), all atomically, as the training stage's own
+workers do (``runs.train_and_evaluate``).
 
 Preemption and time limits: Slurm signals the job ``cluster.signal_delay_s`` before it ends; submitit then calls
 ``checkpoint``, which hands back the same call, and requeues the job. The requeued job calls it again, and the
@@ -23,10 +24,8 @@ import torch
 from latentseg.cluster.pending import RunSpec
 from latentseg.cluster.rendezvous import adopt_slurm_rendezvous
 from latentseg.progress import configure_logging
-from latentseg.run_progress import CURVES, CurvesFile
 from latentseg.runs import train_and_evaluate
 from latentseg.train import distributed
-from latentseg.train.identity import resume_step
 
 log = logging.getLogger(__name__)
 
@@ -77,9 +76,8 @@ class TrainRun(RequeuedJob):
         job = self.spec.job()
         procs = distributed.init_from_env(job.cfg.runtime.device)
         log.info("run %s: task %d of %d, restart %d", self.spec.name, procs.rank, procs.world, restarts())
-        curves = CurvesFile(job.checkpoint.with_name(CURVES), resume_step(job.checkpoint, job.cfg, job.data, job.init))
         try:
-            outcome = train_and_evaluate(job, curves if procs.is_main else None)
+            outcome = train_and_evaluate(job)
         finally:
             distributed.shutdown()
         if procs.is_main:

@@ -1,9 +1,10 @@
 """Which runs of the registry still need a cluster job, and why: no checkpoint, an unfinished one, one of other
 settings, code, data or initial weights (``train/identity.py``), or a finished one without a current evaluation.
 
-A run is named ``<experiment>/seed-<n>`` and laid out as the training stage lays it out (``latentseg/runs.py``):
-``<runs>/<experiment>/seed-<n>/``. Its settings are the resolved configuration ``<configs>/<experiment>.yaml``
-that the training stage reads, checked first against ``params.yaml`` (a stale file would train the wrong run).
+A run is named ``<experiment>/seed-<n>`` and laid out as the training stage lays it out (``latentseg/outputs.py``):
+``<runs>/<dataset>/<experiment>/seed-<n>/``. Its settings are the resolved configuration
+``<configs>/<dataset>/<experiment>.yaml`` that the training stage reads, checked first against ``params.yaml`` (a
+stale file would train the wrong run).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from latentseg.data.layout import TrainData
 from latentseg.experiments import resolve
 from latentseg.methods import run_config
 from latentseg.models.init import resolve_init
+from latentseg.outputs import Outputs
 from latentseg.run_evaluation import FILE as EVALUATION_FILE
 from latentseg.run_evaluation import evaluation_key, recorded
 from latentseg.runs import RunJob, run_label, with_seed
@@ -43,10 +45,14 @@ class Layout:
     data: Path  # <data>/<dataset>: prepared data sets
     splits: Path  # <splits>/<dataset>: their split lists
     weights: Path
-    runs: Path  # <runs>/<experiment>/seed-<n>
+    runs: Path  # <runs>/<dataset>/<experiment>/seed-<n>
 
     def absolute(self) -> Layout:
         return Layout(*(p.resolve() for p in (self.configs, self.data, self.splits, self.weights, self.runs)))
+
+    @property
+    def outputs(self) -> Outputs:
+        return Outputs(configs=self.configs, runs=self.runs)
 
 
 @dataclass(frozen=True)
@@ -54,6 +60,7 @@ class RunSpec:
     """One run to train on the cluster: what a job needs to rebuild it exactly as the training stage does."""
 
     experiment: str
+    dataset: str
     seed: int
     layout: Layout
 
@@ -63,16 +70,17 @@ class RunSpec:
 
     @property
     def folder(self) -> Path:
-        return self.layout.runs / self.experiment / run_label(self.seed)
+        return self.layout.outputs.run_folder(self.dataset, self.experiment, self.seed)
 
     def job(self) -> RunJob:
-        """The stage's ``RunJob`` of this run (``stages/train.py`` builds the same from the same files)."""
-        doc = yaml.safe_load((self.layout.configs / f"{self.experiment}.yaml").read_text())
+        """The stage's ``RunJob`` of this run (``train_stage.build_jobs`` builds the same from the same files)."""
+        doc = yaml.safe_load(self.layout.outputs.experiment_config(self.dataset, self.experiment).read_text())
         exp, cfg = doc["experiment"], run_config(doc["run"])
         data = TrainData.of_split(self.layout.data / exp["dataset"], self.layout.splits / exp["dataset"],
                                   exp["fraction"])
         init = resolve_init(self.layout.weights, exp["init"])
-        return RunJob(run_label(self.seed), with_seed(cfg, self.seed), self.folder / "checkpoint.pt", data, init)
+        return RunJob(self.experiment, run_label(self.seed), with_seed(cfg, self.seed), self.folder / "checkpoint.pt",
+                      data, init)
 
     def task(self, max_requeues: int) -> TrainRun:
         """The callable its cluster job runs."""
@@ -91,8 +99,8 @@ def check_configs(params: dict[str, Any], configs: Path, experiments: Iterable[s
     """The experiments whose resolved file is missing or differs from ``params.yaml`` (run ``dvc repro resolve``)."""
     stale = []
     for exp_id in experiments:
-        path = configs / f"{exp_id}.yaml"
         exp, cfg = resolve(params, exp_id)
+        path = Outputs(configs=configs).experiment_config(exp.dataset, exp_id)
         doc = yaml.safe_load(path.read_text()) if path.is_file() else None
         if doc is None or doc.get("run") != to_dict(cfg) or doc["experiment"]["seeds"] != list(exp.seeds):
             stale.append(exp_id)
@@ -113,12 +121,13 @@ def select(params: dict[str, Any], patterns: list[str] | None,
     return [i for i in ids if any(fnmatch.fnmatch(i, p) for p in patterns)]
 
 
-def specs(layout: Layout, experiments: Iterable[str]) -> list[RunSpec]:
-    """Every run (experiment x seed) of ``experiments``, seeds as the resolved files list them."""
+def specs(layout: Layout, experiments: dict[str, str]) -> list[RunSpec]:
+    """Every run (experiment x seed) of ``experiments`` (``{id: data set}``), seeds as the resolved files list
+    them."""
     out = []
-    for exp_id in experiments:
-        doc = yaml.safe_load((layout.configs / f"{exp_id}.yaml").read_text())
-        out += [RunSpec(exp_id, seed, layout) for seed in doc["experiment"]["seeds"]]
+    for exp_id, dataset in experiments.items():
+        doc = yaml.safe_load(layout.outputs.experiment_config(dataset, exp_id).read_text())
+        out += [RunSpec(exp_id, dataset, seed, layout) for seed in doc["experiment"]["seeds"]]
     return out
 
 
@@ -153,7 +162,7 @@ def changed_keys(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> 
     return keys
 
 
-def pending_runs(layout: Layout, experiments: Iterable[str]) -> list[Pending]:
+def pending_runs(layout: Layout, experiments: dict[str, str]) -> list[Pending]:
     found = []
     for spec in specs(layout, experiments):
         reason = why_pending(spec.job())

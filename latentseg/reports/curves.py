@@ -4,14 +4,14 @@ differ along the way.
 
 The curves are dvclive's histories, written by the training stage per run::
 
-    results/<exp>/live/seed-<n>/plots/metrics/train/<term>.tsv   # total, ce, latent, cons, adv_l, ... (and lr)
-    results/<exp>/live/seed-<n>/plots/metrics/val/miou.tsv
+    results/curves/<dataset>/<exp>/seed-<n>/plots/metrics/train/<term>.tsv   # total, ce, latent, ... (and lr)
+    results/curves/<dataset>/<exp>/seed-<n>/plots/metrics/val/miou.tsv
 
 each a tab-separated file with a header ``step<TAB><term>`` (``timestamp<TAB>step<TAB><term>`` when logged with
 timestamps) and one row per logged step. A missing file, run or experiment is skipped: the figure shows what there
 is. Usage from a stage::
 
-    write_curves("results", params["tables"], "reports/figures")  # -> reports/figures/curves_table1.png, ...
+    write_curves(Outputs(), {experiment: dataset}, tables, "reports/figures")  # -> .../curves_table1.png, ...
 """
 
 from __future__ import annotations
@@ -27,7 +27,8 @@ import matplotlib.pyplot as plt
 import pandas as pd
 
 from latentseg.files import atomic_write
-from latentseg.reports.tables import CellRef, run_order
+from latentseg.outputs import Outputs, run_order
+from latentseg.reports.tables import CellRef
 
 TRAIN = Path("plots/metrics/train")
 VAL_MIOU = Path("plots/metrics/val/miou.tsv")
@@ -51,9 +52,9 @@ def read_tsv(path: Path) -> pd.Series | None:
     return pd.Series(pd.to_numeric(frame[value], errors="coerce").to_numpy(), index=frame["step"], name=value)
 
 
-def experiment_curves(results_dir: str | Path, experiment: str) -> Curves:
-    """``{run: {panel: series}}`` of one experiment: each loss term it logged, and its validation mIoU."""
-    live = Path(results_dir) / experiment / "live"
+def experiment_curves(live: Path) -> Curves:
+    """``{run: {panel: series}}`` of one experiment (its curves folder): each loss term it logged, and its
+    validation mIoU."""
     out: Curves = {}
     runs = sorted((d for d in live.glob("seed-*") if d.is_dir()), key=lambda d: run_order(d.name))
     for run_dir in runs:
@@ -118,11 +119,12 @@ def plot_curves(curves: Mapping[str, Curves], title: str, path: str | Path) -> P
         plt.close(fig)
 
 
-def write_curves(results_dir: str | Path, tables_layout: Mapping[str, Mapping[str, Any]],
+def write_curves(out: Outputs, datasets: Mapping[str, str], tables_layout: Mapping[str, Mapping[str, Any]],
                  out_dir: str | Path) -> list[Path]:
-    """``<out_dir>/curves_<table>.png`` for every table of ``tables_layout`` (``params.yaml: tables``)."""
+    """``<out_dir>/curves_<table>.png`` for every table of ``tables_layout`` (``params.yaml: tables``);
+    ``datasets``: each experiment's data set."""
     written = []
     for name, layout in tables_layout.items():
-        curves = {exp: experiment_curves(results_dir, exp) for exp in experiments_of(layout)}
+        curves = {exp: experiment_curves(out.curves_folder(datasets[exp], exp)) for exp in experiments_of(layout)}
         written.append(plot_curves(curves, layout.get("title", name), Path(out_dir) / f"curves_{name}.png"))
     return written

@@ -3,13 +3,15 @@ beside the paper's numbers.
 
 A cell of a layout names where its numbers come from:
 
-- ``"<exp>"``: the mIoU of experiment ``<exp>``, from ``results/<exp>/metrics.json``;
+- ``"<exp>"``: the mIoU of experiment ``<exp>``, from ``results/metrics/<dataset>/<exp>.json``;
 - ``"<exp>:<metric>"``: another metric of it (``voc-1_8-proposed:effective_t0.9``, ``...:recovery_ari``); a run
   whose metric is null (not applicable: no planted groups in its data) gives the cell no value;
-- ``"<exp>+classifier"``: its mIoU once its image classifier filters it, from ``results/<exp>/classifier.json``;
+- ``"<exp>+classifier"``: its mIoU once its image classifier filters it, from ``results/classifiers/<id>.json``
+  (the classifier of ``params.yaml: classifiers`` whose ``filters`` name it);
 - ``null``: not reproduced.
 
-Both files hold one entry per run (training seed) under ``"runs"``: ``{"runs": {"seed-1234": {"miou": 31.0, ...}}}``
+Both hold one entry per run (training seed) under ``"runs"``: ``{"runs": {"seed-1234": {"miou": 31.0, ...}}}`` (the
+classifier's file one such mapping per filtered experiment, under ``"filtered"``)
 (their top-level numbers are means for ``dvc metrics show``, not read here). A cell gets every run's value; a table
 shows the mean, the sample standard deviation and the run count, and ``all.csv`` keeps each run's value.
 """
@@ -17,7 +19,6 @@ shows the mean, the sample standard deviation and the run count, and ``all.csv``
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +28,8 @@ import pandas as pd
 from tabulate import tabulate
 
 from latentseg.files import atomic_write_text
+from latentseg.outputs import Outputs, run_order
+from latentseg.reports.settings import classifier_file, metrics_file
 from latentseg.reports.stats import CELL_KEY, RUN_COLUMNS, kind_of, summarise
 
 CELL_COLUMNS = [*CELL_KEY, "mean", "std", "n", "paper", "diff", "source"]
@@ -47,41 +50,40 @@ class CellRef:
         classifier = head.endswith(CLASSIFIER)
         return cls(head.removesuffix(CLASSIFIER), metric or "miou", classifier)
 
-    @property
-    def file(self) -> str:
-        return "classifier.json" if self.classifier else "metrics.json"
-
 
 RunsReader = Callable[[CellRef], "dict[str, float]"]
 
 
-def run_order(label: str) -> tuple[int, str]:
-    """Sort key of run labels: ``seed-2`` before ``seed-10``."""
-    match = re.fullmatch(r"seed-(\d+)", label)
-    return (int(match.group(1)) if match else -1, label)
-
-
-def results_reader(results_dir: str | Path, profile: str | None = None) -> RunsReader:
+def results_reader(results_dir: str | Path, settings: Mapping[str, Any]) -> RunsReader:
     """``read(ref)``: ``{run label: value}`` of that cell, in seed order; ``{}`` when its file is missing, or when
-    it holds the results of another ``profile`` (a demo result left in the workspace is no paper result)."""
-    results_dir = Path(results_dir)
+    it holds the results of another profile (a demo result left in the workspace is no paper result).
+    ``settings``: the report settings (``configs/reports.yaml``), which say each experiment's data set and which
+    classifier filters it."""
+    out = Outputs(results=Path(results_dir))
+    profile = settings["profile"]
 
     def read(ref: CellRef) -> dict[str, float]:
-        path = results_dir / ref.experiment / ref.file
+        if ref.experiment not in settings["experiments"]:
+            raise KeyError(f"a table names experiment {ref.experiment!r}, which params.yaml does not define")
+        path = (classifier_file(out, settings, ref.experiment) if ref.classifier
+                else metrics_file(out, settings, ref.experiment))
+        if path is None:
+            raise KeyError(f"a table names {ref.experiment}{CLASSIFIER}, but no classifier of params.yaml filters "
+                           f"{ref.experiment}")
         if not path.is_file():
             return {}
         doc = json.loads(path.read_text())
         if profile is not None and doc.get("profile") != profile:
             return {}
-        runs = doc.get("runs")
+        runs = doc["filtered"].get(ref.experiment, {}).get("runs") if ref.classifier else doc.get("runs")
         if not isinstance(runs, dict):
             raise ValueError(f"{path}: no 'runs' mapping (expected {{\"runs\": {{\"seed-<n>\": {{...}}}}}}, one "
                              "entry per training seed); re-run the stage that wrote it")
         values = {}
         for label in sorted(runs, key=run_order):
             if ref.metric not in runs[label]:
-                raise KeyError(f"{path}: run {label!r} has no metric {ref.metric!r} (re-run stage train@"
-                               f"{ref.experiment} if the metric is new, else fix the table layout in params.yaml)")
+                raise KeyError(f"{path}: run {label!r} has no metric {ref.metric!r} (re-run the training stage "
+                               "if the metric is new, else fix the table layout in params.yaml)")
             if runs[label][ref.metric] is not None:  # None: not applicable to this run (no planted groups)
                 values[label] = float(runs[label][ref.metric])
         return values

@@ -1,0 +1,135 @@
+"""What stage ``train@<dataset>`` does, as a library function: every run of a data set's experiments, trained or
+found finished, then each experiment's results written from its runs (``experiment_results``).
+
+The experiments are the resolved files ``configs/<dataset>/<experiment>.yaml`` (stage ``resolve``). Runs of seeds
+or experiments no longer asked for are removed, so ``runs/<dataset>`` holds exactly the registry's runs.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from latentseg.cluster.rendezvous import adopt_slurm_rendezvous
+from latentseg.config import RunConfig
+from latentseg.data.layout import TrainData
+from latentseg.experiment_results import write_experiment
+from latentseg.methods import run_config
+from latentseg.models.init import resolve_init
+from latentseg.outputs import Outputs, run_label
+from latentseg.progress import configure_logging
+from latentseg.runs import RunJob, RunOutcome, run_all, with_seed
+from latentseg.train import distributed
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ResolvedExperiment:
+    """One experiment's resolved file: what it is, its configuration, the planted groups of its data."""
+
+    id: str
+    dataset: str
+    fraction: str
+    init: str
+    seeds: list[int]
+    profile: str
+    cfg: RunConfig
+    planted_groups: dict[str, list[str]] | None
+
+    @classmethod
+    def read(cls, path: Path) -> ResolvedExperiment:
+        doc: dict[str, Any] = yaml.safe_load(path.read_text())
+        exp = doc["experiment"]
+        return cls(exp["id"], exp["dataset"], str(exp["fraction"]), exp["init"], list(exp["seeds"]), doc["profile"],
+                   run_config(doc["run"]), doc.get("planted_groups"))
+
+
+def read_experiments(configs: Path, dataset: str) -> list[ResolvedExperiment]:
+    """The resolved experiments of ``dataset``, by id."""
+    folder = Outputs(configs=configs).experiment_config(dataset, "x").parent
+    return [ResolvedExperiment.read(p) for p in sorted(folder.glob("*.yaml"))]
+
+
+def relaunch_under_torchrun() -> None:
+    """With ``LATENTSEG_NPROC_PER_NODE=N`` (N > 1), replace this process by torchrun running N copies of it."""
+    nproc = int(os.environ.get("LATENTSEG_NPROC_PER_NODE", "1"))
+    if nproc > 1 and not distributed.launched_by_torchrun():
+        os.execv(sys.executable, [sys.executable, "-m", "torch.distributed.run", "--standalone",
+                                  f"--nproc_per_node={nproc}", *sys.argv])
+
+
+def build_jobs(experiments: list[ResolvedExperiment], data: Path, splits: Path, weights: Path,
+               out: Outputs) -> list[RunJob]:
+    """Every run of ``experiments``; the data of each split and each initial-weights file looked up once."""
+    splits_read: dict[str, TrainData] = {}
+    inits: dict[str, Path | None] = {}
+    jobs = []
+    for exp in experiments:
+        if exp.fraction not in splits_read:
+            splits_read[exp.fraction] = TrainData.of_split(data, splits, exp.fraction)
+        if exp.init not in inits:  # raises, naming the stage, when a file that should be there is not
+            inits[exp.init] = resolve_init(weights, exp.init)
+            if exp.init != "none" and inits[exp.init] is None:
+                log.info("the %s profile makes no '%s' weights (params.yaml: profiles.%s.weights.%s: null): its "
+                         "runs start from random weights, by design", exp.profile, exp.init, exp.profile, exp.init)
+        jobs += [RunJob(exp.id, run_label(seed), with_seed(exp.cfg, seed),
+                        out.run_folder(exp.dataset, exp.id, seed) / "checkpoint.pt", splits_read[exp.fraction],
+                        inits[exp.init]) for seed in exp.seeds]
+    return jobs
+
+
+def remove_stale(out: Outputs, dataset: str, experiments: list[ResolvedExperiment]) -> None:
+    """Runs of experiments or seeds no longer in the registry, and every result of the data set (rebuilt)."""
+    wanted = {e.id: {run_label(s) for s in e.seeds} for e in experiments}
+    root = out.runs / dataset
+    for folder in sorted(root.glob("*/seed-*")):
+        if folder.name not in wanted.get(folder.parent.name, ()):
+            shutil.rmtree(folder)
+    for folder in sorted(root.glob("*")):
+        if folder.is_dir() and folder.name not in wanted:
+            shutil.rmtree(folder)
+    for folder in (out.metrics_file(dataset, "x").parent, out.latent_folder(dataset, "x").parent,
+                   out.curves_folder(dataset, "x").parent):
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def train_dataset(dataset: str, configs: Path, data: Path, splits: Path, weights: Path, runs: Path,
+                  results: Path) -> None:
+    """Train (or find finished) every run of ``dataset``'s experiments, then write every experiment's results."""
+    relaunch_under_torchrun()
+    configure_logging()
+    out = Outputs(configs=configs, runs=runs, results=results)
+    experiments = read_experiments(configs, dataset)
+    if not experiments:
+        raise SystemExit(f"no experiment of data set {dataset} in {configs / dataset}: add one to params.yaml "
+                         "(experiments) and run stage resolve, or remove the data set")
+    jobs = build_jobs(experiments, data, splits, weights, out)
+    adopt_slurm_rendezvous()  # srun's tasks as torchrun's
+    procs = distributed.init_from_env(experiments[0].cfg.runtime.device)
+    if procs.is_main:
+        remove_stale(out, dataset, experiments)
+    parallel = max(e.cfg.runtime.parallel_runs for e in experiments) if procs.world == 1 else 1
+    outcomes: dict[str, list[RunOutcome]] = {e.id: [] for e in experiments}
+    for outcome in run_all(jobs, parallel):
+        outcomes[outcome.experiment].append(outcome)
+        if procs.is_main:
+            print(outcome.summary, flush=True)
+    distributed.shutdown()
+    if not procs.is_main:
+        return
+    for exp in experiments:
+        classes = jobs[0].data.meta.classes
+        metrics = write_experiment(out, dataset, exp.id, exp.profile, outcomes[exp.id], classes, exp.planted_groups)
+        print(f"{exp.id}: mIoU {metrics['miou']:.2f} (mean of {len(outcomes[exp.id])} run(s))")
+    for folder in (out.latent_folder(dataset, "x").parent, out.curves_folder(dataset, "x").parent):
+        if not any(folder.glob("*")):  # git keeps no empty folder, and DVC wants the output
+            folder.mkdir(parents=True, exist_ok=True)
+            (folder / "none.txt").write_text(f"no run of {dataset} has a latent branch or curves\n")
