@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from latentseg import losses as L
 from latentseg.methods import unimatch as um
 from latentseg.methods import unimatch_views as views
 from latentseg.methods.base import Batch
@@ -74,6 +75,21 @@ def test_the_labeled_term_and_total_against_loops(one_thread):  # noqa: F811
             zs = z[i, :, y, x]
             total, count = total + math.log(sum(math.exp(v) for v in zs)) - zs[mask[i, y, x]], count + 1
     assert float(parts["x"]) == pytest.approx(total / count, rel=1e-4)
+    assert set(parts) == {"x", "s1", "s2", "fp"}
+
+
+def test_with_ohem_the_labeled_term_is_the_hard_pixels_cross_entropy(one_thread):  # noqa: F811
+    """Their Cityscapes config (unimatch.py:68-73): L_x is OHEM; the other terms are unchanged."""
+    cfg = tiny_config(objective="unimatch", unimatch={"ohem": True, "ohem_threshold": 0.7, "ohem_min_kept": 500})
+    nets, batch = step_and_batch(cfg)
+    torch.manual_seed(0)
+    with torch.no_grad():
+        parts = nets.losses(batch, step=0).parts
+        logits = F.interpolate(nets.segment(batch.image)[0].semantic, size=batch.mask.shape[-2:],
+                               mode="bilinear", align_corners=True)
+    ohem = L.ohem_cross_entropy_loss(logits, batch.mask, 0.7, 500)
+    assert float(parts["x"]) == pytest.approx(float(ohem), rel=1e-5)
+    assert float(ohem) != pytest.approx(float(L.cross_entropy_loss(logits, batch.mask)), rel=1e-3)  # it mined
     assert set(parts) == {"x", "s1", "s2", "fp"}
 
 
