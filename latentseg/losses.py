@@ -50,6 +50,12 @@ class SplitBatch:
         dist.all_reduce(x, group=self.group)
         return x
 
+    def gather(self, x: Tensor) -> Tensor:
+        """``x`` of every process, concatenated along dim 0 (no gradient; every process passes the same shape)."""
+        parts = [torch.empty_like(x) for _ in range(self.world)]
+        dist.all_gather(parts, x.contiguous(), group=self.group)
+        return torch.cat(parts)
+
 
 def batch_mean(total: Tensor, count: Tensor, split: SplitBatch | None = None) -> Tensor:
     """``total / count`` over the whole batch (0, not NaN, when ``count`` is 0); see ``SplitBatch``."""
@@ -86,6 +92,41 @@ def cross_entropy_loss(logits: Tensor, target: Tensor, ignore_index: int = 255,
     ``logits`` (N, C, H, W) at the target's resolution; ``target`` (N, H, W).
     """
     return _masked_ce(logits, target, ignore_index, split)
+
+
+def ohem_cross_entropy_loss(logits: Tensor, target: Tensor, threshold: float, min_kept: int,
+                            ignore_index: int = 255, split: SplitBatch | None = None) -> Tensor:
+    """Eq. (1) over the batch's hard pixels: online hard example mining (Shrivastava et al., CVPR 2016) in the
+    probability form of UniMatch's Cityscapes labeled loss (``util/ohem.py:28-57``, ``ProbOhemCrossEntropy2d``).
+
+    ``p_i = S_c(X)^(i, y_i)`` on the valid pixels ``V``; ``t = max(tau, p_(m))``, ``p_(m)`` the m-th smallest
+    ``p_i``; ``K = {i in V : p_i <= t}``; ``L_ohem = -1/|K| sum_{i in K} log p_i``. When ``m = 0`` or ``m > |V|``
+    every valid pixel counts (eq. (1)), as theirs. ``tau`` = ``threshold``, ``m`` = ``min_kept``, counted over
+    the whole batch; ``logits`` (N, C, H, W) at the target's resolution, ``target`` (N, H, W). The selection
+    carries no gradient. No pixel valid: 0 (theirs: NaN).
+    """
+    labels = target.long()
+    valid = labels != ignore_index
+    if min_kept == 0:  # theirs compare with tau only when min_kept > 0
+        return _masked_ce(logits, labels, ignore_index, split)
+    with torch.no_grad():
+        prob = logits.float().softmax(1).gather(1, torch.where(valid, labels, 0).unsqueeze(1)).squeeze(1)
+        prob = torch.where(valid, prob, torch.inf)  # ignored pixels never count among the m smallest
+        count = valid.sum() if split is None else split.sum(valid.sum())
+        cutoff = _kth_smallest(prob.flatten(), min_kept, split).clamp_min(threshold)
+        kept = valid & ((prob <= cutoff) | (count < min_kept))
+    return _masked_ce(logits, torch.where(kept, labels, ignore_index), ignore_index, split)
+
+
+def _kth_smallest(values: Tensor, k: int, split: SplitBatch | None) -> Tensor:
+    """The k-th smallest of ``values`` (1-D) over the whole batch, +inf if it holds fewer. Under a ``split``, each
+    process's k smallest are gathered (padded with +inf to k): they hold the whole batch's k smallest."""
+    if split is not None:
+        local = values.topk(min(k, values.numel()), largest=False).values
+        values = split.gather(F.pad(local, (0, k - local.numel()), value=torch.inf))
+    if values.numel() < k:
+        return values.new_full((), torch.inf)
+    return values.kthvalue(k).values
 
 
 def adversarial_loss(d_logits: Tensor, valid: Tensor | None = None, split: SplitBatch | None = None) -> Tensor:

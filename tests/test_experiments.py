@@ -90,6 +90,24 @@ def test_a_unimatch_setting_changes_only_the_unimatch_runs_and_its_latent_weight
     assert {e for e in before if after[e] != before[e]} == {e for e in changed if e.endswith("-latent")}
 
 
+def test_unimatch_mines_hard_pixels_on_cityscapes_only(params):
+    """Their configs/cityscapes.yaml's OHEM labeled loss; VOC's plain cross-entropy, its OHEM keys pruned, so an
+    OHEM setting re-runs the Cityscapes UniMatch runs only."""
+    for profile, min_kept in (("demo", 4000), ("paper", 200000)):
+        for method in ("unimatch", "unimatch-latent"):
+            city = resolve({**params, "profile": profile}, f"cityscapes-1_8-{method}")[1].settings.unimatch
+            assert city.ohem and city.ohem_threshold == 0.7 and city.ohem_min_kept == min_kept
+            voc = resolve({**params, "profile": profile}, f"voc-1_8-{method}")[1].settings.unimatch
+            assert not voc.ohem and voc.ohem_threshold is None and voc.ohem_min_kept is None
+    before = _configs(params)
+    after = _configs(deep_merge(params, {"unimatch": {"ohem_threshold": 0.6}}))
+    assert {e for e in before if after[e] != before[e]} == {"cityscapes-1_8-unimatch", "cityscapes-1_8-unimatch-latent"}
+    unset = deep_merge(params, {"unimatch": {"ohem_threshold": None}})
+    resolve(unset, "voc-1_8-unimatch")  # unused there
+    with pytest.raises(SettingsError, match=r"unimatch\.ohem_threshold = None: must be set: unimatch\.ohem uses it"):
+        resolve(unset, "cityscapes-1_8-unimatch")
+
+
 def test_an_s4gan_setting_changes_only_the_s4gan_runs(params):
     before = _configs(params)
     after = _configs(deep_merge(params, {"methods": {"s4gan": {"s4gan": {"lambda_fm": 0.2}}}}))

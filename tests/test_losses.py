@@ -1,6 +1,9 @@
 """Each equation against a slow, explicit pixel-by-pixel computation on random tensors."""
 
 import math
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 
 import pytest
 import torch
@@ -157,6 +160,102 @@ def test_cross_entropy_eq1_averages_valid_pixels():
     logp = sem.log_softmax(1)
     slow = -sum(float(logp[n, int(target[n, h, w]), h, w]) for n, h, w in valid) / len(valid)
     assert L.cross_entropy_loss(sem, target).item() == pytest.approx(slow, rel=1e-5)
+
+
+def slow_ohem(logits, target, tau, m):
+    """UniMatch's ProbOhemCrossEntropy2d pixel by pixel: keep the valid pixels whose label's probability is at most
+    max(tau, the m-th smallest), or every valid pixel when m is 0 or above their count; mean -log p over those."""
+    valid = [(n, h, w) for n, h, w in _pixels(target) if target[n, h, w] != 255]
+    prob = {px: float(logits[px[0], :, px[1], px[2]].softmax(0)[int(target[px])]) for px in valid}
+    kept = valid
+    if 0 < m <= len(valid):
+        cutoff = max(tau, sorted(prob.values())[m - 1])
+        kept = [px for px in valid if prob[px] <= cutoff]
+    return -sum(math.log(prob[px]) for px in kept) / len(kept), len(kept)
+
+
+@pytest.mark.parametrize("m", [0, 8, 30, 43, 44])
+def test_ohem_cross_entropy_against_loops(m):
+    """43 valid pixels, 19 of them with p <= tau. m = 8: fewer than those (the cutoff stays tau); 30: more (it
+    rises to the 30th smallest p); 43: every valid pixel, by the cutoff; 44: more than the valid pixels, and 0: no
+    mining (every valid pixel counts, as theirs)."""
+    _, sem, target = _inputs()
+    sem, tau = sem.float() * 2, 0.05
+    probs = sem.softmax(1).gather(1, target.clamp_max(C - 1).unsqueeze(1)).squeeze(1)[target != 255]
+    assert len(probs) == 43 and int((probs <= tau).sum()) == 19  # each case is the one it names
+    logits = sem.clone().requires_grad_(True)
+    got = L.ohem_cross_entropy_loss(logits, target, tau, m)
+    slow, kept = slow_ohem(sem, target, tau, m)
+    assert got.item() == pytest.approx(slow, rel=1e-5)
+    assert kept == {0: 43, 8: 19, 30: 30, 43: 43, 44: 43}[m]
+    got.backward()  # the gradient reaches the kept pixels only
+    assert int((logits.grad.abs().sum(1) > 0).sum()) == kept
+
+
+def test_ohem_of_a_batch_without_valid_pixels_is_zero_not_nan():
+    _, sem, target = _inputs()
+    assert L.ohem_cross_entropy_loss(sem, torch.full_like(target, 255), 0.7, 5).item() == 0.0
+
+
+OHEM_SLICES = (slice(0, 1), slice(1, 3))  # 3 images split unevenly over 2 processes
+
+
+def _ohem_inputs():
+    g = torch.Generator().manual_seed(3)
+    target = torch.randint(0, C, (3, H, W), generator=g)
+    target[torch.rand(3, H, W, generator=g) < 0.2] = 255
+    return torch.randn(3, C, H, W, generator=g) * 2, target
+
+
+def _ohem_and_grad(part, split, m):
+    logits, target = _ohem_inputs()
+    local = logits[part].clone().requires_grad_(True)
+    loss = L.ohem_cross_entropy_loss(local, target[part], 0.05, m, split=split)
+    loss.backward()
+    return loss.detach(), local.grad
+
+
+class Exchange:
+    """Collectives between threads, one thread per process: each posts its tensor, then every one reads all."""
+
+    def __init__(self, world: int) -> None:
+        self.barrier, self.posts = threading.Barrier(world), [None] * world
+
+    def all(self, rank: int, x: torch.Tensor) -> list[torch.Tensor]:
+        self.posts[rank] = x
+        self.barrier.wait()
+        posts = list(self.posts)
+        self.barrier.wait()  # nobody posts again before every one has read
+        return posts
+
+
+@dataclass
+class ThreadSplit:
+    """``SplitBatch``'s collectives (without the gradient of ``sum``) among the threads of an ``Exchange``."""
+
+    world: int
+    rank: int
+    exchange: Exchange
+
+    def sum(self, x):
+        return torch.stack(self.exchange.all(self.rank, x.detach())).sum(0)
+
+    def gather(self, x):
+        return torch.cat(self.exchange.all(self.rank, x))
+
+
+# valid pixels: 23 in the first slice, 47 in the second; 20 fit in either, 40 not in the first, 200 not in the batch
+@pytest.mark.parametrize("m", [20, 40, 200])
+def test_ohem_over_a_split_batch_mines_the_whole_batch(m):
+    """Each process holds part of the batch; the m-th smallest probability and the valid count are the whole
+    batch's, so the processes' losses average to the one-process loss and their gradients (DDP-averaged) agree."""
+    exchange = Exchange(2)
+    with ThreadPoolExecutor(2) as pool:
+        ranks = list(pool.map(lambda r: _ohem_and_grad(OHEM_SLICES[r], ThreadSplit(2, r, exchange), m), (0, 1)))
+    loss, grad = _ohem_and_grad(slice(0, 3), None, m)
+    assert (ranks[0][0] + ranks[1][0]).item() / 2 == pytest.approx(loss.item(), rel=1e-6)
+    for (_, local_grad), part in zip(ranks, OHEM_SLICES, strict=True):
+        assert torch.allclose(local_grad / 2, grad[part], atol=1e-7), m
 
 
 def test_adversarial_eq2_and_discriminator_eq10():

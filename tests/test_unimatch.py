@@ -8,11 +8,13 @@ import itertools
 import math
 from dataclasses import replace
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from latentseg import losses as L
 from latentseg.methods import unimatch as um
 from latentseg.methods import unimatch_views as views
 from latentseg.methods.base import Batch
@@ -77,6 +79,21 @@ def test_the_labeled_term_and_total_against_loops(one_thread):  # noqa: F811
     assert set(parts) == {"x", "s1", "s2", "fp"}
 
 
+def test_with_ohem_the_labeled_term_is_the_hard_pixels_cross_entropy(one_thread):  # noqa: F811
+    """Their Cityscapes config (unimatch.py:68-73): L_x is OHEM; the other terms are unchanged."""
+    cfg = tiny_config(objective="unimatch", unimatch={"ohem": True, "ohem_threshold": 0.7, "ohem_min_kept": 500})
+    nets, batch = step_and_batch(cfg)
+    torch.manual_seed(0)
+    with torch.no_grad():
+        parts = nets.losses(batch, step=0).parts
+        logits = F.interpolate(nets.segment(batch.image)[0].semantic, size=batch.mask.shape[-2:],
+                               mode="bilinear", align_corners=True)
+    ohem = L.ohem_cross_entropy_loss(logits, batch.mask, 0.7, 500)
+    assert float(parts["x"]) == pytest.approx(float(ohem), rel=1e-5)
+    assert float(ohem) != pytest.approx(float(L.cross_entropy_loss(logits, batch.mask)), rel=1e-3)  # it mined
+    assert set(parts) == {"x", "s1", "s2", "fp"}
+
+
 def test_cutmix_mixes_image_pseudo_label_and_mask_with_one_box():
     torch.manual_seed(3)
     n, h, w = 3, 12, 10
@@ -116,6 +133,47 @@ def test_strong_views_are_torchvision_photometric_and_keep_the_geometry():
     gray = views.StrongView((0, 0, 0, 0), 0.0, 1.0, 0.0, (0.1, 2.0))(images)
     raw = gray + torch.tensor(views.MEAN_RGB).view(1, 3, 1, 1)
     assert torch.allclose(raw[:, 0], raw[:, 1], atol=1e-3) and torch.allclose(raw[:, 1], raw[:, 2], atol=1e-3)
+
+
+def _pil_blurred(image: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Their blur: PIL's GaussianBlur(radius=sigma) on a (3, H, W) uint8 image."""
+    from PIL import Image, ImageFilter
+
+    out = Image.fromarray(image.permute(1, 2, 0).numpy()).filter(ImageFilter.GaussianBlur(radius=sigma))
+    return torch.from_numpy(np.asarray(out).copy()).permute(2, 0, 1).float()
+
+
+@pytest.mark.parametrize("sigma", [0.1, 0.5, 1.0, 1.5, 2.0])
+def test_the_blur_is_pils_at_the_borders_too(sigma):
+    """Noise, the hardest case: within 3 of 255 of PIL everywhere (PIL rounds to 8 bits after each of its six box
+    passes). torchvision's GaussianBlur, which reflects at the borders, is far off there."""
+    from torchvision.transforms import v2
+
+    image = torch.randint(0, 256, (3, 18, 22), generator=torch.Generator().manual_seed(0), dtype=torch.uint8)
+    pil = _pil_blurred(image, sigma)
+    ours = views.pil_gaussian_blur(image.float() / 255, sigma) * 255
+    assert float((ours - pil).abs().max()) <= 3
+    border = torch.ones(18, 22, dtype=torch.bool)
+    border[3:-3, 3:-3] = False
+    reflected = v2.functional.gaussian_blur(image.float() / 255, [13, 13], [sigma, sigma]) * 255
+    if sigma >= 0.5:
+        assert float((reflected - pil).abs()[:, border].max()) > 15
+
+
+def test_the_blur_draws_as_torchvisions_did():
+    """One uniform per blurred image: a run draws the same numbers as with v2.GaussianBlur (resumes stay exact)."""
+    from torchvision.transforms import v2
+
+    images = torch.rand(3, 3, 10, 12) * 255 - torch.tensor(views.MEAN_RGB).view(1, 3, 1, 1)
+    old = v2.Compose([v2.RandomApply([v2.ColorJitter(0.5, 0.5, 0.5, 0.25)], p=0.8), v2.RandomGrayscale(p=0.2),
+                      v2.RandomApply([v2.GaussianBlur(13, sigma=(0.1, 2.0))], p=0.5)])
+    torch.manual_seed(4)
+    for x in images:
+        old(x / 255)
+    after_old = torch.get_rng_state()
+    torch.manual_seed(4)
+    views.StrongView((0.5, 0.5, 0.5, 0.25), 0.8, 0.2, 0.5, (0.1, 2.0))(images)
+    assert torch.equal(torch.get_rng_state(), after_old)
 
 
 class Toy(nn.Module):

@@ -7,12 +7,13 @@ The objective (``unimatch.py:188``)::
                [+ lambda_latent L_latent + lambda_cons L_cons])
 
 with UniMatch's weights 1, 0.25, 0.25, 0.5 and scale 1/2 (``unimatch`` in params.yaml). ``L_x`` is the labeled
-cross-entropy. ``L_s1``, ``L_s2`` train two strong views of the weak unlabeled batch, each with its own CutMix box,
-and ``L_fp`` trains the semantic head on Dropout2d(p) of the trunk's features of the weak view. Their target is
-the weak view's detached argmax. Each term sums the cross-entropy over the pixels whose confidence reaches
-``threshold`` and divides by every non-ignored pixel (``unimatch.py:176-186``). With ``latent_classes`` the paper's
-``L_latent`` (labeled images) and ``L_cons`` (the weak view) join the bracket, with the co-occurrence matrix of
-eq. (7) as state, as ``methods.latent`` keeps it.
+cross-entropy; with ``ohem`` (their Cityscapes config) that of the batch's hard pixels only. ``L_s1``, ``L_s2``
+train two strong views of the weak unlabeled batch, each with its own CutMix box, and ``L_fp`` trains the semantic
+head on Dropout2d(p) of the trunk's features of the weak view. Their target is the weak view's detached argmax.
+Each term sums the cross-entropy over the pixels whose confidence reaches ``threshold`` and divides by every
+non-ignored pixel (``unimatch.py:176-186``). With ``latent_classes`` the paper's ``L_latent`` (labeled images) and
+``L_cons`` (the weak view) join the bracket, with the co-occurrence matrix of eq. (7) as state, as
+``methods.latent`` keeps it.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from latentseg import losses as L
-from latentseg.config import STRICT, Rate, RunConfig, Unit, Weight
+from latentseg.config import STRICT, NonNegativeInt, Rate, RunConfig, Unit, Weight
 from latentseg.methods.base import Batch, Draws, Generated, Method, Objective, Problem, Segment, with_settings
 from latentseg.methods.latent import LatentConfig
 from latentseg.methods.shared import probabilities
@@ -44,6 +45,9 @@ class UniMatchConfig:
     lambda_s2: Weight  # the second strong view
     lambda_fp: Weight  # the feature-perturbed weak view
     scale: Weight  # the bracket's factor: their "/ 2.0"
+    ohem: bool  # L_x mines hard pixels (their Cityscapes config) instead of averaging every labeled pixel
+    ohem_threshold: Unit | None  # tau: a pixel whose label's probability is at most this is hard
+    ohem_min_kept: NonNegativeInt | None  # m: at least the batch's m hardest pixels count; 0: no mining
     threshold: Unit  # confidence of a pseudo-label that counts (configs/pascal.yaml conf_thresh)
     dropout: Unit  # Dropout2d probability of the feature perturbation
     jitter: tuple[Weight, Weight, Weight, Weight]  # ColorJitter brightness, contrast, saturation, hue
@@ -72,6 +76,8 @@ class UniMatch(Method):
 
     def canonical(self, cfg: RunConfig) -> RunConfig:
         u, latent = cfg.settings.unimatch, cfg.settings.latent
+        if not u.ohem:
+            u = replace(u, ohem_threshold=None, ohem_min_kept=None)
         if not u.latent_classes:
             u, latent = replace(u, lambda_latent=None, lambda_cons=None), None
         elif latent is not None:
@@ -80,10 +86,12 @@ class UniMatch(Method):
 
     def check(self, cfg: RunConfig) -> list[Problem]:
         u, latent = cfg.settings.unimatch, cfg.settings.latent
+        problems: list[Problem] = [(f"unimatch.{key}", None, "must be set: unimatch.ohem uses it")
+                                   for key in ("ohem_threshold", "ohem_min_kept") if u.ohem and getattr(u, key) is None]
         if not u.latent_classes:
-            return []
-        problems: list[Problem] = [(f"unimatch.{key}", None, "must be a number >= 0: latent_classes uses it")
-                                   for key in ("lambda_latent", "lambda_cons") if getattr(u, key) is None]
+            return problems
+        problems += [(f"unimatch.{key}", None, "must be a number >= 0: latent_classes uses it")
+                     for key in ("lambda_latent", "lambda_cons") if getattr(u, key) is None]
         if latent is None:
             problems.append(("latent", None, "unimatch.latent_classes: true needs the latent section"))
         elif latent.target != "learned" or latent.k is None:
@@ -188,7 +196,7 @@ class UniMatchObjective(Objective):
         outs = segment(batch.image, weak, strong, perturb=None if weak is None else (1, u.dropout))
         lab = outs[0]
         assert lab is not None
-        parts: dict[str, Tensor] = {"x": L.cross_entropy_loss(upsample(lab.semantic, size), batch.mask, split=split)}
+        parts: dict[str, Tensor] = {"x": self.labeled_ce(upsample(lab.semantic, size), batch.mask, split)}
         weights = {"x": u.lambda_x}
         if lab.latent is not None:
             assert self.cooccurrence is not None and u.lambda_latent is not None
@@ -217,6 +225,14 @@ class UniMatchObjective(Objective):
                 weights["cons"] = u.lambda_cons
         total = u.scale * sum(weights[k] * parts[k] for k in weights)
         return Generated(parts, total)
+
+    def labeled_ce(self, logits: Tensor, mask: Tensor, split: L.SplitBatch | None) -> Tensor:
+        """``L_x``: eq. (1), or with ``ohem`` the cross-entropy of the batch's hard pixels (``unimatch.py:68-73``)."""
+        u = self.u
+        if not u.ohem:
+            return L.cross_entropy_loss(logits, mask, split=split)
+        assert u.ohem_threshold is not None and u.ohem_min_kept is not None
+        return L.ohem_cross_entropy_loss(logits, mask, u.ohem_threshold, u.ohem_min_kept, split=split)
 
     def targets(self, weak_logits: Tensor, size: tuple[int, int]) -> Targets:
         """The weak view's detached pseudo-labels (argmax) and confidence (max softmax), in float32. Every
