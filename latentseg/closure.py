@@ -115,15 +115,18 @@ def fingerprint(module: str, exclude: tuple[str, ...] = (), root: Path = ROOT, p
 
 
 def files_fingerprint(files: Iterable[Path], root: Path = ROOT) -> str:
+    """A digest of the modules' contents (``code_digest``), not of their names or places: moving or renaming a
+    file changes no fingerprint."""
     digest = hashlib.sha256()
-    for path in sorted(files):
-        digest.update(str(path.relative_to(root.parent)).encode() + b"\0" + code_digest(path).encode() + b"\0")
+    for code in sorted(code_digest(path) for path in files):
+        digest.update(code.encode() + b"\0")
     return digest.hexdigest()[:16]
 
 
 def code_digest(path: Path) -> str:
-    """A digest of a module's syntax tree without its docstrings: a comment, a docstring or a line break
-    changes nothing; a changed expression, name or constant does."""
+    """A digest of a module's syntax tree without its docstrings and without the places of the package modules it
+    imports: a comment, a docstring, a line break or a module moved elsewhere in the package changes nothing (the
+    imported module's own content is in the closure); a changed expression, name or constant does."""
     tree = ast.parse(path.read_text(), filename=str(path))
     for node in ast.walk(tree):
         body = getattr(node, "body", None)
@@ -131,4 +134,6 @@ def code_digest(path: Path) -> str:
                 isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant) and \
                 isinstance(body[0].value.value, str):
             node.body = body[1:] or [ast.Pass()]
+        if isinstance(node, ast.ImportFrom) and (node.level or (node.module or "").split(".")[0] == PACKAGE):
+            node.module, node.level = PACKAGE, 0
     return hashlib.sha256(ast.dump(tree, annotate_fields=False).encode()).hexdigest()

@@ -16,6 +16,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from latentseg import methods
 from latentseg.closure import fingerprint
 from latentseg.data.dataset import eval_loader
 from latentseg.data.layout import TrainData
@@ -28,15 +29,18 @@ FILE = "evaluation.json"
 Evaluation = tuple[dict[str, float], Tensor | None, Tensor | None]  # metrics, P(l|c) from M, P(l|c) of validation
 
 
-def evaluation_code() -> str:
-    """The fingerprint of the code that evaluates a checkpoint (this module and what it imports)."""
-    return fingerprint(__name__)
+def evaluation_code(objective: str) -> str:
+    """The fingerprint of the code that evaluates a checkpoint of method ``objective``: this module and what it
+    imports, with that method's module and none of the registry's others (adding or changing a method
+    re-evaluates no run of another)."""
+    return fingerprint(__name__, plugins=False, also=(methods.module_of(objective),))
 
 
 def evaluation_key(ident: dict, step: int) -> dict[str, Any]:
     """What an evaluation record must match: the run's identity (as a digest), its step, the evaluation code."""
     digest = hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:16]
-    return {"identity": digest, "step": step, "evaluation_code": evaluation_code()}
+    objective = ident["config"]["objective"]
+    return {"identity": digest, "step": step, "evaluation_code": evaluation_code(objective)}
 
 
 def evaluate_checkpoint(checkpoint: Path, data: TrainData, workers: int = 0) -> Evaluation:

@@ -38,6 +38,11 @@ def get(name: str) -> Method:
     return METHODS[name]
 
 
+def module_of(name: str) -> str:
+    """The module that defines method ``name`` (``latentseg.methods.latent``): what a run of it computes with."""
+    return type(get(name)).__module__
+
+
 def sections() -> tuple[str, ...]:
     """Every params.yaml section some method reads (``loss``, ``latent``, ``hung``, ...), in registry order."""
     out: list[str] = []

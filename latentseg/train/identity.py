@@ -34,8 +34,7 @@ EXECUTION_ONLY = {"runtime": ("log_every", "checkpoint_every", "eval_every", "pa
 
 def code_fingerprint(objective: str) -> str:
     """The fingerprint of the code of a run of method ``objective`` (the module's docstring)."""
-    own = type(methods.get(objective)).__module__
-    return fingerprint(TRAINING_CODE, NOT_COMPUTATION, plugins=False, also=(own,))
+    return fingerprint(TRAINING_CODE, NOT_COMPUTATION, plugins=False, also=(methods.module_of(objective),))
 
 
 def identity(cfg: RunConfig, data: TrainData, init: Path | None) -> dict:
