@@ -21,6 +21,7 @@ from pathlib import Path
 from dvclive import Live
 from torch import Tensor
 
+from latentseg.classifier_runs import FilterOutcome, ResolvedClassifier
 from latentseg.evaluate import recovery_metrics
 from latentseg.files import atomic_write_json, atomic_write_text
 from latentseg.outputs import Outputs, run_order, summarise
@@ -63,3 +64,19 @@ def write_experiment(out: Outputs, dataset: str, experiment: str, profile: str, 
     metrics = {**summarise(per_run), "profile": profile}
     atomic_write_json(out.metrics_file(dataset, experiment), metrics)
     return metrics
+
+
+def write_classifier(out: Outputs, spec: ResolvedClassifier, outcomes: list[FilterOutcome]) -> dict:
+    """``results/metrics/<dataset>/classifier-<id>.json``: every run the classifier filtered, per experiment, its
+    mIoU with the filter (``miou``) and without (``miou_unfiltered``)."""
+    per_exp: dict[str, dict[str, dict[str, float]]] = {}
+    for o in sorted(outcomes, key=lambda o: run_order(o.label)):
+        per_exp.setdefault(o.experiment, {})[o.label] = o.metrics
+    missing = [e for e in spec.filters if e not in per_exp]
+    if missing:
+        raise FileNotFoundError(f"classifier {spec.id} filters {', '.join(missing)}, which has no run of seeds "
+                                f"{spec.seeds}: check params.yaml (repeats, classifiers)")
+    doc = {"profile": spec.profile, "classifier": spec.id,
+           "filtered": {exp: summarise(per_exp[exp]) for exp in spec.filters}}
+    atomic_write_json(out.classifier_file(spec.dataset, spec.id), doc)
+    return doc

@@ -24,6 +24,7 @@ from latentseg import methods
 from latentseg.config import ClassifierConfig, DataConfig, RunConfig, SettingsError, from_dict, to_dict
 from latentseg.data.layout import parse_fraction
 from latentseg.methods.latent import METHOD as PAPER_METHOD
+from latentseg.outputs import CLASSIFIER_PREFIX
 from latentseg.params import profile_section
 from latentseg.planted import planted_groups
 
@@ -96,6 +97,9 @@ def experiment(params: dict[str, Any], exp_id: str) -> Experiment:
                                                       "(params.yaml: datasets)"))
     if entry.get("method") not in params["methods"] and "method" in entry:
         problems.append(("method", entry["method"], "must be a key of params.yaml: methods"))
+    if exp_id.startswith(CLASSIFIER_PREFIX):
+        problems.append(("", exp_id, f"an experiment's id may not start with {CLASSIFIER_PREFIX!r}: the folders of "
+                                     "the data set's classifiers are named so (latentseg/outputs.py)"))
     if "init" in entry and entry["init"] not in INITS:
         problems.append(("init", entry["init"], f"must be one of {', '.join(INITS)}"))
     try:

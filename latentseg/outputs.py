@@ -1,18 +1,20 @@
 """Where the pipeline keeps what it makes (the paths of ``dvc.yaml``), in one place::
 
     configs/<dataset>/<experiment>.yaml                 an experiment's resolved configuration (stage resolve)
-    configs/classifiers/<id>.yaml, configs/weights.yaml, configs/reports.yaml
+    configs/<dataset>/classifiers/<id>.yaml             a classifier's; configs/weights.yaml, configs/reports.yaml
     runs/<dataset>/<experiment>/seed-<n>/               one run: checkpoint.pt, evaluation.json, curves.json,
                                                         progress.json (stage train@<dataset>, or a cluster job)
-    runs/classifiers/<id>/seed-<n>/classifier.pt        Mittal et al.'s image classifier of one split
+    runs/<dataset>/classifier-<id>/seed-<n>/            Mittal et al.'s image classifier of one split
+                                                        (classifier.pt) and its filtered evaluations
     results/metrics/<dataset>/<experiment>.json         an experiment's metrics: every run's, and their means
+    results/metrics/<dataset>/classifier-<id>.json      the runs a classifier filters, with and without it
     results/latent/<dataset>/<experiment>/seed-<n>.csv  P(l|c) of eq. (8) from training (-val.csv: validation)
     results/curves/<dataset>/<experiment>/seed-<n>/     training curves (dvclive)
-    results/classifiers/<id>.json                       the runs a classifier filters, with and without it
     results/figure1/<dataset>.npz                       Figure 1's arrays
 
-One training stage trains every experiment of a data set, and DVC's outputs are folders a stage owns whole: hence a
-folder per data set under each kind. Everything under ``results/`` is rebuilt from ``runs/`` by the stages.
+One training stage trains every run of a data set (its experiments' and its classifiers'), and DVC's outputs are
+folders a stage owns whole: hence a folder per data set under each kind. Everything under ``results/`` is rebuilt
+from ``runs/`` by the stages. An experiment may not be named ``classifier-...`` (``experiments.experiment``).
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ import re
 import statistics
 from dataclasses import dataclass
 from pathlib import Path
+
+CLASSIFIER_PREFIX = "classifier-"  # a classifier's folder and results file beside its data set's experiments'
 
 
 def run_label(seed: int) -> str:
@@ -45,14 +49,14 @@ class Outputs:
     def experiment_config(self, dataset: str, experiment: str) -> Path:
         return self.configs / dataset / f"{experiment}.yaml"
 
-    def classifier_config(self, classifier: str) -> Path:
-        return self.configs / "classifiers" / f"{classifier}.yaml"
+    def classifier_config(self, dataset: str, classifier: str) -> Path:
+        return self.configs / dataset / "classifiers" / f"{classifier}.yaml"
 
     def run_folder(self, dataset: str, experiment: str, seed: int) -> Path:
         return self.runs / dataset / experiment / run_label(seed)
 
-    def classifier_folder(self, classifier: str, seed: int) -> Path:
-        return self.runs / "classifiers" / classifier / run_label(seed)
+    def classifier_folder(self, dataset: str, classifier: str, seed: int) -> Path:
+        return self.runs / dataset / f"{CLASSIFIER_PREFIX}{classifier}" / run_label(seed)
 
     def metrics_file(self, dataset: str, experiment: str) -> Path:
         return self.results / "metrics" / dataset / f"{experiment}.json"
@@ -63,8 +67,8 @@ class Outputs:
     def curves_folder(self, dataset: str, experiment: str) -> Path:
         return self.results / "curves" / dataset / experiment
 
-    def classifier_file(self, classifier: str) -> Path:
-        return self.results / "classifiers" / f"{classifier}.json"
+    def classifier_file(self, dataset: str, classifier: str) -> Path:
+        return self.results / "metrics" / dataset / f"{CLASSIFIER_PREFIX}{classifier}.json"
 
     def figure1_file(self, dataset: str) -> Path:
         return self.results / "figure1" / f"{dataset}.npz"

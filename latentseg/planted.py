@@ -23,11 +23,3 @@ def planted_groups(params: dict[str, Any], dataset: str) -> dict[str, list[str]]
     groups = get(dataset).planted_groups
     return {name: list(members) for name, members in groups.items()} if groups else None
 
-
-def planted_group_counts(params: dict[str, Any]) -> dict[str, int | None]:
-    """The number of planted groups of every data set of ``params`` in the current profile (None: none)."""
-    out: dict[str, int | None] = {}
-    for name in params["datasets"]:
-        groups = planted_groups(params, name)
-        out[name] = None if groups is None else len(groups)
-    return out

@@ -24,6 +24,7 @@ import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any, Protocol
 
 import torch
 from torch import Tensor
@@ -48,6 +49,19 @@ def with_seed(cfg: RunConfig, seed: int) -> RunConfig:
     return replace(cfg, optim=replace(cfg.optim, seed=seed))
 
 
+class Job(Protocol):
+    """Work for ``run_all``: a run to train, a classifier to train, a run to filter."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def device(self) -> str: ...
+    def cost(self) -> float: ...  # relative: the longest start first
+    def finished(self) -> Any: ...  # its outcome without any work, or None
+    def for_worker(self) -> Job: ...  # the same work, as a pool's worker may do it (no processes of its own)
+    def __call__(self) -> Any: ...
+
+
 @dataclass(frozen=True)
 class RunJob:
     """One run to train and evaluate."""
@@ -62,6 +76,24 @@ class RunJob:
     @property
     def name(self) -> str:
         return f"{self.experiment}/{self.label}"
+
+    @property
+    def device(self) -> str:
+        return self.cfg.runtime.device
+
+    def cost(self) -> float:
+        """Steps x images a step x pixels."""
+        h, w = self.cfg.data.crop_size
+        return self.cfg.optim.iterations * self.cfg.optim.batch_size * h * w
+
+    def finished(self) -> RunOutcome | None:
+        return finished(self)
+
+    def for_worker(self) -> RunJob:  # a pool's worker may start no processes: its data loading runs in it
+        return replace(self, cfg=replace(self.cfg, data=replace(self.cfg.data, workers=0)))
+
+    def __call__(self) -> RunOutcome:
+        return train_and_evaluate(self)
 
 
 @dataclass
@@ -128,19 +160,19 @@ def train_and_evaluate(job: RunJob) -> RunOutcome:
     return RunOutcome(job.experiment, job.label, metrics, p_latent, p_latent_val, line)
 
 
-def run_all(jobs: list[RunJob], parallel: int) -> Iterator[RunOutcome]:
-    """Every job's outcome: the finished ones from their records, then the others trained and evaluated,
-    ``parallel`` at a time in worker processes (in this process if 1, or under torchrun), as each ends."""
+def run_all(jobs: list[Job], parallel: int) -> Iterator[Any]:
+    """Every job's outcome: the finished ones without any work, then the others, ``parallel`` at a time in worker
+    processes (in this process if 1, or under torchrun: every process takes part in each job), as each ends."""
     todo = []
     for job in jobs:
-        if distributed.current().world == 1 and (done := finished(job)) is not None:
+        if distributed.current().world == 1 and (done := job.finished()) is not None:
             yield done
         else:
             todo.append(job)
-    todo.sort(key=lambda j: -cost(j.cfg))  # longest first: the last to start are the short ones
+    todo.sort(key=lambda j: -j.cost())  # longest first: the last to start are the short ones
     if parallel <= 1 or len(todo) <= 1 or distributed.current().world > 1:
         for job in todo:
-            yield train_and_evaluate(job)
+            yield job()
         return
     processes = min(parallel, len(todo))
     threads = max(1, (os.cpu_count() or 1) // processes)
@@ -148,16 +180,9 @@ def run_all(jobs: list[RunJob], parallel: int) -> Iterator[RunOutcome]:
         yield from pool.imap_unordered(_in_worker, todo)
 
 
-def cost(cfg: RunConfig) -> float:
-    """A run's relative cost, to start the longest first: steps x images a step x pixels."""
-    h, w = cfg.data.crop_size
-    return cfg.optim.iterations * cfg.optim.batch_size * h * w
-
-
-def _in_worker(job: RunJob) -> RunOutcome:
-    distributed.init_from_env(job.cfg.runtime.device)  # one free GPU of its own, where there are GPUs
-    # a pool's worker may start no processes of its own: its data loading runs in it
-    return train_and_evaluate(replace(job, cfg=replace(job.cfg, data=replace(job.cfg.data, workers=0))))
+def _in_worker(job: Job) -> Any:
+    distributed.init_from_env(job.device)  # one free GPU of its own, where there are GPUs
+    return job.for_worker()()
 
 
 def _worker_init(threads: int) -> None:

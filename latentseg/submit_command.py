@@ -75,7 +75,8 @@ def run(args: argparse.Namespace) -> int:
             return 2
         layout = Layout(args.configs, args.data, args.splits, args.weights, args.runs).absolute()
         pending = pending_runs(layout, {e: params["experiments"][e]["dataset"] for e in experiments})
-        pending += pending_classifiers(layout, select(params, args.experiments, "classifiers"))
+        pending += pending_classifiers(layout, {c: params["classifiers"][c]["dataset"]
+                                                for c in select(params, args.experiments, "classifiers")})
     except (FileNotFoundError, KeyError, ValueError) as err:
         print(f"latentseg submit: {err}", file=sys.stderr)
         return 2

@@ -1,8 +1,11 @@
-"""What stage ``train@<dataset>`` does, as a library function: every run of a data set's experiments, trained or
-found finished, then each experiment's results written from its runs (``experiment_results``).
+"""What stage ``train@<dataset>`` does, as a library function: every run of a data set, trained or found
+finished (its experiments' runs and Mittal et al.'s image classifiers, side by side), then every classifier's
+filtered evaluations, then each experiment's results written from its runs (``experiment_results``) and each
+classifier's.
 
-The experiments are the resolved files ``configs/<dataset>/<experiment>.yaml`` (stage ``resolve``). Runs of seeds
-or experiments no longer asked for are removed, so ``runs/<dataset>`` holds exactly the registry's runs.
+The experiments and classifiers are the resolved files ``configs/<dataset>/<experiment>.yaml`` and
+``configs/<dataset>/classifiers/<id>.yaml`` (stage ``resolve``). Runs of seeds, experiments or classifiers no
+longer asked for are removed, so ``runs/<dataset>`` holds exactly the registry's runs.
 """
 
 from __future__ import annotations
@@ -17,13 +20,14 @@ from typing import Any
 
 import yaml
 
+from latentseg.classifier_runs import ClassifierJob, FilterJob, FilterOutcome, ResolvedClassifier, read_classifiers
 from latentseg.cluster.rendezvous import adopt_slurm_rendezvous
 from latentseg.config import RunConfig
 from latentseg.data.layout import TrainData
-from latentseg.experiment_results import write_experiment
+from latentseg.experiment_results import write_classifier, write_experiment
 from latentseg.methods import run_config
 from latentseg.models.init import resolve_init
-from latentseg.outputs import Outputs, run_label
+from latentseg.outputs import CLASSIFIER_PREFIX, Outputs, run_label
 from latentseg.progress import configure_logging
 from latentseg.runs import RunJob, RunOutcome, run_all, with_seed
 from latentseg.train import distributed
@@ -66,29 +70,60 @@ def relaunch_under_torchrun() -> None:
                                   f"--nproc_per_node={nproc}", *sys.argv])
 
 
-def build_jobs(experiments: list[ResolvedExperiment], data: Path, splits: Path, weights: Path,
-               out: Outputs) -> list[RunJob]:
-    """Every run of ``experiments``; the data of each split and each initial-weights file looked up once."""
-    splits_read: dict[str, TrainData] = {}
-    inits: dict[str, Path | None] = {}
-    jobs = []
-    for exp in experiments:
-        if exp.fraction not in splits_read:
-            splits_read[exp.fraction] = TrainData.of_split(data, splits, exp.fraction)
-        if exp.init not in inits:  # raises, naming the stage, when a file that should be there is not
-            inits[exp.init] = resolve_init(weights, exp.init)
-            if exp.init != "none" and inits[exp.init] is None:
+class Inputs:
+    """The data of each split and each initial-weights file of a data set, each read once."""
+
+    def __init__(self, data: Path, splits: Path, weights: Path) -> None:
+        self.data, self.splits, self.weights = data, splits, weights
+        self._splits: dict[str, TrainData] = {}
+        self._inits: dict[str, Path | None] = {}
+
+    def split(self, fraction: str) -> TrainData:
+        if fraction not in self._splits:
+            self._splits[fraction] = TrainData.of_split(self.data, self.splits, fraction)
+        return self._splits[fraction]
+
+    def init(self, init: str, profile: str) -> Path | None:
+        if init not in self._inits:  # raises, naming the stage, when a file that should be there is not
+            self._inits[init] = resolve_init(self.weights, init)
+            if init != "none" and self._inits[init] is None:
                 log.info("the %s profile makes no '%s' weights (params.yaml: profiles.%s.weights.%s: null): its "
-                         "runs start from random weights, by design", exp.profile, exp.init, exp.profile, exp.init)
-        jobs += [RunJob(exp.id, run_label(seed), with_seed(exp.cfg, seed),
-                        out.run_folder(exp.dataset, exp.id, seed) / "checkpoint.pt", splits_read[exp.fraction],
-                        inits[exp.init]) for seed in exp.seeds]
+                         "runs start from random weights, by design", profile, init, profile, init)
+        return self._inits[init]
+
+
+def build_jobs(experiments: list[ResolvedExperiment], inputs: Inputs, out: Outputs) -> list[RunJob]:
+    """Every run of ``experiments``."""
+    return [RunJob(exp.id, run_label(seed), with_seed(exp.cfg, seed),
+                   out.run_folder(exp.dataset, exp.id, seed) / "checkpoint.pt", inputs.split(exp.fraction),
+                   inputs.init(exp.init, exp.profile)) for exp in experiments for seed in exp.seeds]
+
+
+def classifier_jobs(classifiers: list[ResolvedClassifier], inputs: Inputs, out: Outputs) -> list[ClassifierJob]:
+    """Every classifier run (one per seed); Mittal et al. start from the ImageNet weights."""
+    return [ClassifierJob(spec, seed, inputs.split(spec.fraction), inputs.init("imagenet", spec.profile),
+                          out.classifier_folder(spec.dataset, spec.id, seed) / "classifier.pt")
+            for spec in classifiers for seed in spec.seeds]
+
+
+def filter_jobs(trained: list[ClassifierJob], runs: list[RunJob]) -> list[FilterJob]:
+    """Each run a classifier filters: the same seed of every experiment it names that has one."""
+    by_name = {job.name: job for job in runs}
+    jobs = []
+    for classifier in trained:
+        for exp in classifier.spec.filters:
+            run = by_name.get(f"{exp}/{run_label(classifier.seed)}")
+            if run is not None:
+                jobs.append(FilterJob(classifier, exp, run.checkpoint, run.cfg, run.init))
     return jobs
 
 
-def remove_stale(out: Outputs, dataset: str, experiments: list[ResolvedExperiment]) -> None:
-    """Runs of experiments or seeds no longer in the registry, and every result of the data set (rebuilt)."""
+def remove_stale(out: Outputs, dataset: str, experiments: list[ResolvedExperiment],
+                 classifiers: list[ResolvedClassifier]) -> None:
+    """Runs of experiments, classifiers or seeds no longer in the registry, and every result of the data set
+    (rebuilt)."""
     wanted = {e.id: {run_label(s) for s in e.seeds} for e in experiments}
+    wanted.update({f"{CLASSIFIER_PREFIX}{c.id}": {run_label(s) for s in c.seeds} for c in classifiers})
     root = out.runs / dataset
     for folder in sorted(root.glob("*/seed-*")):
         if folder.name not in wanted.get(folder.parent.name, ()):
@@ -107,28 +142,39 @@ def train_dataset(dataset: str, configs: Path, data: Path, splits: Path, weights
     relaunch_under_torchrun()
     configure_logging()
     out = Outputs(configs=configs, runs=runs, results=results)
-    experiments = read_experiments(configs, dataset)
+    experiments, classifiers = read_experiments(configs, dataset), read_classifiers(configs, dataset)
     if not experiments:
         raise SystemExit(f"no experiment of data set {dataset} in {configs / dataset}: add one to params.yaml "
                          "(experiments) and run stage resolve, or remove the data set")
-    jobs = build_jobs(experiments, data, splits, weights, out)
+    inputs = Inputs(data, splits, weights)
+    jobs, trained = build_jobs(experiments, inputs, out), classifier_jobs(classifiers, inputs, out)
     adopt_slurm_rendezvous()  # srun's tasks as torchrun's
     procs = distributed.init_from_env(experiments[0].cfg.runtime.device)
     if procs.is_main:
-        remove_stale(out, dataset, experiments)
+        remove_stale(out, dataset, experiments, classifiers)
     parallel = max(e.cfg.runtime.parallel_runs for e in experiments) if procs.world == 1 else 1
     outcomes: dict[str, list[RunOutcome]] = {e.id: [] for e in experiments}
-    for outcome in run_all(jobs, parallel):
-        outcomes[outcome.experiment].append(outcome)
+    for outcome in run_all([*jobs, *trained] if procs.world == 1 else jobs, parallel):
+        if isinstance(outcome, RunOutcome):
+            outcomes[outcome.experiment].append(outcome)
         if procs.is_main:
             print(outcome.summary, flush=True)
     distributed.shutdown()
     if not procs.is_main:
         return
+    if procs.world > 1:  # the classifiers train after the runs, on this process alone
+        for job in trained:
+            print(job().summary, flush=True)
+    filtered: dict[str, list[FilterOutcome]] = {c.id: [] for c in classifiers}
+    for outcome in run_all(filter_jobs(trained, jobs), parallel):
+        filtered[outcome.classifier].append(outcome)
+        print(outcome.summary, flush=True)
+    classes = inputs.split(experiments[0].fraction).meta.classes
     for exp in experiments:
-        classes = jobs[0].data.meta.classes
         metrics = write_experiment(out, dataset, exp.id, exp.profile, outcomes[exp.id], classes, exp.planted_groups)
         print(f"{exp.id}: mIoU {metrics['miou']:.2f} (mean of {len(outcomes[exp.id])} run(s))")
+    for spec in classifiers:
+        write_classifier(out, spec, filtered[spec.id])
     for folder in (out.latent_folder(dataset, "x").parent, out.curves_folder(dataset, "x").parent):
         if not any(folder.glob("*")):  # git keeps no empty folder, and DVC wants the output
             folder.mkdir(parents=True, exist_ok=True)

@@ -1,5 +1,5 @@
 """Stage `resolve`: the resolved configuration of every experiment, classifier and initialisation, one file each
-(`configs/<dataset>/<experiment>.yaml`, `configs/classifiers/<id>.yaml`, `configs/weights.yaml`), and what the
+(`configs/<dataset>/<experiment>.yaml`, `configs/<dataset>/classifiers/<id>.yaml`, `configs/weights.yaml`), and what the
 report stages read (`configs/reports.yaml`: the table layouts, figures, experiments and planted groups).
 
 Every later stage depends on its own files, so a parameter change re-runs only the stages whose configuration it
@@ -54,7 +54,8 @@ def main() -> None:
             "experiment": {**asdict(exp), "seeds": list(exp.seeds)}, "profile": params["profile"],
             "run": to_dict(cfg), "planted_groups": planted_groups(params, exp.dataset)})
     for cls_id in params.get("classifiers") or {}:
-        write(out.classifier_config(cls_id), {"profile": params["profile"], **resolve_classifier(params, cls_id)})
+        doc = {"profile": params["profile"], **resolve_classifier(params, cls_id)}
+        write(out.classifier_config(doc["dataset"], cls_id), doc)
     write(args.out / "weights.yaml", resolve_weights(params))
     write(args.out / "reports.yaml", report_settings(params))
 

@@ -61,7 +61,9 @@ def test_layers_apply_in_order(params):
     _, cfg = resolve({**params, "latent": {**params["latent"], "k": 7}}, "voc-1_8-proposed")
     assert cfg.settings.latent.k == 7  # inherits the default
     _, cfg = resolve(params, "voc-1_8-hung")
-    assert cfg.objective == "hung" and list(to_dict(cfg.settings)) == ["hung"] and cfg.settings.hung.semi_start == 30
+    demo_start = params["profiles"]["demo"]["methods"]["hung"]["hung"]["semi_start"]  # the profile's method layer
+    assert cfg.objective == "hung" and list(to_dict(cfg.settings)) == ["hung"] and cfg.settings.hung.semi_start == \
+        demo_start != params["methods"]["hung"]["hung"]["semi_start"]
     _, cfg = resolve({**params, "profile": "paper"}, "cityscapes-1_8-proposed")
     assert cfg.data.crop_size == (256, 512) and cfg.data.resize == (512, 1024)
 
@@ -93,7 +95,8 @@ def test_a_unimatch_setting_changes_only_the_unimatch_runs_and_its_latent_weight
 def test_unimatch_mines_hard_pixels_on_cityscapes_only(params):
     """Their configs/cityscapes.yaml's OHEM labeled loss; VOC's plain cross-entropy, its OHEM keys pruned, so an
     OHEM setting re-runs the Cityscapes UniMatch runs only."""
-    for profile, min_kept in (("demo", 4000), ("paper", 200000)):
+    demo_kept = params["profiles"]["demo"]["datasets"]["cityscapes"]["run"]["unimatch"]["ohem_min_kept"]
+    for profile, min_kept in (("demo", demo_kept), ("paper", 200000)):
         for method in ("unimatch", "unimatch-latent"):
             city = resolve({**params, "profile": profile}, f"cityscapes-1_8-{method}")[1].settings.unimatch
             assert city.ohem and city.ohem_threshold == 0.7 and city.ohem_min_kept == min_kept
@@ -126,9 +129,11 @@ def test_repeats_give_the_chosen_experiments_their_seeds(params):
     three = deep_merge(paper, {"repeats": {"seeds": [1234, 1, 2]}})
     exp, cfg = resolve(three, "voc-1_8-hung")
     assert exp.seeds == (1234, 1, 2) and cfg.optim.seed == 1234
-    demo_exp, _ = resolve(params, "voc-1_8-proposed")
-    other, _ = resolve(params, "voc-1_4-proposed")  # no claim needs it: one run
-    assert demo_exp.seeds == (1234, 1, 2) and other.seeds == (1234,)
+    chosen = deep_merge(paper, {"repeats": {"seeds": [1234, 1, 2], "experiments": ["voc-1_8-proposed"]}})
+    assert resolve(chosen, "voc-1_8-proposed")[0].seeds == (1234, 1, 2)
+    assert resolve(chosen, "voc-1_4-proposed")[0].seeds == (1234,)  # not chosen: the first seed only
+    demo = deep_merge(params, {"profiles": {"demo": {"repeats": {"seeds": [1234, 1, 2]}}}})  # the README's -S
+    assert all(resolve(demo, e)[0].seeds == (1234, 1, 2) for e in ("voc-1_8-proposed", "iit-1_8-hung"))
     with pytest.raises(KeyError, match="unknown experiment"):
         repeats(deep_merge(paper, {"repeats": {"experiments": ["voc-1_8-nope"]}}))
 

@@ -2,7 +2,7 @@
 job that trains one.
 
 A classifier run is ``classifier-<id>/seed-<n>``, saved where stage ``classifier@<id>`` saves it
-(``runs/classifiers/<id>/seed-<n>/classifier.pt``) under its identity (``classifier.classifier_identity``:
+(``runs/<dataset>/classifier-<id>/seed-<n>/classifier.pt``) under its identity (``classifier.classifier_identity``:
 settings, seed, code, data, split, initial weights). The stage then finds it and only evaluates the runs it
 filters. The classifier trainer keeps no periodic checkpoint (Mittal et al.'s neither), so a requeued classifier
 job trains again from its first step.
@@ -30,6 +30,7 @@ class ClassifierSpec:
     """One classifier run: classifier ``classifier`` of params.yaml, training seed ``seed``."""
 
     classifier: str
+    dataset: str
     seed: int
     layout: Layout
 
@@ -39,14 +40,14 @@ class ClassifierSpec:
 
     @property
     def folder(self) -> Path:
-        return self.layout.outputs.classifier_folder(self.classifier, self.seed)
+        return self.layout.outputs.classifier_folder(self.dataset, self.classifier, self.seed)
 
     @property
     def path(self) -> Path:
         return self.folder / "classifier.pt"
 
     def resolved(self) -> dict[str, Any]:
-        return _resolved(self.layout, self.classifier)
+        return _resolved(self.layout, self.dataset, self.classifier)
 
     def inputs(self) -> tuple[dict[str, Any], Any, Any, Path | None]:
         """What the classifier is trained from, as the stage reads it: the resolved file, its settings, the
@@ -71,13 +72,15 @@ class ClassifierSpec:
         return TrainClassifier(self, max_requeues)
 
 
-def _resolved(layout: Layout, classifier: str) -> dict[str, Any]:
-    """Stage resolve's file of a classifier (what stage ``classifier@<id>`` reads)."""
-    return yaml.safe_load(layout.outputs.classifier_config(classifier).read_text())
+def _resolved(layout: Layout, dataset: str, classifier: str) -> dict[str, Any]:
+    """Stage resolve's file of a classifier (what stage ``train@<dataset>`` reads)."""
+    return yaml.safe_load(layout.outputs.classifier_config(dataset, classifier).read_text())
 
 
-def classifier_specs(layout: Layout, classifiers: list[str]) -> list[ClassifierSpec]:
-    return [ClassifierSpec(cid, seed, layout) for cid in classifiers for seed in _resolved(layout, cid)["seeds"]]
+def classifier_specs(layout: Layout, classifiers: dict[str, str]) -> list[ClassifierSpec]:
+    """Every classifier run of ``classifiers`` (``{id: data set}``), one per seed of its resolved file."""
+    return [ClassifierSpec(cid, dataset, seed, layout) for cid, dataset in classifiers.items()
+            for seed in _resolved(layout, dataset, cid)["seeds"]]
 
 
 def why_pending(spec: ClassifierSpec) -> str | None:
@@ -91,7 +94,7 @@ def why_pending(spec: ClassifierSpec) -> str | None:
     return None
 
 
-def pending_classifiers(layout: Layout, classifiers: list[str]) -> list[Pending]:
+def pending_classifiers(layout: Layout, classifiers: dict[str, str]) -> list[Pending]:
     found = []
     for spec in classifier_specs(layout, classifiers):
         reason = why_pending(spec)

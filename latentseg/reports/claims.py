@@ -185,7 +185,8 @@ def evaluate(claims: list[Claim], runs: pd.DataFrame, noise: Mapping[str, Noise]
              paper: Mapping[Cell, float | None] | None = None,
              planted: Mapping[str, int | None] | None = None) -> pd.DataFrame:
     """One row per claim (``CLAIM_COLUMNS``), from every run's value (``all.csv``), the paper's numbers by cell and
-    the number of planted groups of each data set in this profile (``planted.planted_group_counts``; None: none)."""
+    the number of planted groups of each data set in this profile (``reports.settings.planted_group_counts``;
+    None: none)."""
     stats, paper, planted = cell_stats(runs), paper or {}, planted or {}
     records, verdicts = [], {}
     for claim in claims:

@@ -1,6 +1,6 @@
-"""Training curves: for each table, one PNG with every experiment's loss terms and validation mIoU over steps, one
-line per run (training seed), so that a reader sees how each number of the table was reached and how much seeds
-differ along the way.
+"""Training curves: for each table, one PNG with a panel per loss term and one for validation mIoU, a line per run
+of each of its experiments (a colour per experiment), so that a reader sees how each number of the table was
+reached, how the experiments differ term by term, and how much seeds differ along the way.
 
 The curves are dvclive's histories, written by the training stage per run::
 
@@ -83,7 +83,8 @@ def _panels(curves: Mapping[str, Curves]) -> list[str]:
 
 
 def plot_curves(curves: Mapping[str, Curves], title: str, path: str | Path) -> Path:
-    """One row per experiment with curves, one column per loss term (and validation mIoU), one line per run."""
+    """One panel per loss term (and validation mIoU), one line per experiment's run: the table's experiments side
+    by side on each term, a colour per experiment, a line per run (seed)."""
     curves = {exp: runs for exp, runs in curves.items() if runs}
     panels = _panels(curves)
     if not curves:
@@ -91,28 +92,24 @@ def plot_curves(curves: Mapping[str, Curves], title: str, path: str | Path) -> P
         ax.axis("off")
         ax.text(0.5, 0.5, f"{title}\nno training curves found", ha="center", va="center")
     else:
-        runs = sorted({r for by_run in curves.values() for r in by_run}, key=run_order)
-        colour = {r: plt.get_cmap("tab10")(i % 10) for i, r in enumerate(runs)}
-        fig, axes = plt.subplots(len(curves), len(panels), figsize=(2.4 * len(panels), 1.7 * len(curves) + 0.6),
-                                 squeeze=False)
-        for i, (exp, by_run) in enumerate(curves.items()):
-            for j, panel in enumerate(panels):
-                ax = axes[i][j]
-                lines = [(r, p[panel]) for r, p in by_run.items() if panel in p]
-                if not lines:
-                    ax.axis("off")
-                    continue
-                for run, series in lines:
-                    ax.plot(series.index, series.to_numpy(), color=colour[run], lw=1.0, label=run)
-                ax.tick_params(labelsize=6)
-                ax.set_title(panel, fontsize=7)
-                if j == 0:
-                    ax.set_ylabel(exp, fontsize=7)
-        handles = [plt.Line2D([], [], color=colour[r], label=r) for r in runs]
-        fig.legend(handles=handles, loc="upper right", fontsize=7, ncol=min(len(runs), 6))
+        colour = {exp: plt.get_cmap("tab20")(i % 20) for i, exp in enumerate(curves)}
+        columns = min(4, len(panels))
+        rows = -(-len(panels) // columns)
+        fig, axes = plt.subplots(rows, columns, figsize=(3.2 * columns + 2.6, 2.3 * rows + 0.5), squeeze=False)
+        for ax, panel in zip(axes.flat, panels, strict=False):
+            for exp, by_run in curves.items():
+                for series in (p[panel] for p in by_run.values() if panel in p):
+                    ax.plot(series.index, series.to_numpy(), color=colour[exp], lw=1.0, alpha=0.85)
+            ax.tick_params(labelsize=6)
+            ax.set_title(panel, fontsize=8)
+        for ax in list(axes.flat)[len(panels):]:
+            ax.axis("off")
+        handles = [plt.Line2D([], [], color=colour[e], label=e) for e in curves]
+        fig.legend(handles=handles, loc="center right", fontsize=7, frameon=False)
         fig.suptitle(f"{title}: training losses and validation mIoU over steps, one line per run", fontsize=9,
                      x=0.01, ha="left")
-        fig.tight_layout(rect=(0, 0, 1, 1 - 0.5 / fig.get_figheight()))
+        fig.subplots_adjust(left=0.05, right=1 - 2.6 / fig.get_figwidth(), top=1 - 0.55 / fig.get_figheight(),
+                            bottom=0.08, wspace=0.25, hspace=0.45)
     try:
         return atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=80, format="png"))
     finally:

@@ -31,5 +31,5 @@ def classifier_file(out: Outputs, settings: dict[str, Any], experiment: str) -> 
     """The results of the classifier that filters ``experiment`` (None: no classifier filters it)."""
     for cls_id, entry in settings["classifiers"].items():
         if experiment in entry["filters"]:
-            return out.classifier_file(cls_id)
+            return out.classifier_file(entry["dataset"], cls_id)
     return None

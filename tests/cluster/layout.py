@@ -38,8 +38,9 @@ def make_layout(root: Path, exp_id: str, cfg: RunConfig, data: TrainData, fracti
     doc = {"experiment": {"id": exp_id, "dataset": "voc", "fraction": fraction, "method": "proposed",
                           "init": "none" if init is None else "coco", "seeds": seeds},
            "profile": "demo", "run": to_dict(cfg)}
-    layout.configs.mkdir(parents=True)
-    (layout.configs / f"{exp_id}.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
+    path = layout.outputs.experiment_config("voc", exp_id)
+    path.parent.mkdir(parents=True)
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
     return layout
 
 

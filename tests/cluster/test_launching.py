@@ -82,7 +82,7 @@ def test_pending_runs_say_why_and_a_finished_run_reuses_its_evaluation(tmp_path,
     data = make_data(tmp_path / "data" / "voc")
     cfg = tiny_config(optim={"iterations": 2})
     layout = make_layout(tmp_path, "tiny", cfg, data, "1/2", [1234])
-    spec = RunSpec("tiny", 1234, layout)
+    spec = RunSpec("tiny", "voc", 1234, layout)
     job = spec.job()
     assert why_pending(job) == "missing: no checkpoint"
 
@@ -102,7 +102,7 @@ def test_pending_runs_say_why_and_a_finished_run_reuses_its_evaluation(tmp_path,
     assert why_pending(longer) == "changed: settings (optim.iterations)"
     other_lr = replace(job, cfg=replace(job.cfg, optim=replace(job.cfg.optim, lr=0.5)))
     assert why_pending(other_lr).startswith("changed: settings (optim.lr")
-    monkeypatch.setattr("latentseg.run_evaluation.evaluation_code", lambda: "other evaluation code")
+    monkeypatch.setattr("latentseg.run_evaluation.evaluation_code", lambda objective: "other evaluation code")
     assert why_pending(job).startswith("not evaluated")
     (_, _, _), fresh = evaluated(job.checkpoint, job.data, identity(job.cfg, job.data, job.init), 2)
     assert fresh  # evaluated again, and recorded under the new key
@@ -114,7 +114,7 @@ def test_pending_runs_say_why_and_a_finished_run_reuses_its_evaluation(tmp_path,
 def test_an_unfinished_run_is_pending(tmp_path):
     data = make_data(tmp_path / "data" / "voc")
     cfg = tiny_config(optim={"iterations": 4}, runtime={"checkpoint_every": 2, "log_every": 2})
-    job = RunSpec("tiny", 1234, make_layout(tmp_path, "tiny", cfg, data, "1/2", [1234])).job()
+    job = RunSpec("tiny", "voc", 1234, make_layout(tmp_path, "tiny", cfg, data, "1/2", [1234])).job()
 
     class Killed(Exception):
         pass
@@ -186,20 +186,24 @@ def test_a_classifier_is_a_cluster_run_pending_until_its_identity_is_saved(tmp_p
     doc = {"profile": "demo", "classifier": "voc-1_8", "dataset": "voc", "fraction": "1/8", "filters": ["voc-1_8-ce"],
            "seeds": [0, 1], "config": cfg, "data": to_dict(tiny_config().data)}
     assert set(doc["data"]) == {f.name for f in DataConfig.__dataclass_fields__.values()}
-    (layout.configs / "classifier-voc-1_8.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
+    path = layout.outputs.classifier_config("voc", "voc-1_8")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
 
-    pending = pending_classifiers(layout, ["voc-1_8"])
+    pending = pending_classifiers(layout, {"voc-1_8": "voc"})
     assert [(p.spec.name, p.reason) for p in pending] == [("classifier-voc-1_8/seed-0", "missing: no classifier"),
                                                           ("classifier-voc-1_8/seed-1", "missing: no classifier")]
-    spec = classifier_specs(layout, ["voc-1_8"])[0]
+    spec = classifier_specs(layout, {"voc-1_8": "voc"})[0]
     spec.task(max_requeues=2)()
     assert load_classifier(spec.path, spec.identity()) is not None  # what the stage looks for
     assert read_progress(spec.folder / PROGRESS_FILE)["state"] == "evaluated"
-    assert [p.spec.name for p in pending_classifiers(layout, ["voc-1_8"])] == ["classifier-voc-1_8/seed-1"]
+    assert [p.spec.name for p in pending_classifiers(layout, {"voc-1_8": "voc"})] == ["classifier-voc-1_8/seed-1"]
     saved = spec.path.stat().st_mtime_ns
     spec.task(max_requeues=2)()  # found: not trained again
     assert spec.path.stat().st_mtime_ns == saved
 
     doc["config"] = {**cfg, "lr": 0.5}
-    (layout.configs / "classifier-voc-1_8.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
-    assert pending_classifiers(layout, ["voc-1_8"])[0].reason.startswith("changed")
+    path = layout.outputs.classifier_config("voc", "voc-1_8")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    assert pending_classifiers(layout, {"voc-1_8": "voc"})[0].reason.startswith("changed")

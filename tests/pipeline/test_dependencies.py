@@ -44,7 +44,9 @@ def test_every_stage_depends_on_the_code_it_runs(stage):
 def test_the_check_fails_when_an_import_is_added_without_its_dependency(tmp_path):
     script, deps = stage_scripts(REPO / "dvc.yaml")["train"]
     edited = tmp_path / "train.py"
-    edited.write_text(script.read_text().replace("import yaml\n", "import yaml\n\nimport latentseg.prepare.download\n"))
+    text = script.read_text()
+    assert "import argparse\n" in text
+    edited.write_text(text.replace("import argparse\n", "import argparse\n\nimport latentseg.prepare.download\n"))
     missing = missing_deps(edited, deps)
     assert "latentseg/prepare/download.py" in missing and "latentseg/prepare/__init__.py" in missing
 
@@ -52,7 +54,7 @@ def test_the_check_fails_when_an_import_is_added_without_its_dependency(tmp_path
 def test_training_imports_nothing_of_the_making_side():
     """Every file a training stage imports is a reason to re-train every run: no downloads, archives, data
     conversion, weight fetching or benchmarks among them."""
-    for stage in ("train", "classifier", "figure1"):
+    for stage in ("train", "figure1"):
         script, _ = stage_scripts(REPO / "dvc.yaml")[stage]
         files = [str(p.relative_to(REPO)) for p in closure(script)]
         assert not [f for f in files if f.startswith(MAKING_SIDE)], stage
@@ -94,13 +96,13 @@ def test_dvc_status_follows_the_import_closure(tmp_path):
                    capture_output=True)
     assert changed_stages(repo) == set()
     stages = {s.split("@")[0] for s in _lock_stages(repo)}
-    assert {"train", "classifier", "prepare", "weights", "tables"} <= stages
+    assert {"train", "prepare", "weights", "tables"} <= stages
 
     losses = repo / "latentseg" / "losses.py"
     original = losses.read_text()
     losses.write_text(original + "\n# an edit of the training code\n")
     changed = changed_stages(repo)
-    trains = {s for s in _lock_stages(repo) if s.startswith(("train@", "classifier@"))}
+    trains = {s for s in _lock_stages(repo) if s.startswith("train@")}
     assert trains and trains <= changed and "weights" in changed
     assert not {s for s in changed if s.startswith(("prepare@", "split@", "tables", "claims", "check"))}
     losses.write_text(original)
@@ -110,7 +112,7 @@ def test_dvc_status_follows_the_import_closure(tmp_path):
     download.write_text(download.read_text() + "\n# an edit of a download helper\n")
     changed = changed_stages(repo)
     assert changed and changed <= {s for s in _lock_stages(repo) if s.startswith(("prepare@", "split@"))} | {"weights"}
-    assert not {s for s in changed if s.startswith(("train@", "classifier@"))}
+    assert not {s for s in changed if s.startswith("train@")}
 
 
 def _lock_stages(repo: Path) -> list[str]:

@@ -16,7 +16,7 @@ from latentseg.reports.check import recorded_expectations as expectations
 from latentseg.reports.claims import evaluate_file, markdown, parse_claims, verdict, write_claims
 from latentseg.reports.stats import noise_by_kind
 from latentseg.reports.tables import results_reader, table_runs
-from tests.reports.fakes import seeds, write_runs
+from tests.reports.fakes import seeds, settings, write_runs
 
 LAYOUT = {
     "title": "Toy",
@@ -52,13 +52,16 @@ CLAIMS = {
 PAPER = {("t", "Strong", "mIoU"): 71.3, ("t", "Weak", "mIoU"): 69.4, ("t", "Strong", "effective (t=0.9)"): 14}
 
 
+KNOWN = settings({e: "voc" for e in ("strong", "weak", "close", "single-a", "single-b", "missing")})
+
+
 def _runs(results, strong=(72.0, 72.4, 71.8)):
     write_runs(results, "strong", seeds(list(strong), **{"effective_t0.9": [4, 4, 5]}))
     write_runs(results, "weak", seeds([70.0, 70.3, 69.8]))
     write_runs(results, "close", seeds([70.2, 70.6, 69.5]))
     write_runs(results, "single-a", seeds([75.5]))
     write_runs(results, "single-b", seeds([74.0]))
-    return table_runs("t", LAYOUT, results_reader(results))
+    return table_runs("t", LAYOUT, results_reader(results, KNOWN))
 
 
 def test_each_verdict(tmp_path):
@@ -89,7 +92,7 @@ def test_each_verdict(tmp_path):
 def test_without_repeats_the_default_noise_decides(tmp_path):
     write_runs(tmp_path, "single-a", seeds([75.5]))
     write_runs(tmp_path, "single-b", seeds([74.0]))
-    runs = table_runs("t", LAYOUT, results_reader(tmp_path))
+    runs = table_runs("t", LAYOUT, results_reader(tmp_path, KNOWN))
     frame, noise = evaluate_file(CLAIMS, runs)
     assert noise["miou"].sigma == 5.0 and noise["miou"].cells == 0
     assert frame.set_index("id").loc["single-a-above-b", "verdict"] == "within noise"  # 1.5 < 2 * 5 * sqrt(2)
@@ -152,7 +155,7 @@ def test_check_names_cells_out_of_tolerance_and_claims_that_no_longer_hold(tmp_p
 
 def test_noise_needs_a_default_when_nothing_repeats(tmp_path):
     write_runs(tmp_path, "single-a", seeds([75.5]))
-    runs = table_runs("t", LAYOUT, results_reader(tmp_path))
+    runs = table_runs("t", LAYOUT, results_reader(tmp_path, KNOWN))
     with pytest.raises(KeyError, match=r"default_noise\.miou"):
         noise_by_kind(runs, {"effective": 1.0})
 
@@ -182,7 +185,7 @@ def _one(runs, planted=None, **fields):
 
 def test_at_least_and_scaled_sides(tmp_path):
     write_runs(tmp_path, "strong", seeds([72.0, 72.0, 72.0], **{"effective_t0.9": [4, 4, 4]}))
-    runs = table_runs("t", LAYOUT, results_reader(tmp_path))
+    runs = table_runs("t", LAYOUT, results_reader(tmp_path, KNOWN))
     assert _one(runs)["verdict"] == "within noise"  # 4 above 4: no
     assert _one(runs, compare="at least")["verdict"] == "holds"  # 4 at least 4, no spread
     assert _one(runs, compare="at least", lower=5)["verdict"] == "reversed"
@@ -194,7 +197,7 @@ def test_at_least_and_scaled_sides(tmp_path):
 
 def test_planted_groups_side_and_its_absence(tmp_path):
     write_runs(tmp_path, "strong", seeds([72.0, 72.0, 72.0], **{"effective_t0.9": [5, 5, 5]}))
-    runs = table_runs("t", LAYOUT, results_reader(tmp_path))
+    runs = table_runs("t", LAYOUT, results_reader(tmp_path, KNOWN))
     groups = {"planted_groups": "voc"}
     demo = _one(runs, {"voc": 5}, lower=groups, compare="at least")
     assert demo["verdict"] == "holds" and demo["lower"] == "planted groups of voc" and pd.isna(demo["paper_diff"])
@@ -208,7 +211,7 @@ def test_planted_groups_side_and_its_absence(tmp_path):
 
 def test_a_claim_whose_premise_fails_is_not_applicable(tmp_path):
     write_runs(tmp_path, "strong", seeds([72.0, 72.0, 72.0], **{"effective_t0.9": [1, 1, 1]}))
-    runs = table_runs("t", LAYOUT, results_reader(tmp_path))
+    runs = table_runs("t", LAYOUT, results_reader(tmp_path, KNOWN))
     effective = _cell("Strong", "effective (t=0.9)")
     doc = {"default_noise": CLAIMS["default_noise"], "claims": [
         {"id": "separates", "says": "At least the groups.", "higher": effective, "lower": {"planted_groups": "voc"},

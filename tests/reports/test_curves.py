@@ -2,6 +2,7 @@
 
 from pathlib import Path
 
+from latentseg.outputs import Outputs
 from latentseg.reports.curves import VAL_PANEL, experiment_curves, experiments_of, read_tsv, write_curves
 
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -22,7 +23,7 @@ def _history(path: Path, name: str, values: list[float], timestamp: bool = False
 
 
 def _live(results: Path, exp: str, seed: int) -> Path:
-    return results / exp / "live" / f"seed-{seed}" / "plots" / "metrics"
+    return Outputs(results=results).curves_folder("voc", exp) / f"seed-{seed}" / "plots" / "metrics"
 
 
 def test_curves_per_table_survive_missing_runs(tmp_path):
@@ -37,15 +38,16 @@ def test_curves_per_table_survive_missing_runs(tmp_path):
     (_live(results, "b", 1234) / "train" / "adv.tsv").write_text("")  # an empty file
     # c: no results at all
 
-    curves = experiment_curves(results, "a")
+    out = Outputs(results=results)
+    curves = experiment_curves(out.curves_folder("voc", "a"))
     assert list(curves) == ["seed-1", "seed-1234"]
     assert sorted(curves["seed-1"]) == ["ce", "latent", "total", VAL_PANEL]  # lr is not a loss
     assert list(curves["seed-1234"][VAL_PANEL].index) == [10, 20]
-    assert list(experiment_curves(results, "b")) == ["seed-1234"]
-    assert experiment_curves(results, "c") == {}
+    assert list(experiment_curves(out.curves_folder("voc", "b"))) == ["seed-1234"]
+    assert experiment_curves(out.curves_folder("voc", "c")) == {}
     assert experiments_of(LAYOUTS["table9"]) == ["c"]
 
-    written = write_curves(results, LAYOUTS, tmp_path / "figures")
+    written = write_curves(out, {"a": "voc", "b": "voc", "c": "voc"}, LAYOUTS, tmp_path / "figures")
     assert [p.name for p in written] == ["curves_table3.png", "curves_table9.png"]
     for path in written:  # a table with no curves at all still gets its (empty) figure
         assert path.read_bytes()[:8] == PNG

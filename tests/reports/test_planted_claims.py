@@ -9,11 +9,13 @@ import yaml
 
 from latentseg.datasets import get
 from latentseg.evaluate import EvalResult, recovery_metrics, run_metrics
+from latentseg.experiments import report_settings
+from latentseg.outputs import Outputs, run_label, summarise
 from latentseg.params import load_params
-from latentseg.planted import planted_group_counts, planted_groups
+from latentseg.planted import planted_groups
 from latentseg.reports.claims import evaluate_file
+from latentseg.reports.settings import planted_group_counts
 from latentseg.reports.tables import paper_by_cell, results_reader, table_runs
-from latentseg.runs import run_label, summarise
 from tests.reports.test_reports import ROOT
 
 SEEDS = (1234, 1, 2)
@@ -54,7 +56,7 @@ def healthy(classes: list[str], groups: dict[str, list[str]], k: int, seed: int)
 
 
 def _write_results(results, params: dict, make) -> None:
-    """``results/<exp>/metrics.json`` of Table 4's runs as stage train writes them: run_metrics of each run (its
+    """The metrics files of Table 4's runs as stage train writes them: run_metrics of each run (its
     P(l|c) of eq. 8), the recovery metrics of the run's data, the runs summarised, the profile."""
     classes = list(get("voc").classes)
     groups = planted_groups(params, "voc")
@@ -66,23 +68,25 @@ def _write_results(results, params: dict, make) -> None:
             metrics = run_metrics(result, classes, 60, p)
             metrics.update(recovery_metrics(p, None, classes, groups))
             per_run[run_label(seed)] = metrics
-        (results / exp).mkdir(parents=True)
-        (results / exp / "metrics.json").write_text(json.dumps({**summarise(per_run), "profile": params["profile"]}))
+        path = Outputs(results=results).metrics_file("voc", exp)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps({**summarise(per_run), "profile": params["profile"]}))
 
 
 def _verdicts(tmp_path, profile: str, make) -> dict[str, str]:
     params, claims_doc = _params(profile), _claims()
     _write_results(tmp_path, params, make)
-    read = results_reader(tmp_path, profile)
-    runs = table_runs("table4", params["tables"]["table4"], read)
+    settings = report_settings(params)
+    runs = table_runs("table4", params["tables"]["table4"], results_reader(tmp_path, settings))
     paper = paper_by_cell(params["tables"], yaml.safe_load((ROOT / "reference" / "paper.yaml").read_text())["tables"])
-    frame, _ = evaluate_file(claims_doc, runs, paper, planted_group_counts(params))
+    frame, _ = evaluate_file(claims_doc, runs, paper, planted_group_counts(settings))
     return dict(zip(frame["id"], frame["verdict"], strict=True))
 
 
 def test_the_demo_has_planted_groups_and_the_paper_profile_none():
-    assert planted_group_counts(_params("demo"))["voc"] == len(planted_groups(_params("demo"), "voc")) >= 2
-    assert planted_group_counts(_params("paper")) == {name: None for name in _params("paper")["datasets"]}
+    demo, paper = report_settings(_params("demo")), report_settings(_params("paper"))
+    assert planted_group_counts(demo)["voc"] == len(planted_groups(_params("demo"), "voc")) >= 2
+    assert planted_group_counts(paper) == {name: None for name in _params("paper")["datasets"]}
 
 
 def test_a_collapsed_latent_branch_holds_no_table4_claim(tmp_path):
@@ -112,7 +116,7 @@ def tilted(classes: list[str], groups: dict[str, list[str]], k: int, seed: int) 
 def test_an_argmax_that_follows_the_groups_without_confident_latent_classes_recovers_nothing(tmp_path):
     groups = planted_groups(_params("demo"), "voc")
     verdicts = _verdicts(tmp_path, "demo", lambda classes, k, seed: tilted(classes, groups, k, seed))
-    metrics = json.loads((tmp_path / "voc-1_8-proposed" / "metrics.json").read_text())
+    metrics = json.loads(Outputs(results=tmp_path).metrics_file("voc", "voc-1_8-proposed").read_text())
     assert metrics["recovery_ari"] == 1.0 and metrics["effective_t0.9"] == 1
     assert {i: verdicts[i] for i in _table4_ids(_claims()) if verdicts[i] == "holds"} == {}
     assert verdicts["t4-k20-recovers-groups"] == "not applicable"
@@ -131,5 +135,5 @@ def test_on_the_paper_profile_the_planted_group_claims_are_not_applicable(tmp_pa
     for k in (10, 20, 50):
         assert verdicts[f"t4-k{k}-separates-groups"] == verdicts[f"t4-k{k}-recovers-groups"] == "not applicable"
     assert verdicts["t4-k20-uses-fewer"] == "holds"  # 1 of 20: what the paper's statement alone can check
-    metrics = json.loads((tmp_path / "voc-1_8-proposed" / "metrics.json").read_text())
+    metrics = json.loads(Outputs(results=tmp_path).metrics_file("voc", "voc-1_8-proposed").read_text())
     assert metrics["runs"]["seed-1234"]["recovery_ari"] is None and "recovery_ari" not in metrics

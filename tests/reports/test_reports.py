@@ -10,11 +10,13 @@ import pytest
 import yaml
 
 from latentseg.datasets import get
+from latentseg.experiments import report_settings
+from latentseg.outputs import Outputs
 from latentseg.reports.claims import parse_claims
 from latentseg.reports.curves import experiments_of
 from latentseg.reports.figures import grouped_order, heatmap
 from latentseg.reports.tables import CellRef
-from tests.reports.fakes import seeds, write_runs
+from tests.reports.fakes import seeds, write_filtered, write_runs
 
 ROOT = Path(__file__).resolve().parents[2]
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -39,24 +41,31 @@ def _fake_results(params, results: Path) -> None:
     rng = np.random.default_rng(0)
     named = [CellRef.parse(c) for layout in params["tables"].values() for cells in layout["rows"].values()
              for c in cells if c is not None]
+    filtered: dict[str, dict] = {}
     for exp in dict.fromkeys(ref.experiment for ref in named):
         n = int(rng.integers(1, 4))  # one to three seeds
         base = float(rng.uniform(40, 70))
+        dataset = params["experiments"][exp]["dataset"]
         write_runs(results, exp, seeds(list(base + rng.normal(0, 1, n)), **{
             "effective_t0.1": [int(v) for v in rng.integers(5, 9, n)],
             "effective_t0.9": [int(v) for v in rng.integers(2, 5, n)],
-            "recovery_ari": [round(float(v), 4) for v in rng.uniform(0, 1, n)]}))
-        if any(ref.experiment == exp and ref.classifier for ref in named):
-            write_runs(results, exp, seeds(list(base + 1 + rng.normal(0, 1, n))), "classifier.json")
+            "recovery_ari": [round(float(v), 4) for v in rng.uniform(0, 1, n)]}), dataset)
+        for cls_id, entry in params["classifiers"].items():
+            if exp in entry["filters"]:
+                filtered.setdefault(cls_id, {})[exp] = seeds(list(base + 1 + rng.normal(0, 1, n)))
+    for cls_id, per_exp in filtered.items():
+        write_filtered(results, cls_id, per_exp)
+    out = Outputs(results=results)
     for run_id in params["figures"].values():
         exp = params["experiments"][run_id]
         k = exp.get("latent", {}).get("k", params["latent"]["k"])
         classes = list(get(exp["dataset"]).classes)
         frame = pd.DataFrame(rng.dirichlet(np.ones(k), len(classes)), index=classes)
-        (results / run_id / "latent").mkdir(parents=True, exist_ok=True)
-        (results / run_id / "latent" / "seed-1234.csv").write_text(frame.to_csv())  # the first seed's
-        if not (results / run_id / "metrics.json").is_file():
-            write_runs(results, run_id, seeds([50.0]))
+        latent = out.latent_folder(exp["dataset"], run_id)
+        latent.mkdir(parents=True, exist_ok=True)
+        (latent / "seed-1234.csv").write_text(frame.to_csv())  # the first seed's
+        if not out.metrics_file(exp["dataset"], run_id).is_file():
+            write_runs(results, run_id, seeds([50.0]), exp["dataset"])
 
 
 @pytest.mark.slow
@@ -66,11 +75,14 @@ def test_table_claims_figure_curves_and_check_stages_on_fake_results(tmp_path):
         pytest.skip("records a reference of the profile's own results, which the paper profile does not have")
     results, out = tmp_path / "results", tmp_path / "reports"
     _fake_results(params, results)
+    settings = tmp_path / "reports.yaml"
+    settings.write_text(yaml.safe_dump(report_settings(params)))
 
     def run(*args):
         return subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True)
 
-    r = run("stages/tables.py", "--runs", str(results), "--paper", "reference/paper.yaml", "--out", str(out / "t"))
+    r = run("stages/tables.py", "--settings", str(settings), "--results", str(results), "--paper",
+            "reference/paper.yaml", "--out", str(out / "t"))
     assert r.returncode == 0, r.stderr
     for name in params["tables"]:
         assert (out / "t" / f"{name}.md").is_file() and (out / "t" / f"{name}.csv").is_file()
@@ -78,7 +90,8 @@ def test_table_claims_figure_curves_and_check_stages_on_fake_results(tmp_path):
     assert list(every.columns) == ["table", "row", "column", "source", "run", "value"]
     assert every.groupby(["table", "row", "column"]).size().max() > 1  # each run kept
 
-    r = run("stages/claims.py", "--tables", str(out / "t" / "all.csv"), "--claims", "reference/claims.yaml",
+    r = run("stages/claims.py", "--settings", str(settings), "--tables", str(out / "t" / "all.csv"),
+            "--claims", "reference/claims.yaml",
             "--paper", "reference/paper.yaml", "--md", str(out / "claims.md"), "--csv", str(out / "claims.csv"))
     assert r.returncode == 0, r.stderr
     claims = pd.read_csv(out / "claims.csv")
@@ -89,7 +102,7 @@ def test_table_claims_figure_curves_and_check_stages_on_fake_results(tmp_path):
     about_groups = claims[claims["id"].str.contains("separates-groups|recovers-groups")]
     assert len(about_groups) == 6 and not about_groups["note"].fillna("").str.contains("no planted groups").any()
 
-    r = run("stages/figures.py", "--results", str(results), "--out", str(out / "f"))  # no curves: empty figures
+    r = run("stages/figures.py", "--settings", str(settings), "--results", str(results), "--out", str(out / "f"))
     assert r.returncode == 0, r.stderr
     assert sorted(p.name for p in (out / "f").iterdir()) == sorted(
         [f"{n}.png" for n in params["figures"]] + [f"curves_{n}.png" for n in params["tables"]])
@@ -100,7 +113,8 @@ def test_table_claims_figure_curves_and_check_stages_on_fake_results(tmp_path):
     ref_dir = tmp_path / "ref"
     ref_dir.mkdir()
     (ref_dir / "claims.yaml").write_text((ROOT / "reference" / "claims.yaml").read_text())
-    check = ("stages/check.py", "--tables", str(out / "t" / "all.csv"), "--reference", str(ref_dir))
+    check = ("stages/check.py", "--settings", str(settings), "--tables", str(out / "t" / "all.csv"), "--reference",
+             str(ref_dir))
     r = run(*check, "--write")
     assert r.returncode == 0, r.stderr
     path = ref_dir / f"{params['profile']}.yaml"

@@ -9,7 +9,7 @@ import pytest
 
 from latentseg.reports.stats import pooled_std, read_runs, summarise
 from latentseg.reports.tables import CellRef, cell_text, markdown, results_reader, table_cells, table_runs
-from tests.reports.fakes import seeds, write_runs
+from tests.reports.fakes import seeds, settings, write_filtered, write_runs
 
 LAYOUT = {
     "title": "Toy",
@@ -21,13 +21,14 @@ LAYOUT = {
     },
 }
 PAPER = {"Ours": [70.0, 75.0], "Ours + Classifier": [71.0, None], "Effective": [16, 18]}
+SETTINGS = settings({"a": "voc", "b": "cityscapes"}, {"voc-1_8": ["a"]})
 
 
 @pytest.fixture
 def results(tmp_path):
     write_runs(tmp_path, "a", seeds([70.0, 71.0, 72.5], **{"effective_t0.1": [15, 16, 16]}))
-    write_runs(tmp_path, "a", seeds([71.0, 71.5, 72.0], miou_unfiltered=[70.0, 71.0, 72.5]), "classifier.json")
-    write_runs(tmp_path, "b", seeds([74.0], **{"effective_t0.1": [18]}))
+    write_filtered(tmp_path, "voc-1_8", {"a": seeds([71.0, 71.5, 72.0], miou_unfiltered=[70.0, 71.0, 72.5])})
+    write_runs(tmp_path, "b", seeds([74.0], **{"effective_t0.1": [18]}), dataset="cityscapes")
     return tmp_path
 
 
@@ -39,13 +40,12 @@ def test_cell_references():
     assert CellRef.parse("voc-1_8-proposed") == CellRef("voc-1_8-proposed", "miou", False)
     assert CellRef.parse("voc-1_8-proposed:effective_t0.9") == CellRef("voc-1_8-proposed", "effective_t0.9")
     assert CellRef.parse("voc-1_8-s4gan+classifier") == CellRef("voc-1_8-s4gan", "miou", True)
-    assert CellRef.parse("voc-1_8-s4gan+classifier").file == "classifier.json"
     assert CellRef.parse("x+classifier:miou_unfiltered") == CellRef("x", "miou_unfiltered", True)
     assert CellRef.parse(None) is None
 
 
 def test_cells_hold_mean_spread_and_count_beside_the_paper(results):
-    runs = table_runs("t", LAYOUT, results_reader(results))
+    runs = table_runs("t", LAYOUT, results_reader(results, SETTINGS))
     cells = table_cells("t", LAYOUT, PAPER, runs)
     a = _cell(cells, "Ours", "1/8")
     assert a["mean"] == pytest.approx(71.167, abs=1e-3) and a["std"] == pytest.approx(1.258, abs=1e-3)
@@ -64,7 +64,7 @@ def test_cells_hold_mean_spread_and_count_beside_the_paper(results):
 
 
 def test_all_csv_keeps_every_run(results, tmp_path):
-    runs = table_runs("t", LAYOUT, results_reader(results))
+    runs = table_runs("t", LAYOUT, results_reader(results, SETTINGS))
     assert list(runs.columns) == ["table", "row", "column", "source", "run", "value"]
     assert len(runs) == 3 + 1 + 3 + 3 + 1  # a, b, a+classifier, a's counts, b's count
     ours = runs[(runs.row == "Ours") & (runs.column == "1/8")]
@@ -84,10 +84,17 @@ def test_cell_text_formats():
 
 
 def test_a_metrics_file_without_runs_is_refused(tmp_path):
-    (tmp_path / "a").mkdir()
-    (tmp_path / "a" / "metrics.json").write_text('{"miou": 70.0}')
-    with pytest.raises(ValueError, match=r"a/metrics.json: no 'runs'"):
-        results_reader(tmp_path)(CellRef("a"))
+    (tmp_path / "metrics" / "voc").mkdir(parents=True)
+    (tmp_path / "metrics" / "voc" / "a.json").write_text('{"miou": 70.0, "profile": "demo"}')
+    with pytest.raises(ValueError, match=r"metrics/voc/a.json: no 'runs'"):
+        results_reader(tmp_path, SETTINGS)(CellRef("a"))
+
+
+def test_a_cell_of_an_unknown_experiment_or_an_unfiltered_one_is_an_error(results):
+    with pytest.raises(KeyError, match=r"'x', which params\.yaml does not define"):
+        results_reader(results, SETTINGS)(CellRef("x"))
+    with pytest.raises(KeyError, match=r"no classifier of params\.yaml filters b"):
+        results_reader(results, SETTINGS)(CellRef("b", classifier=True))
 
 
 def test_pooled_std_counts_a_run_that_fills_several_cells_once():
@@ -111,9 +118,7 @@ def test_reports_import_no_torch():
 def test_results_of_another_profile_are_not_read(results):
     """A profile switch leaves the other profile's results in the workspace until every stage re-ran: a table
     of the paper profile never shows a demo number."""
-    path = results / "a" / "metrics.json"
-    doc = json.loads(path.read_text())
-    path.write_text(json.dumps({**doc, "profile": "demo"}))
-    assert results_reader(results, "demo")(CellRef.parse("a"))
-    assert results_reader(results, "paper")(CellRef.parse("a")) == {}
-    assert results_reader(results)(CellRef.parse("a"))  # no profile asked: every file
+    path = results / "metrics" / "voc" / "a.json"
+    assert json.loads(path.read_text())["profile"] == "demo"
+    assert results_reader(results, SETTINGS)(CellRef.parse("a"))
+    assert results_reader(results, {**SETTINGS, "profile": "paper"})(CellRef.parse("a")) == {}

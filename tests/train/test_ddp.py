@@ -21,6 +21,7 @@ import yaml
 from latentseg.config import to_dict
 from latentseg.data.layout import write_list
 from latentseg.models.init import load_init
+from latentseg.outputs import Outputs
 from latentseg.train import distributed, trainer
 from latentseg.train.run_file import unwrap
 from latentseg.train.sampling import StreamBatchSampler, shard
@@ -117,25 +118,26 @@ def test_train_stage_on_two_processes_trains_once_and_writes_once(tmp_path):
     write_list(split / "unlabeled.txt", data.unlabeled)
     doc = {"experiment": {"id": "tiny-ddp", "dataset": "voc", "fraction": "1/2", "method": "proposed",
                           "init": "none", "seeds": [1234]}, "profile": "demo", "run": to_dict(cfg)}
-    (tmp_path / "config.yaml").write_text(yaml.safe_dump(doc))
-    out = tmp_path / "run"
+    layout = Outputs(configs=tmp_path / "configs", runs=tmp_path / "runs", results=tmp_path / "results")
+    layout.experiment_config("voc", "tiny-ddp").parent.mkdir(parents=True)
+    layout.experiment_config("voc", "tiny-ddp").write_text(yaml.safe_dump(doc))
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
            "OMP_NUM_THREADS": "1", "LATENTSEG_NPROC_PER_NODE": "2"}
-    cmd = [sys.executable, str(REPO / "stages/train.py"), "--config", str(tmp_path / "config.yaml"),
+    cmd = [sys.executable, str(REPO / "stages/train.py"), "voc", "--configs", str(layout.configs),
            "--data", str(data.root), "--splits", str(tmp_path / "splits"), "--weights", str(tmp_path / "weights"),
-           "--runs", str(out / "runs"), "--results", str(out / "results")]
+           "--runs", str(layout.runs), "--results", str(layout.results)]
     (tmp_path / "weights").mkdir()
     (tmp_path / "weights" / "manifest.json").write_text('{"profile": "demo", "weights": {}}')
     proc = subprocess.run(cmd, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=150)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
-    assert proc.stdout.count("tiny-ddp seed-1234: 3 steps") == 1
+    assert proc.stdout.count("tiny-ddp/seed-1234: 3 steps") == 1
     assert proc.stdout.count("tiny-ddp: mIoU") == 1
-    metrics = json.loads((out / "results" / "metrics.json").read_text())
+    metrics = json.loads(layout.metrics_file("voc", "tiny-ddp").read_text())
     assert metrics["runs"]["seed-1234"]["steps"] == 3 and "miou" in metrics
-    assert torch.load(out / "runs" / "seed-1234" / "checkpoint.pt")["step"] == 3
-    live = out / "results" / "live" / "seed-1234" / "plots" / "metrics"
+    assert torch.load(layout.run_folder("voc", "tiny-ddp", 1234) / "checkpoint.pt")["step"] == 3
+    live = layout.curves_folder("voc", "tiny-ddp") / "seed-1234" / "plots" / "metrics"
     assert (live / "train" / "total.tsv").is_file() and (live / "val" / "miou.tsv").is_file()
-    assert (out / "results" / "latent" / "seed-1234.csv").read_text().startswith("class,l0")
+    assert (layout.latent_folder("voc", "tiny-ddp") / "seed-1234.csv").read_text().startswith("class,l0")
 
 
 def test_each_process_claims_its_own_gpu(tmp_path, monkeypatch):
