@@ -16,7 +16,6 @@ Errors about inputs are ``PredictError``: one line that names the file and what 
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,6 +30,7 @@ from latentseg.config import FilterMode, RunConfig
 from latentseg.data.augment import eval_transform
 from latentseg.devices import resolve_device
 from latentseg.evaluate import filter_by_classifier, never_rejected, normalise_rows
+from latentseg.files import UnreadableFile, read_torch
 from latentseg.models.deeplab import DeepLabV2, upsample
 from latentseg.trained import RUN_FORMAT, cooccurrence
 from latentseg.trained import model_from_state as build_trained
@@ -51,25 +51,15 @@ def first_line(err: BaseException) -> str:
     return text.splitlines()[0] if text else type(err).__name__
 
 
-def load_failure(err: BaseException) -> str:
-    """Why ``torch.load(weights_only=True)`` refused a file, in a few words (torch's own message runs to lines)."""
-    text = str(err)
-    if found := re.search(r"Unsupported global: GLOBAL (\S+)", text):
-        return f"it holds a Python object, {found.group(1)}, that a weights-only load refuses"
-    if found := re.search(r"WeightsUnpickler error:\s*(\S.*)", text):
-        return found.group(1).strip()
-    return first_line(err).split(". ")[0]
-
-
 def read_checkpoint(path: str | Path, expected: str, fix: str) -> dict[str, Any]:
     """The dictionary saved at ``path`` if its ``format`` is ``expected``."""
     path = Path(path)
     if not path.is_file():
         raise PredictError(f"{path}: no such file; {fix}")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # not a torch file, truncated, or holding objects other than tensors and plain data
-        raise PredictError(f"{path}: not a checkpoint torch can read ({load_failure(err)}); {fix}") from err
+        state = read_torch(path, "a checkpoint", fix)
+    except UnreadableFile as err:  # not a torch file, truncated, or holding objects other than tensors and plain data
+        raise PredictError(str(err)) from err
     found = state.get("format") if isinstance(state, dict) else None
     if found != expected:
         known = FORMATS.get(found) if isinstance(found, str) else None
