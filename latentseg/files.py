@@ -3,7 +3,9 @@ code: the project's one atomic-write helper and its one reader of torch files.
 
 Every output of the pipeline (prepared images and masks, checkpoints, metrics, tables, figures) is written to a
 temporary file in the destination's folder and renamed into place only once it is complete; ``os.replace`` is
-atomic on one file system, so a reader sees the old file or the new one, never a truncated one.
+atomic on one file system, so a reader sees the old file or the new one, never a truncated one. Files and folders
+are created with the modes the umask gives (``mkstemp`` would make them private, 0600, which a group sharing a
+cluster's file system cannot read).
 
 Every torch file (run checkpoints, initial weights, classifiers, published weights) is read by ``read_torch``,
 with ``weights_only=True``: ``runs/`` is shared between machines and comes back from ``dvc pull``, and a pickled
@@ -19,7 +21,7 @@ import hashlib
 import json
 import os
 import re
-import tempfile
+import secrets
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -31,6 +33,22 @@ class UnreadableFile(UserError):
     """A torch file that ``read_torch`` refuses: one line naming the file, why, and what to do."""
 
 
+def temporary_sibling(path: Path, folder: bool = False) -> Path:
+    """A new, empty file (or folder) beside ``path``, hidden, with the mode the umask gives (0666 / 0777 less the
+    umask, as ``open`` and ``mkdir`` make them); ``os.replace`` later puts it in ``path``'s place."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    while True:
+        tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+        try:
+            if folder:
+                tmp.mkdir()
+            else:
+                os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+            return tmp
+        except FileExistsError:
+            continue
+
+
 def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
     """Call ``write(tmp)`` on a temporary path beside ``path``, then rename it to ``path``; returns ``path``.
 
@@ -39,10 +57,7 @@ def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
     On any error, including KeyboardInterrupt, the temporary file is removed and ``path`` is left as it was.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    tmp = Path(name)
+    tmp = temporary_sibling(path)
     try:
         write(tmp)
         os.replace(tmp, path)
