@@ -65,15 +65,19 @@ def resolve_ids(ids: Sequence[str], train: Sequence[Sample], *, source: str = "t
 
 
 class _ArrayOnlyUnpickler(pickle.Unpickler):
-    """Unpickles plain containers and numpy arrays, nothing else: a downloaded pickle cannot run code."""
+    """Unpickles plain containers and numpy arrays, nothing else: a downloaded pickle cannot run code.
+
+    The globals are those numpy's pickles name, at every protocol: ``_reconstruct`` (protocols 0-4),
+    ``_frombuffer`` (protocol 5's out-of-band buffers), ``scalar``, and ``_codecs.encode``, with which Python 3
+    writes an array's bytes at protocols 0-2; each only builds an array (or bytes) from data.
+    """
 
     _ALLOWED: ClassVar[set[tuple[str, str]]] = {
         ("numpy", "ndarray"),
         ("numpy", "dtype"),
-        ("numpy.core.multiarray", "_reconstruct"),
-        ("numpy._core.multiarray", "_reconstruct"),
-        ("numpy.core.multiarray", "scalar"),
-        ("numpy._core.multiarray", "scalar"),
+        *((f"numpy.{core}.{module}", name) for core in ("core", "_core")
+          for module, name in (("multiarray", "_reconstruct"), ("multiarray", "scalar"), ("numeric", "_frombuffer"))),
+        ("_codecs", "encode"),
     }
 
     def find_class(self, module: str, name: str):
