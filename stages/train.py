@@ -31,6 +31,7 @@ from dvclive import Live
 
 from latentseg.cluster.rendezvous import adopt_slurm_rendezvous
 from latentseg.data.layout import TrainData
+from latentseg.devices import check_device
 from latentseg.evaluate import recovery_metrics
 from latentseg.files import atomic_write_json, atomic_write_text
 from latentseg.methods import run_config
@@ -69,6 +70,7 @@ def main() -> None:
     configure_logging()
     doc = yaml.safe_load(args.config.read_text())
     exp, cfg = doc["experiment"], run_config(doc["run"])
+    check_device(cfg.runtime.device)  # one line now if this machine lacks it, not a worker's error later
     init = resolve_init(args.weights, exp["init"])  # raises, naming the stage, when a file that should be is not
     if exp["init"] != "none" and init is None:
         print(f"the {doc['profile']} profile makes no '{exp['init']}' weights (params.yaml: profiles.{doc['profile']}"
