@@ -175,3 +175,34 @@ def test_a_failed_split_leaves_no_split_folder(tmp_path, monkeypatch):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "params.yaml", "splits"]
     assert [p.name for p in (tmp_path / "splits").iterdir()] == ["old"]  # untouched, no half-written folder
 
+
+def run_config(params: dict, tmp_path: Path, capsys, *args: str) -> tuple[int, str]:
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(params, sort_keys=False))
+    code = cli(["config", *args, "--params", str(path)])
+    return code, capsys.readouterr().err
+
+
+def test_config_reports_a_bad_setting_as_resolve_does(tmp_path, capsys):
+    code, err = run_config(with_value("latent.k", 0), tmp_path, capsys, EXP)
+    assert code == 2 and err.splitlines() == [
+        f"params.yaml: latent.k = 0 (experiment {EXP}): must be an integer >= 1"], err
+    code, err = run_config(with_value("profiles.demo.run.optim.batch_size", 0), tmp_path, capsys, EXP)
+    assert code == 2 and err.startswith("params.yaml: profiles.demo.run.optim.batch_size = 0 ")
+
+
+def test_config_matches_the_experiment_exactly_and_suggests_the_closest(tmp_path, capsys):
+    params = with_value("experiments.voc-1_8-k10.latent", {"k": 0})  # bad in voc-1_8-k10 only
+    params["experiments"]["voc-1_8-k1"] = {**params["experiments"]["voc-1_8-k2"], "latent": {"k": 1}}
+    code, err = run_config(params, tmp_path, capsys, "voc-1_8-k1")
+    assert code == 0 and err == ""
+    code, err = run_config(params, tmp_path, capsys, "voc-1_8-k10")
+    assert code == 2 and "experiments.voc-1_8-k10.latent.k = 0" in err
+    code, err = run_config(PARAMS, tmp_path, capsys, "voc-1_8-k100")
+    assert code == 2 and len(err.splitlines()) == 1 and "did you mean voc-1_8-k10?" in err, err
+
+
+def test_config_with_an_unknown_profile_is_one_line(tmp_path, capsys):
+    code, err = run_config(PARAMS, tmp_path, capsys, EXP, "--profile", "nope")
+    assert code == 2 and err.splitlines() == [
+        "latentseg config: --profile = 'nope': must be one of demo, paper (the keys of profiles)"], err
