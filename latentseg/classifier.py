@@ -35,7 +35,7 @@ from latentseg.config import ClassifierConfig, to_dict
 from latentseg.data.augment import MEAN_RGB
 from latentseg.data.dataset import load_image, load_mask
 from latentseg.data.layout import DatasetMeta, Sample, read_list, samples_digest
-from latentseg.files import atomic_torch_save, file_digest
+from latentseg.files import atomic_torch_save, file_digest, read_torch
 from latentseg.progress import Progress
 
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)  # their channel_stats
@@ -224,7 +224,7 @@ def imagenet_trunk(path: Path) -> dict[str, Tensor]:
     """The weights stage's ``imagenet.pt`` in torchvision's names and input convention: its ``backbone.*`` are
     torchvision's ResNet names, and the conversion of the input folded into ``conv1`` and ``bn1`` on import
     (``weights/layouts.fold_torchvision_input``) is undone, the classifier reading ImageNet-normalised images."""
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    state = read_torch(path, "an initial-weights file", "run `dvc repro weights`")
     origin = state.get("origin", "") if isinstance(state, dict) else ""
     if not isinstance(state, dict) or state.get("format") != "latentseg-init":
         raise ValueError(f"{path} is not an initial-weights file of the weights stage; run `dvc repro weights`")
@@ -348,10 +348,7 @@ def load_classifier(path: str | Path, identity: dict | None = None) -> ImageClas
     path = Path(path)
     if identity is not None and not path.is_file():
         return None
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # a truncated or foreign file
-        raise ValueError(f"classifier {path} cannot be read ({err}); delete it and re-run its stage") from err
+    state = read_torch(path, "an image classifier", "delete it and re-run its classifier stage")
     if identity is not None and (state.get("format") != FORMAT or state.get("identity") != identity):
         return None
     return classifier_from_state(state)

@@ -20,12 +20,17 @@ from typing import Annotated, Any, Literal
 
 from pydantic import ConfigDict, Field, TypeAdapter, ValidationError
 
+from latentseg.progress import UserError
+
 PositiveInt = Annotated[int, Field(ge=1)]  # counts, sizes, steps
 NonNegativeInt = Annotated[int, Field(ge=0)]
 Rate = Annotated[float, Field(gt=0.0)]  # learning rates
 Weight = Annotated[float, Field(ge=0.0)]  # loss weights, decays
 Unit = Annotated[float, Field(ge=0.0, le=1.0)]  # momenta, thresholds on probabilities
 Size = tuple[PositiveInt, PositiveInt]  # (H, W)
+# auto | cpu | cuda | cuda:<n>: the syntax is checked with the settings, whether the machine has it where it is
+# used (latentseg/devices.py), at the start of the stage
+Device = Annotated[str, Field(pattern=r"^(auto|cpu|cuda(:\d+)?)$")]
 STRICT = ConfigDict(extra="forbid")  # every settings class: unknown keys are errors
 # How the image classifier filters a prediction (evaluate.filter_by_classifier): Mittal et al.'s evaluate.py
 # multiplies a rejected class's logit map by 0; "remove" takes it out of the argmax.
@@ -108,7 +113,7 @@ class ClassifierConfig:
 @dataclass(frozen=True)
 class RuntimeConfig:
     __pydantic_config__ = STRICT
-    device: str  # auto | cpu | cuda | cuda:<n> (checked where it is used: latentseg/devices.py)
+    device: Device
     amp: bool  # bf16 autocast on CUDA; ignored on the CPU
     channels_last: bool  # NHWC weights and images on CUDA (what cuDNN's tensor-core convolutions want)
     compile: bool  # torch.compile the segmentation network; eager (logged) if compiling fails
@@ -135,7 +140,7 @@ class RunConfig:
     runtime: RuntimeConfig
 
 
-class SettingsError(ValueError):
+class SettingsError(UserError):
     """Settings that do not check: ``problems`` holds one ``(key, value, message)`` per problem."""
 
     def __init__(self, problems: list[tuple[str, Any, str]]) -> None:
@@ -193,6 +198,7 @@ def _message(error: Any, cls: type) -> str:
         "unexpected_keyword_argument": "unknown key (a typo?)",
         "dataclass_type": "must be a mapping of settings", "dict_type": "must be a mapping",
         "tuple_type": "must be a list", "too_short": "has too few values", "too_long": "has too many values",
+        "string_pattern_mismatch": "must be auto, cpu, cuda or cuda:<n>",  # the one pattern: Device
     }
     return words.get(kind, error["msg"][0].lower() + error["msg"][1:])
 

@@ -13,12 +13,13 @@ nothing. Bad settings are listed as ``resolve`` lists them (exit status 2).
 from __future__ import annotations
 
 import argparse
+import difflib
 import sys
 from typing import Any
 
 from latentseg.config import to_dict
-from latentseg.experiments import check_all, origins, resolve, run_tree
-from latentseg.params import load_params
+from latentseg.experiments import check_experiment, origins, resolve, run_tree
+from latentseg.params import check_profile, load_params
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -36,16 +37,19 @@ def leaves(node: Any, path: str = "") -> list[tuple[str, Any]]:
 def run(args: argparse.Namespace) -> int:
     try:
         params = load_params(args.params)
+        if args.profile:
+            params["profile"] = args.profile
+            check_profile(params, "--profile")
     except (FileNotFoundError, KeyError, ValueError) as err:
         print(f"latentseg config: {err}", file=sys.stderr)
         return 2
-    if args.profile:
-        params["profile"] = args.profile
-    if args.experiment not in params.get("experiments", {}):
-        print(f"latentseg config: no experiment {args.experiment!r} in {args.params}; "
-              f"its experiments: {', '.join(params.get('experiments', {}))}", file=sys.stderr)
+    experiments = list(params.get("experiments") or {})
+    if args.experiment not in experiments:
+        close = difflib.get_close_matches(args.experiment, experiments, n=1)
+        hint = f"did you mean {close[0]}?" if close else f"its experiments: {', '.join(experiments)}"
+        print(f"latentseg config: no experiment {args.experiment!r} in {args.params}; {hint}", file=sys.stderr)
         return 2
-    problems = [line for line in check_all(params) if f"experiment {args.experiment}" in line]
+    problems = check_experiment(params, args.experiment)
     if problems:
         print("\n".join(problems), file=sys.stderr)
         return 2

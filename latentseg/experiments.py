@@ -16,8 +16,10 @@ An experiment has one run per training seed (``repeats``). This module knows not
 
 from __future__ import annotations
 
+import contextlib
 import copy
 from dataclasses import dataclass, replace
+from fractions import Fraction
 from typing import Any
 
 from latentseg import methods
@@ -25,8 +27,9 @@ from latentseg.config import ClassifierConfig, DataConfig, RunConfig, SettingsEr
 from latentseg.data.layout import parse_fraction
 from latentseg.methods.latent import METHOD as PAPER_METHOD
 from latentseg.outputs import CLASSIFIER_PREFIX
-from latentseg.params import profile_section
+from latentseg.params import check_profile, profile_section
 from latentseg.planted import planted_groups
+from latentseg.progress import UserError
 
 SECTIONS = ("model", "data", "optim", "discriminator", "runtime")  # every run's; each method adds its own
 LAYER_KEYS = ("objective", *SECTIONS, *methods.sections(), "classifier")  # what a layer may set
@@ -87,6 +90,42 @@ def repeats(params: dict[str, Any]) -> dict[str, Any]:
     return merged
 
 
+def _parsed(fractions: list[Any]) -> set[Fraction]:
+    """The fractions of a data set's list that parse (``check_datasets`` reports the others)."""
+    out = set()
+    for text in fractions:
+        with contextlib.suppress(ValueError):
+            out.add(parse_fraction(text))
+    return out
+
+
+def check_datasets(params: dict[str, Any]) -> list[tuple[str, Any, str]]:
+    """The problems of each data set's ``fractions``, the labeled fractions the split stage makes."""
+    problems: list[tuple[str, Any, str]] = []
+    for name, section in (params.get("datasets") or {}).items():
+        where = f"datasets.{name}.fractions"
+        fractions = (section or {}).get("fractions")
+        if not isinstance(fractions, list) or not fractions:
+            problems.append((where, fractions, "must be a list of labeled fractions, such as ['1/8', 'full']"))
+            continue
+        for i, text in enumerate(fractions):
+            try:
+                parse_fraction(text)
+            except ValueError:
+                problems.append((f"{where}.{i}", text, "must be 'full' or a fraction in (0, 1], such as 1/8"))
+    return problems
+
+
+def _unsplit(params: dict[str, Any], dataset: str, fraction: str) -> list[tuple[str, Any, str]]:
+    """The problem of a fraction the split stage does not make: the data set's list lacks it (one line for every
+    experiment on that fraction)."""
+    fractions = (params["datasets"][dataset] or {}).get("fractions")
+    if not isinstance(fractions, list) or parse_fraction(fraction) in _parsed(fractions):
+        return []
+    return [(f"datasets.{dataset}.fractions", fractions, f"has no {fraction}, the fraction of the experiment: the "
+                                                         "split stage makes none; add it, or change the experiment's")]
+
+
 def experiment(params: dict[str, Any], exp_id: str) -> Experiment:
     entry = _lookup(params, "experiments", exp_id)
     problems = [(k, entry[k], f"unknown key; an experiment sets {', '.join([*SPEC_KEYS, *LAYER_KEYS])}")
@@ -108,6 +147,9 @@ def experiment(params: dict[str, Any], exp_id: str) -> Experiment:
         problems.append(("fraction", entry["fraction"], "must be 'full' or a fraction in (0, 1], such as 1/8"))
     if problems:
         raise SettingsError(problems).prefixed(f"experiments.{exp_id}.")
+    unsplit = _unsplit(params, entry["dataset"], entry["fraction"])
+    if unsplit:
+        raise SettingsError(unsplit)
     rep = repeats(params)
     seeds = rep["seeds"] if rep.get("experiments", "all") == "all" or exp_id in rep["experiments"] else rep["seeds"][:1]
     return Experiment(exp_id, entry["dataset"], str(entry["fraction"]), entry["method"], entry["init"], tuple(seeds))
@@ -126,15 +168,21 @@ def layers(params: dict[str, Any], exp_id: str) -> list[tuple[dict[str, Any], st
     dataset = params["datasets"][d]
     found = [
         (defaults(params), "top level"),
-        (dataset.get("run"), f"datasets.{d}.run"),
-        (profile.get("run"), f"profiles.{name}.run"),
-        ((profile.get("datasets", {}).get(d) or {}).get("run"), f"profiles.{name}.datasets.{d}.run"),
+        *dataset_layers(params, d),
         (params["methods"][method], f"methods.{method}"),
         ((dataset.get("methods") or {}).get(method), f"datasets.{d}.methods.{method}"),
         ((profile.get("methods") or {}).get(method), f"profiles.{name}.methods.{method}"),
         ({k: v for k, v in params["experiments"][exp_id].items() if k in LAYER_KEYS}, f"experiments.{exp_id}"),
     ]
     return [(_check_layer(layer, where), where) for layer, where in found]
+
+
+def dataset_layers(params: dict[str, Any], dataset: str) -> list[tuple[dict[str, Any] | None, str]]:
+    """The layers that set what differs by data set and profile, before any method's, each with its place."""
+    name, profile = profile_section(params)
+    return [(params["datasets"][dataset].get("run"), f"datasets.{dataset}.run"),
+            (profile.get("run"), f"profiles.{name}.run"),
+            ((profile.get("datasets", {}).get(dataset) or {}).get("run"), f"profiles.{name}.datasets.{dataset}.run")]
 
 
 def run_tree(params: dict[str, Any], exp_id: str) -> dict[str, Any]:
@@ -147,22 +195,44 @@ def run_tree(params: dict[str, Any], exp_id: str) -> dict[str, Any]:
 
 def origins(params: dict[str, Any], exp_id: str) -> dict[str, str]:
     """For each setting (``optim.lr``), the layer its value in ``exp_id``'s tree comes from."""
-    found: dict[str, str] = {}
+    return origins_of(layers(params, exp_id))
+
+
+def origins_of(found: list[tuple[dict[str, Any] | None, str]]) -> dict[str, str]:
+    """For each setting of the layers ``found`` (first to last, later wins), the place of the layer that set it."""
+    found_at: dict[str, str] = {}
 
     def visit(node: Any, path: str, where: str) -> None:
-        for key in [k for k in found if k == path or k.startswith(path + ".")]:
+        for key in [k for k in found_at if k == path or k.startswith(path + ".")]:
             if not isinstance(node, dict) or not node:
-                del found[key]
+                del found_at[key]
         if isinstance(node, dict) and node:
             for key, value in node.items():
                 visit(value, f"{path}.{key}" if path else key, where)
         else:
-            found[path] = where
+            found_at[path] = where
 
-    for layer, where in layers(params, exp_id):
-        for key, value in layer.items():
+    for layer, where in found:
+        for key, value in (layer or {}).items():
             visit(value, key, where)
-    return found
+    return found_at
+
+
+def set_at(key: str, origin: dict[str, str]) -> str:
+    """The params.yaml path where the value of setting ``key`` (``optim.lr``, ``data.crop_size.1``) was set, as
+    ``origins_of`` found it (``profiles.demo.run.optim.lr``); ``key`` itself for the top level or no layer."""
+    parts = key.split(".")
+    for n in range(len(parts), 0, -1):
+        layer = origin.get(".".join(parts[:n]))
+        if layer is not None:
+            return key if layer == "top level" else f"{layer}.{key}"
+    return key
+
+
+def located(err: SettingsError, found: list[tuple[dict[str, Any] | None, str]]) -> SettingsError:
+    """``err`` with each key the path where its value was set in the layers ``found``."""
+    origin = origins_of(found)
+    return SettingsError([(set_at(key, origin), value, message) for key, value, message in err.problems])
 
 
 def canonical(cfg: RunConfig, fraction: str) -> RunConfig:
@@ -207,17 +277,22 @@ def resolve(params: dict[str, Any], exp_id: str) -> tuple[Experiment, RunConfig]
     tree = run_tree(params, exp_id)
     tree.pop("classifier")
     tree["optim"] = {**tree["optim"], "seed": exp.seeds[0]}
-    return exp, typed_run(tree, exp.dataset, exp.init, exp.fraction)
+    try:
+        return exp, typed_run(tree, exp.dataset, exp.init, exp.fraction)
+    except SettingsError as err:
+        raise located(err, layers(params, exp_id)) from None
 
 
 def dataset_data(params: dict[str, Any], dataset: str) -> DataConfig:
     """The data settings of ``dataset`` in the current profile, before any method's layer (the classifier's)."""
-    _, profile = profile_section(params)
-    tree = _lookup(params, "data")
-    for layer in (params["datasets"][dataset].get("run"), profile.get("run"),
-                  (profile.get("datasets", {}).get(dataset) or {}).get("run")):
+    found = [({"data": _lookup(params, "data")}, "top level"), *dataset_layers(params, dataset)]
+    tree: dict[str, Any] = {}
+    for layer, _ in found:
         tree = deep_merge(tree, (layer or {}).get("data"))
-    return from_dict(DataConfig, tree, "data.")
+    try:
+        return from_dict(DataConfig, tree, "data.")
+    except SettingsError as err:
+        raise located(err, found) from None
 
 
 def resolve_classifier(params: dict[str, Any], cls_id: str) -> dict[str, Any]:
@@ -226,12 +301,14 @@ def resolve_classifier(params: dict[str, Any], cls_id: str) -> dict[str, Any]:
     missing = [k for k in ("dataset", "fraction", "filters") if k not in entry]
     if missing:
         raise KeyError(f"classifiers.{cls_id} must name its {', '.join(missing)}")
-    _, profile = profile_section(params)
-    tree = _lookup(params, "classifier")
-    for layer in (params["datasets"][entry["dataset"]].get("run"), profile.get("run"),
-                  (profile.get("datasets", {}).get(entry["dataset"]) or {}).get("run")):
+    found = [({"classifier": _lookup(params, "classifier")}, "top level"), *dataset_layers(params, entry["dataset"])]
+    tree: dict[str, Any] = {}
+    for layer, _ in found:
         tree = deep_merge(tree, (layer or {}).get("classifier"))
-    config = from_dict(ClassifierConfig, tree, "classifier.")
+    try:
+        config = from_dict(ClassifierConfig, tree, "classifier.")
+    except SettingsError as err:
+        raise located(err, found) from None
     seeds: list[int] = []
     for exp_id in entry["filters"]:
         exp = experiment(params, exp_id)
@@ -243,17 +320,25 @@ def resolve_classifier(params: dict[str, Any], cls_id: str) -> dict[str, Any]:
             "filters": list(entry["filters"]), "seeds": seeds, "config": to_dict(config), "data": to_dict(data)}
 
 
-def pretraining_config(params: dict[str, Any], run: dict[str, Any], init: str, seed: int) -> RunConfig:
+def pretraining_config(params: dict[str, Any], run: dict[str, Any], init: str, seed: int,
+                       where: str = "pretrain_coco.run") -> RunConfig:
     """COCO pretraining as a run: the top-level sections, the profile's ``run``, then the pretraining's own
-    ``run`` overrides, with the cross-entropy alone (no latent branch, no discriminator)."""
+    ``run`` overrides (at ``where`` in params.yaml), with the cross-entropy alone (no latent branch, no
+    discriminator)."""
     name, profile = profile_section(params)
-    tree = deep_merge(defaults(params), _check_layer(profile.get("run"), f"profiles.{name}.run"))
-    tree = deep_merge(tree, _check_layer(run, "pretrain_coco.run"))
+    found = [(defaults(params), "top level"), (_check_layer(profile.get("run"), f"profiles.{name}.run"),
+                                               f"profiles.{name}.run"), (_check_layer(run, where), where)]
+    tree: dict[str, Any] = {}
+    for layer, _ in found:
+        tree = deep_merge(tree, layer)
     tree.pop("classifier")
     tree["objective"] = PAPER_METHOD.name  # with every term off: the cross-entropy alone
     tree["loss"] = {**tree["loss"], "latent": False, "consistency": False, "adversarial": "none"}
     tree["optim"] = {**tree["optim"], "seed": seed}
-    return typed_run(tree, COCO_DATASET, init, "full")
+    try:
+        return typed_run(tree, COCO_DATASET, init, "full")
+    except SettingsError as err:
+        raise located(err, found) from None
 
 
 def resolve_weights(params: dict[str, Any]) -> dict[str, Any]:
@@ -275,7 +360,8 @@ def resolve_weights(params: dict[str, Any]) -> dict[str, Any]:
             for key in ("seed", "init", "run"):
                 if key not in spec:
                     raise KeyError(f"{where}.pretrain_coco must set {key}")
-            cfg = pretraining_config(params, spec.pop("run"), spec["init"], spec.pop("seed"))
+            cfg = pretraining_config(params, spec.pop("run"), spec["init"], spec.pop("seed"),
+                                     f"{where}.pretrain_coco.run")
             plan[init] = {"pretrain_coco": spec, "config": to_dict(cfg)}
         else:
             raise ValueError(f"{where} must be null, {{published: <name>, ...}} or {{pretrain_coco: {{...}}}}, "
@@ -302,11 +388,45 @@ def report_settings(params: dict[str, Any]) -> dict[str, Any]:
 
 
 def check_all(params: dict[str, Any]) -> list[str]:
-    """Every problem of every experiment, classifier and initialisation, one line each (empty: all check): of the
-    profile in use, and the bad settings of the others (``dvc exp run -S profile=...`` would meet them). A problem
-    shared by several experiments is one line naming the first and how many more."""
+    """Every problem of the profile's name, the data sets' fractions, and every experiment, classifier and
+    initialisation, one line each (empty: all check): of the profile in use, and the bad settings of the others
+    (``dvc exp run -S profile=...`` would meet them). Each names the params.yaml path where the value was set; a
+    problem shared by several experiments is one line naming the first and how many more."""
+    try:
+        check_profile(params)
+    except UserError as err:
+        return [str(err)]
     seen: dict[tuple[str, str, str], list[str]] = {}
-    current = True
+    for key, value, message in check_datasets(params):
+        seen.setdefault((key, repr(value), message), []).append(f"data set {key.split('.')[1]}")
+    for name in sorted(params.get("profiles", {}), key=lambda p: p != params.get("profile")):
+        _check_profile(params, name, seen)
+    lines = []
+    for (key, value, message), places in seen.items():
+        at = places[0] + (f" and {len(places) - 1} more" if len(places) > 1 else "")
+        lines.append(f"params.yaml: {key} = {value} ({at}): {message}" if key else f"params.yaml ({at}): {message}")
+    return lines
+
+
+def check_experiment(params: dict[str, Any], exp_id: str) -> list[str]:
+    """The problems of one experiment in the profile in use, one line each, as ``check_all`` words them."""
+    try:
+        check_profile(params)
+        resolve(params, exp_id)
+    except SettingsError as err:
+        return [f"params.yaml: {key} = {value!r} (experiment {exp_id}): {message}"
+                for key, value, message in err.problems]
+    except (KeyError, ValueError) as err:
+        return [f"params.yaml (experiment {exp_id}): {err.args[0] if err.args else err}"]
+    return []
+
+
+def _check_profile(params: dict[str, Any], name: str, seen: dict[tuple[str, str, str], list[str]]) -> None:
+    """Add the problems of every experiment, classifier and initialisation in profile ``name`` to ``seen``,
+    keyed by problem, with the places that have it; those of the registry's own consistency (``KeyError``,
+    ``ValueError``) for the profile in use only."""
+    tagged, current = {**params, "profile": name}, name == params.get("profile")
+    where = "" if current else f"profile {name}, "
 
     def attempt(what: str, fn: Any, *args: Any) -> None:
         try:
@@ -314,21 +434,13 @@ def check_all(params: dict[str, Any]) -> list[str]:
         except SettingsError as err:
             for key, value, message in err.problems:
                 seen.setdefault((key, repr(value), message), []).append(what)
-        except (KeyError, ValueError) as err:  # the registry's own consistency: the profile in use only
+        except (KeyError, ValueError) as err:
             if current:
                 seen.setdefault(("", "", str(err.args[0] if err.args else err)), []).append(what)
 
-    for name in sorted(params.get("profiles", {}), key=lambda p: p != params.get("profile")):
-        tagged, current = {**params, "profile": name}, name == params.get("profile")
-        where = "" if current else f"profile {name}, "
-        attempt(f"{where}repeats", repeats, tagged)
-        for exp_id in params.get("experiments", {}):
-            attempt(f"{where}experiment {exp_id}", resolve, tagged, exp_id)
-        for cls_id in params.get("classifiers") or {}:
-            attempt(f"{where}classifier {cls_id}", resolve_classifier, tagged, cls_id)
-        attempt(f"{where}weights", resolve_weights, tagged)
-    lines = []
-    for (key, value, message), places in seen.items():
-        at = places[0] + (f" and {len(places) - 1} more" if len(places) > 1 else "")
-        lines.append(f"params.yaml: {key} = {value} ({at}): {message}" if key else f"params.yaml ({at}): {message}")
-    return lines
+    attempt(f"{where}repeats", repeats, tagged)
+    for exp_id in params.get("experiments", {}):
+        attempt(f"{where}experiment {exp_id}", resolve, tagged, exp_id)
+    for cls_id in params.get("classifiers") or {}:
+        attempt(f"{where}classifier {cls_id}", resolve_classifier, tagged, cls_id)
+    attempt(f"{where}weights", resolve_weights, tagged)

@@ -6,7 +6,9 @@
 An image goes through the run's evaluation transform (``data.augment.eval_transform``: resized where the data set
 is evaluated resized, as Cityscapes is; the Caffe mean subtracted; padded to ``data.eval_pad``, VOC's 505x505),
 then one forward pass on the whole of it; the logits are upsampled to the padded size as ``evaluate.evaluate``
-does, cropped to the image, and, for a resized data set, upsampled to the image's own size. The semantic map is
+does, cropped to the image, and, for a resized image, upsampled to the image's own size. An image larger than
+the padding is first scaled down to fit it (README, decisions), so any photo takes one forward pass of at most
+the padding's size. The semantic map is
 the argmax of the softmax, or, with Mittal et al.'s image classifier, of the logits it filters (``evaluate.
 filter_by_classifier``; the classifier reads the image its own way, ``ImageClassifier.preprocess``).
 Checkpoints are read with ``weights_only=True``: a file from elsewhere runs no code.
@@ -16,7 +18,6 @@ Errors about inputs are ``PredictError``: one line that names the file and what 
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,9 +29,10 @@ from torch import Tensor, nn
 
 from latentseg.colours import dataset_classes_and_palette
 from latentseg.config import FilterMode, RunConfig
-from latentseg.data.augment import eval_transform
+from latentseg.data.augment import eval_transform, resize_pair
 from latentseg.devices import resolve_device
 from latentseg.evaluate import filter_by_classifier, never_rejected, normalise_rows
+from latentseg.files import UnreadableFile, read_torch
 from latentseg.models.deeplab import DeepLabV2, upsample
 from latentseg.trained import RUN_FORMAT, cooccurrence
 from latentseg.trained import model_from_state as build_trained
@@ -51,25 +53,15 @@ def first_line(err: BaseException) -> str:
     return text.splitlines()[0] if text else type(err).__name__
 
 
-def load_failure(err: BaseException) -> str:
-    """Why ``torch.load(weights_only=True)`` refused a file, in a few words (torch's own message runs to lines)."""
-    text = str(err)
-    if found := re.search(r"Unsupported global: GLOBAL (\S+)", text):
-        return f"it holds a Python object, {found.group(1)}, that a weights-only load refuses"
-    if found := re.search(r"WeightsUnpickler error:\s*(\S.*)", text):
-        return found.group(1).strip()
-    return first_line(err).split(". ")[0]
-
-
 def read_checkpoint(path: str | Path, expected: str, fix: str) -> dict[str, Any]:
     """The dictionary saved at ``path`` if its ``format`` is ``expected``."""
     path = Path(path)
     if not path.is_file():
         raise PredictError(f"{path}: no such file; {fix}")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # not a torch file, truncated, or holding objects other than tensors and plain data
-        raise PredictError(f"{path}: not a checkpoint torch can read ({load_failure(err)}); {fix}") from err
+        state = read_torch(path, "a checkpoint", fix)
+    except UnreadableFile as err:  # not a torch file, truncated, or holding objects other than tensors and plain data
+        raise PredictError(str(err)) from err
     found = state.get("format") if isinstance(state, dict) else None
     if found != expected:
         known = FORMATS.get(found) if isinstance(found, str) else None
@@ -79,14 +71,28 @@ def read_checkpoint(path: str | Path, expected: str, fix: str) -> dict[str, Any]
     return state
 
 
+GREY_16 = ("I;16", "I;16L", "I;16B", "I;16N", "I")  # Pillow's modes of a 16-bit grey PNG ("I": older Pillows)
+
+
+def rgb(image: Image.Image) -> np.ndarray:
+    """(H, W, 3) uint8 of any Pillow image: 16-bit grey scaled to 8 bits (Pillow's ``convert`` clips it at 255,
+    which turns almost every pixel white), a palette through its colours, the rest as Pillow converts them."""
+    if image.mode in GREY_16:
+        grey = np.clip(np.asarray(image, dtype=np.int64), 0, 65535)
+        grey = ((grey * 255 + 32767) // 65535).astype(np.uint8)  # 65535 -> 255, rounded
+        return np.repeat(grey[..., None], 3, axis=2)
+    return np.asarray(image.convert("RGB")).copy()
+
+
 def read_image(path: str | Path) -> np.ndarray:
-    """(H, W, 3) uint8 RGB, turned upright as its EXIF orientation says (as image viewers show a photo)."""
+    """(H, W, 3) uint8 RGB (``rgb``), turned upright as its EXIF orientation says (as image viewers show a
+    photo)."""
     path = Path(path)
     if not path.is_file():
         raise PredictError(f"{path}: no such image; pass the path of a JPEG or PNG file")
     try:
         with Image.open(path) as im:
-            return np.asarray(ImageOps.exif_transpose(im).convert("RGB")).copy()
+            return rgb(ImageOps.exif_transpose(im))
     except (OSError, UnidentifiedImageError, SyntaxError) as err:
         raise PredictError(f"{path}: not an image Pillow can read ({first_line(err)}); pass a JPEG or PNG "
                            "file") from err
@@ -159,47 +165,80 @@ class Predictor:
             self.keep = never_rejected(self.classes, image_filter.mode)
         self.image_filter = image_filter
 
-    def check_size(self, height: int, width: int, name: str) -> None:
-        """A ``PredictError`` naming ``name`` for an image larger than the run's evaluation padding."""
+    def input_size(self, height: int, width: int) -> tuple[int, int]:
+        """Where the image lies in the network's input: the data set's evaluation size where it is evaluated
+        resized (Cityscapes), else the image's own, scaled down to fit the evaluation padding when it is larger
+        (README, decisions: a photo larger than VOC's 505 pixels is resized, not cut into windows)."""
+        if self.cfg.data.resize:
+            return self.cfg.data.resize
         pad = self.cfg.data.eval_pad
-        if pad and not self.cfg.data.resize and max(height, width) > pad:
-            raise PredictError(f"{name}: {height}x{width} pixels is larger than this run's evaluation padding "
-                               f"{pad}x{pad} (data.eval_pad); downscale or crop it to at most {pad} pixels a side")
+        if pad and max(height, width) > pad:
+            scale = pad / max(height, width)
+            return max(1, min(pad, round(height * scale))), max(1, min(pad, round(width * scale)))
+        return height, width
 
     @torch.inference_mode()
     def predict(self, image: np.ndarray, probabilities: bool = False, name: str = "image") -> Prediction:
-        """``image`` (H, W, 3) uint8 RGB -> the maps at (H, W)."""
+        """``image`` (H, W, 3) uint8 RGB -> the maps at (H, W), from one forward pass of at most the padding's
+        size: the network's memory is bounded whatever the image's size."""
         if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
             raise PredictError(f"{name}: expected an (H, W, 3) uint8 RGB array, got {image.shape} {image.dtype}")
         h, w = image.shape[:2]
-        self.check_size(h, w, name)
         pixels = torch.tensor(image).permute(2, 0, 1)  # a copy: the array may be read-only
-        x, _ = self.transform(pixels, torch.zeros((h, w), dtype=torch.uint8))
-        content = self.cfg.data.resize or (h, w)  # where the image lies in the padded input
+        content = self.input_size(h, w)
+        seen = pixels
+        if not self.cfg.data.resize and content != (h, w):  # the evaluation transform pads, it does not resize
+            seen, _ = resize_pair(pixels, torch.zeros((h, w), dtype=torch.uint8), content, antialias=True)
+        x, _ = self.transform(seen, torch.zeros(seen.shape[-2:], dtype=torch.uint8))
         x = x[None].to(self.device)
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast):
             out = self.model(x, with_latent=self.model.latent_head is not None)
-        logits = self._restore(out.semantic, tuple(x.shape[-2:]), content, (h, w))  # (1, C, H, W)
-        prob = logits.softmax(1)
-        presence, removed, scores = None, (), prob
+        logits = self._restore(out.semantic, tuple(x.shape[-2:]), content)  # (1, C, h, w) as evaluation has them
+        presence, removed = None, ()
         if self.image_filter is not None:
-            seen = self.image_filter.model.preprocess(pixels)[None].to(self.device)
-            presence = torch.sigmoid(self.image_filter.model(seen).float())  # (1, C)
-            scores = filter_by_classifier(logits, presence, self.image_filter.threshold, self.image_filter.mode,
-                                          self.keep)
+            presence = torch.sigmoid(self.image_filter.model(
+                self.image_filter.model.preprocess(pixels)[None].to(self.device)).float())  # (1, C)
             below = (presence[0] < self.image_filter.threshold).cpu().tolist()
             removed = tuple(c for c, out_of_it in enumerate(below) if out_of_it and c not in self.keep)
+        prob = None
+        if content == (h, w) or probabilities:  # the maps evaluation computes, at the image's size
+            full = upsample(logits, (h, w))
+            prob = full.softmax(1)
+            scores = prob if presence is None else filter_by_classifier(
+                full, presence, self.image_filter.threshold, self.image_filter.mode, self.keep)
+            semantic = scores.argmax(1)[0]
+        else:  # upsampled to a large image a class at a time: (H, W) maps in memory, not (C, H, W)
+            zero_logits = self.image_filter is not None and self.image_filter.mode == "zero_logits"
+            semantic = upsampled_argmax(logits, (h, w), zeroed=removed if zero_logits else (),
+                                        skipped=() if zero_logits else removed)
         latent = None
         if out.latent is not None:
-            latent = self._restore(out.latent, tuple(x.shape[-2:]), content, (h, w)).argmax(1)[0].cpu().numpy()
-        return Prediction(scores.argmax(1)[0].cpu().numpy(), latent,
-                          prob[0].cpu().numpy() if probabilities else None,
+            latent = upsampled_argmax(self._restore(out.latent, tuple(x.shape[-2:]), content), (h, w)).cpu().numpy()
+        return Prediction(semantic.cpu().numpy(), latent, prob[0].cpu().numpy() if probabilities else None,
                           None if presence is None else presence[0].cpu().numpy(), removed)
 
     @staticmethod
-    def _restore(logits: Tensor, padded: tuple[int, int], content: tuple[int, int],
-                 size: tuple[int, int]) -> Tensor:
-        """(1, n, h/8, w/8) logits -> (1, n, H, W) float: to the padded input as evaluation does, cropped to the
-        image there, then (a resized data set) to the image's own size."""
-        logits = upsample(logits, padded).float()[..., : content[0], : content[1]]
-        return upsample(logits, size)
+    def _restore(logits: Tensor, padded: tuple[int, int], content: tuple[int, int]) -> Tensor:
+        """(1, n, h/8, w/8) logits -> (1, n, h, w) float: to the padded input as evaluation does, cropped to where
+        the image lies in it."""
+        return upsample(logits, padded).float()[..., : content[0], : content[1]]
+
+
+def upsampled_argmax(logits: Tensor, size: tuple[int, int], zeroed: tuple[int, ...] = (),
+                     skipped: tuple[int, ...] = ()) -> Tensor:
+    """``upsample(logits, size).argmax(1)[0]`` of (1, n, h, w) ``logits`` (the first class on a tie), one channel
+    at a time: a few (H, W) maps in memory instead of n of them (a 12-megapixel photo's 21 VOC classes would
+    take 1 GB). The classifier's filter: ``zeroed`` channels count as 0 (``zero_logits``), ``skipped`` ones not
+    at all (``remove``)."""
+    best = torch.full(size, float("-inf"), device=logits.device)
+    index = torch.zeros(size, dtype=torch.int64, device=logits.device)
+    for c in range(logits.shape[1]):
+        if c in skipped:
+            continue
+        up = upsample(logits[:, c : c + 1], size)[0, 0]
+        if c in zeroed:
+            up = up * 0.0  # not in place: at the logits' own size, upsample returns them
+        better = up > best
+        index.masked_fill_(better, c)
+        torch.maximum(best, up, out=best)
+    return index

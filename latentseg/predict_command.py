@@ -12,16 +12,19 @@ For each image ``<name>.<ext>`` it writes, at the image's size, into ``--out``:
   without a latent head);
 - ``<name>_overlay.png``: the image blended with the semantic colours.
 
-Images are predicted as the validation set is (``latentseg/predict.py``): VOC runs take images up to their
-evaluation padding (505 pixels a side), Cityscapes runs resize to their evaluation size and back. ``--classifier``
+Images are predicted as the validation set is (``latentseg/predict.py``): VOC runs pad images to their
+evaluation padding (505 pixels a side) and scale a larger photo down to fit it, Cityscapes runs resize to their
+evaluation size; the maps come back at the image's own size. ``--classifier``
 applies Mittal et al.'s image classifier ("Proposed + Classifier"): ``auto`` finds the classifier trained with the
 same seed on the run's own split in ``runs/classifier-*``. Bad input stops with one line naming the file
-(exit status 2).
+(exit status 2) before anything is written; an image that fails later is one line, and the others go on (exit
+status 2 at the end).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import sys
 from pathlib import Path
@@ -66,11 +69,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     try:
-        predict_files(args)
+        failed = predict_files(args)
     except PredictError as err:
         print(f"latentseg predict: {err}", file=sys.stderr)
         return 2
-    return 0
+    return 2 if failed else 0
 
 
 def seed_of(folder: Path) -> int | None:
@@ -131,23 +134,35 @@ def load_image_filter(path: Path, num_classes: int, threshold: float | None) -> 
     return ImageFilter(model, float(threshold), mode)
 
 
-def check_images(paths: list[Path], predictor: Predictor) -> None:
-    """Before any work: every image exists, is one, fits the run's padding, and has an output name of its own."""
+def check_images(paths: list[Path]) -> None:
+    """Before any work: every image exists, is one, and has an output name of its own (any size will do)."""
     stems: dict[str, Path] = {}
     for path in paths:
         if not path.is_file():
             raise PredictError(f"{path}: no such image; pass the path of a JPEG or PNG file")
         try:
-            with Image.open(path) as im:  # reads the header only
-                width, height = im.size
+            with Image.open(path):  # reads the header only
+                pass
         except (OSError, SyntaxError) as err:
             raise PredictError(f"{path}: not an image Pillow can read ({first_line(err)}); pass a JPEG or PNG "
                                "file") from err
-        predictor.check_size(height, width, str(path))  # the padding is square: EXIF rotation cannot matter
         if path.stem in stems:
             raise PredictError(f"{path}: same name as {stems[path.stem]}, so their outputs would collide; "
                                "rename one or predict them into different --out folders")
         stems[path.stem] = path
+
+
+def make_out(out: Path) -> None:
+    """The ``--out`` folder, created; a ``PredictError`` where it cannot be (a file, a place not writable)."""
+    if out.exists() and not out.is_dir():
+        raise PredictError(f"{out}: --out is a file, not a folder; pass a folder (it is created if missing)")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise PredictError(f"{out}: cannot create the --out folder ({err.strerror}); pass a folder you can "
+                           "write to") from err
+    if not os.access(out, os.W_OK | os.X_OK):
+        raise PredictError(f"{out}: the --out folder is not writable; pass a folder you can write to")
 
 
 def save_palette_png(path: Path, labels: np.ndarray, palette: list[int]) -> None:
@@ -170,12 +185,14 @@ def write_prediction(out: Path, stem: str, image: np.ndarray, pred: Prediction, 
     return written
 
 
-def predict_files(args: argparse.Namespace) -> None:
+def predict_files(args: argparse.Namespace) -> int:
+    """Predict every image of ``args``; the number of images that failed (each said in one line)."""
     if args.seed is not None and args.run is None:
         raise PredictError("--seed picks a run of --run; with --checkpoint name the seed's file instead")
     checkpoint = args.checkpoint or find_checkpoint(args.run, args.seed)
     predictor = Predictor.from_checkpoint(checkpoint, args.device)
-    check_images(args.images, predictor)
+    check_images(args.images)
+    make_out(args.out)
     if args.classifier is not None:
         path = Path(args.classifier)
         if args.classifier == "auto":
@@ -187,10 +204,18 @@ def predict_files(args: argparse.Namespace) -> None:
     print(f"run {checkpoint} ({predictor.cfg.dataset}, {predictor.num_classes} classes, {k}) on {predictor.device}")
     if predictor.num_latent is None:
         print(f"{checkpoint}: this run has no latent head (objective {predictor.cfg.objective}): no latent maps")
-    for path in args.images:
-        image = read_image(path)
-        pred = predictor.predict(image, name=str(path))
-        written = write_prediction(args.out, path.stem, image, pred, predictor, args.alpha)
+    failed = 0
+    for path in args.images:  # one image that fails (a truncated file, a full disk) does not stop the others
+        try:
+            image = read_image(path)
+            pred = predictor.predict(image, name=str(path))
+            written = write_prediction(args.out, path.stem, image, pred, predictor, args.alpha)
+        except (PredictError, OSError) as err:
+            failed += 1
+            print(f"latentseg predict: {err if isinstance(err, PredictError) else f'{path}: {first_line(err)}'}",
+                  file=sys.stderr)
+            continue
         removed = [predictor.classes[c] for c in pred.removed]
         note = f"; classifier rejected {', '.join(removed)}" if removed else ""
         print(f"{path} ({image.shape[0]}x{image.shape[1]}): {', '.join(str(p) for p in written)}{note}")
+    return failed

@@ -9,6 +9,7 @@
 
 - ``progress``: any other loop (evaluation, data preparation): a tqdm bar on a terminal, plain lines in a log
   (a pipeline stage's output is a log: a bar would fill it with carriage returns).
+- ``UserError``: a problem the user fixes (a setting, a file, the machine), which a stage prints as its one line.
 """
 
 from __future__ import annotations
@@ -18,15 +19,33 @@ import logging
 import sys
 import time
 from collections.abc import Iterable, Iterator
+from pathlib import Path
+from types import TracebackType
 from typing import TypeVar
 
 log = logging.getLogger("latentseg")
 T = TypeVar("T")
 
 
+class UserError(ValueError):
+    """A problem the user can fix (a setting, a file, the machine): its message is one line that names what and
+    where. A stage prints that line alone (``configure_logging``); any other exception is a bug and keeps its
+    traceback."""
+
+
+def report_user_errors(kind: type[BaseException], error: BaseException, tb: TracebackType | None) -> None:
+    """``sys.excepthook`` of a stage: a ``UserError`` as ``<stage>: <its line>``, anything else as Python would."""
+    if isinstance(error, UserError):
+        print(f"{Path(sys.argv[0]).stem}: {error}", file=sys.stderr)
+    else:
+        sys.__excepthook__(kind, error, tb)
+
+
 def configure_logging() -> None:
-    """What every stage calls first: the library's INFO messages (progress, choices it makes) on the console."""
+    """What every stage calls first: the library's INFO messages (progress, choices it makes) on the console,
+    and a ``UserError`` that ends the stage printed as its one line (exit status 1), without a traceback."""
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    sys.excepthook = report_user_errors
 
 
 class Progress:

@@ -17,6 +17,7 @@ weights the runs read; they live where dvc.yaml puts them).
 from __future__ import annotations
 
 import argparse
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -37,6 +38,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--splits", type=Path, default=Path("data/splits"), help="their split lists")
     parser.add_argument("--weights", type=Path, default=Path("weights"), help="stage weights' output")
     parser.add_argument("--runs", type=Path, default=Path("runs"), help="the runs' folders")
+
+
+def slurm_missing() -> str | None:
+    """What this machine lacks to submit (``sbatch``) and follow (``squeue``) jobs, or None."""
+    missing = [command for command in ("sbatch", "squeue") if shutil.which(command) is None]
+    if not missing:
+        return None
+    return (f"{' and '.join(missing)} not found on PATH: this machine cannot submit or follow Slurm jobs; run "
+            "latentseg submit on the cluster's login node")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -86,9 +96,15 @@ def run(args: argparse.Namespace) -> int:
         print("nothing to submit: every run is finished and evaluated")
         return 0
     print(tabulate([(p.spec.name, p.reason) for p in pending], headers=["run", "why"]))
+    no_slurm = slurm_missing()
     if args.dry_run:
         print(f"\n{len(pending)} run(s) would be submitted, each: {resources}")
+        if no_slurm:
+            print(f"note: {no_slurm}")
         return 0
+    if no_slurm:
+        print(f"latentseg submit: {no_slurm}", file=sys.stderr)
+        return 1
     from latentseg.cluster.submit import submit
 
     try:

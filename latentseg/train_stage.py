@@ -24,6 +24,7 @@ from latentseg.classifier_runs import ClassifierJob, FilterJob, FilterOutcome, R
 from latentseg.cluster.rendezvous import adopt_slurm_rendezvous
 from latentseg.config import RunConfig
 from latentseg.data.layout import TrainData
+from latentseg.devices import check_device
 from latentseg.experiment_results import write_classifier, write_experiment
 from latentseg.methods import run_config
 from latentseg.models.init import resolve_init
@@ -146,6 +147,8 @@ def train_dataset(dataset: str, configs: Path, data: Path, splits: Path, weights
     if not experiments:
         raise SystemExit(f"no experiment of data set {dataset} in {configs / dataset}: add one to params.yaml "
                          "(experiments) and run stage resolve, or remove the data set")
+    for device in sorted({e.cfg.runtime.device for e in experiments}):
+        check_device(device)  # one line now if this machine lacks it, not a worker's error later
     inputs = Inputs(data, splits, weights)
     jobs, trained = build_jobs(experiments, inputs, out), classifier_jobs(classifiers, inputs, out)
     adopt_slurm_rendezvous()  # srun's tasks as torchrun's

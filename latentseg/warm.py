@@ -31,7 +31,6 @@ import signal
 import socket
 import sys
 import time
-import traceback
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -228,8 +227,8 @@ def _run_child(request: dict, fds: list[int]) -> None:
         code = exit_.code if isinstance(exit_.code, int) else (0 if exit_.code is None else 1)
         if exit_.code is not None and not isinstance(exit_.code, int):
             print(exit_.code, file=sys.stderr)
-    except BaseException:  # the stage's own error, printed as Python would
-        traceback.print_exc()
+    except BaseException:  # the stage's own error, printed as the stage's hook says (progress.configure_logging)
+        sys.excepthook(*sys.exc_info())
         code = 1
     finally:
         try:

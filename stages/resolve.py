@@ -28,7 +28,7 @@ from latentseg.files import atomic_write_text
 from latentseg.outputs import Outputs
 from latentseg.params import load_params
 from latentseg.planted import planted_groups
-from latentseg.progress import configure_logging
+from latentseg.progress import UserError, configure_logging
 
 
 def write(path: Path, doc: dict) -> None:
@@ -40,8 +40,11 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True, help="folder of the resolved files (configs)")
     args = parser.parse_args()
     configure_logging()
-    params = load_params()
-    problems = check_all(params)
+    try:
+        params = load_params()
+        problems = check_all(params)
+    except UserError as err:  # no parameter file, not YAML, or no such profile
+        problems = [str(err)]
     if problems:
         print("\n".join(problems), file=sys.stderr)
         print(f"resolve: {len(problems)} problem(s) in params.yaml; nothing written", file=sys.stderr)

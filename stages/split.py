@@ -26,7 +26,11 @@ def main() -> None:
     section = load_params()["datasets"][args.dataset]
     name = section.get("published_split")
     permutation = published_split_file(name, args.dataset, args.raw) if name else None
-    sizes = write_splits(args.data, args.out, section["fractions"], section["split_seed"], permutation=permutation)
+    try:
+        sizes = write_splits(args.data, args.out, section["fractions"], section["split_seed"],
+                             permutation=permutation)
+    except ValueError as err:  # a bad fraction or permutation (resolve checks the fractions first); nothing written
+        raise SystemExit(f"split@{args.dataset}: {err}") from None
     source = f"published split {name}" if name else f"split seed {section['split_seed']}"
     for slug, (n_lab, n_unl) in sizes.items():
         print(f"{args.dataset} {slug}: {n_lab} labeled, {n_unl} unlabeled ({source})")

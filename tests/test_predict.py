@@ -12,11 +12,12 @@ from PIL import Image
 
 from latentseg import cli
 from latentseg.classifier import ImageClassifier, save_classifier
-from latentseg.data.augment import eval_transform
+from latentseg.data.augment import eval_transform, resize_pair
 from latentseg.datasets.cityscapes import CITYSCAPES_PALETTE
 from latentseg.datasets.voc import VOC_PALETTE
+from latentseg.evaluate import filter_by_classifier
 from latentseg.models.deeplab import upsample
-from latentseg.predict import Predictor
+from latentseg.predict import Predictor, read_image, upsampled_argmax
 from tests.tiny_run import VOC_PAD, cityscapes_config, save_tiny_run, voc_config
 
 # (H, W): larger than the 32x32 training crop and not a multiple of 8; smaller than the crop; the padding itself
@@ -191,10 +192,79 @@ def test_missing_and_unreadable_images(voc_run, images, tmp_path, capsys):
     assert_one_line_error(capsys, run_cli("--checkpoint", voc_run[0], text, "--out", tmp_path / "o"), text)
 
 
-def test_image_too_large_for_the_evaluation_padding(voc_run, tmp_path, capsys):
-    [large] = write_images(tmp_path, {"large": (30, VOC_PAD + 6)})
-    line = assert_one_line_error(capsys, run_cli("--checkpoint", voc_run[0], large, "--out", tmp_path / "o"), large)
-    assert "eval_pad" in line
+def test_a_photo_larger_than_the_padding_is_scaled_to_fit_it_in_one_bounded_forward(voc_run, tmp_path, capsys):
+    """Issue 26: a VOC run refused any image over its 505-pixel padding, and one such image stopped the batch.
+    Now the image is scaled down to fit the padding (README, decisions): one forward pass of the padding's size,
+    its logits brought back to the image's size."""
+    sizes = {"strip": (30, 200), "small": (27, 35), "tall": (150, 90)}  # (H, W); the padding is VOC_PAD = 64
+    paths = write_images(tmp_path / "img", sizes)
+    assert run_cli("--checkpoint", voc_run[0], *paths[:2], "--out", tmp_path / "o") == 0
+    for path in paths[:2]:
+        assert Image.open(tmp_path / "o" / f"{path.stem}_semantic.png").size == sizes[path.stem][::-1]
+    predictor = Predictor.from_checkpoint(voc_run[0], "cpu")
+    assert predictor.input_size(*sizes["strip"]) == (10, VOC_PAD) and predictor.input_size(27, 35) == (27, 35)
+    fit, (h, w) = (VOC_PAD, 38), sizes["tall"]
+    assert predictor.input_size(h, w) == fit
+    seen: list[tuple[torch.Tensor, object]] = []
+    predictor.model.register_forward_hook(lambda module, args, out: seen.append((args[0], out)))
+    pred = predictor.predict(np.asarray(Image.open(paths[2]).convert("RGB")))
+    [(x, out)] = seen  # one forward pass, of the padding's size whatever the image's
+    pixels = torch.from_numpy(np.asarray(Image.open(paths[2]).convert("RGB")).copy()).permute(2, 0, 1)
+    small, _ = resize_pair(pixels, torch.zeros((h, w), dtype=torch.uint8), fit, antialias=True)
+    torch.testing.assert_close(x[0], eval_transform(voc_config().data)(small, torch.zeros(fit, dtype=torch.uint8))[0])
+    for found, logits in ((pred.semantic, out.semantic), (pred.latent, out.latent)):
+        expected = upsample(upsample(logits, (VOC_PAD, VOC_PAD))[..., : fit[0], : fit[1]], (h, w)).argmax(1)[0]
+        np.testing.assert_array_equal(found, expected.numpy())
+
+
+@pytest.mark.parametrize("mode", [None, "zero_logits", "remove"])
+def test_the_argmax_a_class_at_a_time_is_the_argmax_of_the_whole(mode):
+    logits = torch.randn(1, 6, 5, 7, generator=torch.Generator().manual_seed(0))
+    logits[0, 4] = -3.0  # a class below 0 everywhere: zero_logits makes it win where every other class is < 0
+    rejected = (1, 4)
+    full = upsample(logits, (40, 56))
+    if mode is not None:
+        presence = torch.ones(1, 6)
+        presence[0, list(rejected)] = 0.0
+        full = filter_by_classifier(full, presence, 0.5, mode)
+    found = upsampled_argmax(logits, (40, 56), zeroed=rejected if mode == "zero_logits" else (),
+                             skipped=rejected if mode == "remove" else ())
+    assert torch.equal(found, full.argmax(1)[0])
+
+
+def test_16_bit_grey_and_palette_pngs_are_converted(tmp_path):
+    ramp = np.linspace(0, 65535, 64 * 64).round().astype(np.uint16).reshape(64, 64)
+    Image.fromarray(ramp).save(tmp_path / "grey16.png")
+    grey = read_image(tmp_path / "grey16.png")
+    assert grey.shape == (64, 64, 3) and grey.dtype == np.uint8
+    np.testing.assert_array_equal(grey[..., 0], np.round(ramp / 257.0).astype(np.uint8))  # scaled, not clipped
+    assert (grey == 255).mean() < 0.01  # Pillow's own conversion: 99.6% white
+    palette = Image.fromarray((np.arange(64 * 64) % 3).astype(np.uint8).reshape(64, 64), "P")
+    palette.putpalette([200, 10, 10, 10, 200, 10, 10, 10, 200])
+    palette.save(tmp_path / "palette.png")
+    colours = read_image(tmp_path / "palette.png")
+    assert colours[0, :3].tolist() == [[200, 10, 10], [10, 200, 10], [10, 10, 200]]
+
+
+def test_an_out_that_is_a_file_or_below_one_is_one_line(voc_run, images, tmp_path, capsys):
+    taken = tmp_path / "taken"
+    taken.write_text("a file\n")
+    line = assert_one_line_error(capsys, run_cli("--checkpoint", voc_run[0], images[0], "--out", taken), taken)
+    assert "not a folder" in line
+    below = taken / "predictions"
+    assert "cannot create" in assert_one_line_error(
+        capsys, run_cli("--checkpoint", voc_run[0], images[0], "--out", below), below)
+
+
+def test_an_image_that_fails_does_not_stop_the_others(voc_run, images, tmp_path, capsys):
+    whole = (tmp_path / "whole.png")
+    Image.fromarray(np.zeros((40, 40, 3), dtype=np.uint8) + 90).save(whole)
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(whole.read_bytes()[:60])  # its header reads, its pixels do not
+    code = run_cli("--checkpoint", voc_run[0], broken, images[0], "--out", tmp_path / "o")
+    assert code == 2 and (tmp_path / "o" / f"{images[0].stem}_semantic.png").is_file()
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and str(broken) in err and "Traceback" not in err
 
 
 def other_files(folder: Path) -> dict[str, Path]:

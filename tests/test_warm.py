@@ -92,6 +92,29 @@ def test_a_stage_through_the_server_behaves_as_run_directly(tmp_path, light_serv
     assert "latentseg modules ['latentseg', 'latentseg.warm']" in warm.stdout  # nothing of the server's kept
 
 
+USER_ERROR = """\
+from latentseg.warm import hand_over
+
+hand_over()
+
+from latentseg.progress import UserError, configure_logging
+
+configure_logging()
+raise UserError("params.yaml: profile = 'nope': must be one of demo, paper")
+"""
+
+
+def test_a_stage_ended_by_a_user_error_prints_its_one_line_with_or_without_the_server(tmp_path, light_server):
+    script = tmp_path / "stages" / "resolve.py"
+    script.parent.mkdir()
+    script.write_text(USER_ERROR)
+    env = _env(tmp_path)
+    direct = _run(script, tmp_path, env)
+    warm = _run(script, tmp_path, {**env, ENV: str(light_server)})
+    assert direct.returncode == warm.returncode == 1
+    assert direct.stderr == warm.stderr == "resolve: params.yaml: profile = 'nope': must be one of demo, paper\n"
+
+
 def test_code_changed_on_disk_is_the_code_that_runs(tmp_path, light_server, probe):
     env = _env(tmp_path, **{ENV: str(light_server)})
     first = _run(probe, tmp_path, env).stdout

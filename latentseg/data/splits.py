@@ -11,7 +11,9 @@ prepared ``train.txt`` (``prepare/published_splits.py`` fetches theirs).
 from __future__ import annotations
 
 import importlib
+import os
 import pickle
+import shutil
 from collections.abc import Sequence
 from pathlib import Path, PurePosixPath
 from typing import ClassVar
@@ -19,6 +21,7 @@ from typing import ClassVar
 import numpy as np
 
 from latentseg.data.layout import Sample, fraction_slug, parse_fraction, read_list, write_list
+from latentseg.files import temporary_sibling
 
 
 def split_labeled(
@@ -65,15 +68,19 @@ def resolve_ids(ids: Sequence[str], train: Sequence[Sample], *, source: str = "t
 
 
 class _ArrayOnlyUnpickler(pickle.Unpickler):
-    """Unpickles plain containers and numpy arrays, nothing else: a downloaded pickle cannot run code."""
+    """Unpickles plain containers and numpy arrays, nothing else: a downloaded pickle cannot run code.
+
+    The globals are those numpy's pickles name, at every protocol: ``_reconstruct`` (protocols 0-4),
+    ``_frombuffer`` (protocol 5's out-of-band buffers), ``scalar``, and ``_codecs.encode``, with which Python 3
+    writes an array's bytes at protocols 0-2; each only builds an array (or bytes) from data.
+    """
 
     _ALLOWED: ClassVar[set[tuple[str, str]]] = {
         ("numpy", "ndarray"),
         ("numpy", "dtype"),
-        ("numpy.core.multiarray", "_reconstruct"),
-        ("numpy._core.multiarray", "_reconstruct"),
-        ("numpy.core.multiarray", "scalar"),
-        ("numpy._core.multiarray", "scalar"),
+        *((f"numpy.{core}.{module}", name) for core in ("core", "_core")
+          for module, name in (("multiarray", "_reconstruct"), ("multiarray", "scalar"), ("numeric", "_frombuffer"))),
+        ("_codecs", "encode"),
     }
 
     def find_class(self, module: str, name: str):
@@ -147,18 +154,30 @@ def write_splits(
 ) -> dict[str, tuple[int, int]]:
     """For each fraction write ``<splits_dir>/<fraction_slug>/{labeled,unlabeled}.txt`` from the
     prepared ``train.txt``: a seeded permutation (``split_labeled``), or the published ``permutation``
-    pickle if given (``seed`` is then unused). Returns ``{slug: (n_labeled, n_unlabeled)}``."""
+    pickle if given (``seed`` is then unused). Returns ``{slug: (n_labeled, n_unlabeled)}``.
+
+    The lists are written into a temporary folder beside ``splits_dir``, which then replaces it: a split that
+    fails (a bad fraction, a permutation of another list) leaves ``splits_dir`` as it was, never half written."""
+    splits_dir = Path(splits_dir)
     train = read_list(Path(prepared) / "train.txt")
     order = load_index_permutation(permutation) if permutation is not None else None
     sizes = {}
-    for fraction in fractions:
-        if order is None:
-            labeled, unlabeled = split_labeled(train, fraction, seed)
-        else:
-            labeled, unlabeled = split_from_permutation(
-                train, order, fraction, reference=reference, source=str(permutation)
-            )
-        slug = fraction_slug(fraction)
-        write_split(Path(splits_dir) / slug, labeled, unlabeled)
-        sizes[slug] = (len(labeled), len(unlabeled))
+    tmp = temporary_sibling(splits_dir, folder=True)
+    try:
+        for fraction in fractions:
+            if order is None:
+                labeled, unlabeled = split_labeled(train, fraction, seed)
+            else:
+                labeled, unlabeled = split_from_permutation(
+                    train, order, fraction, reference=reference, source=str(permutation)
+                )
+            slug = fraction_slug(fraction)
+            write_split(tmp / slug, labeled, unlabeled)
+            sizes[slug] = (len(labeled), len(unlabeled))
+        if splits_dir.exists():
+            shutil.rmtree(splits_dir)
+        os.replace(tmp, splits_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     return sizes

@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from latentseg.files import atomic_torch_save
+from latentseg.files import atomic_torch_save, read_torch
 
 INIT_FORMAT = "latentseg-init"
 MANIFEST = "manifest.json"
@@ -75,7 +75,7 @@ def load_init(model: nn.Module, path: str | Path, latent_from_semantic: bool = F
     except that ``latent_from_semantic`` starts it as a copy of the semantic head (Table 5's symmetric-KL
     variant, whose two semantic branches are trained alike).
     """
-    state = torch.load(path, map_location="cpu", weights_only=False)
+    state = read_torch(path, "an initial-weights file", "run `dvc repro weights`")
     if not isinstance(state, dict) or state.get("format") != INIT_FORMAT:
         raise ValueError(f"{path} is not an initial-weights file of the weights stage; run `dvc repro weights`")
     num_classes = model.semantic_head.conv2d_list[0].out_channels

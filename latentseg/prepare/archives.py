@@ -16,10 +16,11 @@ import os
 import shutil
 import stat
 import tarfile
-import tempfile
 import zipfile
 from collections.abc import Sequence
 from pathlib import Path, PurePosixPath
+
+from latentseg.files import temporary_sibling
 
 log = logging.getLogger(__name__)
 
@@ -87,8 +88,7 @@ def extract(archive: str | Path, dest: str | Path, *, prefixes: Sequence[str] | 
         return dest
     if is_extracted(dest):
         log.info("%s changed since it was extracted into %s; extracting again", archive.name, dest)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".tmp"))
+    tmp = temporary_sibling(dest, folder=True)  # mkdtemp's would be private (0700) whatever the umask
     try:
         log.info("extracting %s into %s", archive, dest)
         if zipfile.is_zipfile(archive):

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from latentseg.config import STRICT, from_dict
+from latentseg.devices import check_device
 from latentseg.files import atomic_write_json
 from latentseg.methods import run_config
 from latentseg.models.init import MANIFEST
@@ -33,6 +34,9 @@ class PublishedSpec:
 def make_weights(plan: dict[str, Any], out: str | Path, raw_dir: str | Path, work_dir: str | Path,
                  log: Logger | None = None) -> dict[str, dict | None]:
     """Make every initialisation of ``plan`` in ``out`` and write ``out/manifest.json``; returns the manifest."""
+    for init in ("imagenet", "coco"):  # a device this machine lacks: one line now, not after the downloads
+        if isinstance(plan.get(init), dict) and "pretrain_coco" in plan[init]:
+            check_device(plan[init]["config"]["runtime"]["device"])
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     manifest: dict[str, dict | None] = {}

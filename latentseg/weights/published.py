@@ -14,11 +14,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import torch
 from torch import Tensor
 
 from latentseg.datasets.voc import VOC_CLASSES
-from latentseg.files import file_digest
+from latentseg.files import file_digest, read_torch
 from latentseg.models.deeplab import DeepLabV2
 from latentseg.models.init import save_init
 from latentseg.prepare.download import ChecksumError, DownloadError, OfflineError, Remote, verify
@@ -74,11 +73,8 @@ def published_spec(name: str) -> Published:
 def load_checkpoint_file(path: str | Path) -> dict[str, Tensor]:
     """The state dict in a released ``.pth`` (read with ``weights_only``: a downloaded file runs no code)."""
     path = Path(path)
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:
-        raise ValueError(f"{path} cannot be read as a PyTorch checkpoint ({err}); it is damaged or not the "
-                         "published file: delete it and fetch it again") from err
+    state = read_torch(path, "a PyTorch checkpoint", "it is damaged or not the published file: delete it and "
+                       "fetch it again")
     if isinstance(state, Mapping) and isinstance(state.get("state_dict"), Mapping):
         state = state["state_dict"]
     if not isinstance(state, Mapping) or not all(isinstance(v, Tensor) for v in state.values()):

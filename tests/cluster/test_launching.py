@@ -9,6 +9,7 @@ from dataclasses import replace
 import pytest
 import torch
 
+from latentseg import cli
 from latentseg.cluster.pending import RunSpec, changed_keys, why_pending
 from latentseg.cluster.rendezvous import adopt_slurm_rendezvous, first_host, slurm_rendezvous
 from latentseg.cluster.settings import cluster_settings, executor_parameters
@@ -207,3 +208,16 @@ def test_a_classifier_is_a_cluster_run_pending_until_its_identity_is_saved(tmp_p
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(yaml.safe_dump(doc, sort_keys=False))
     assert pending_classifiers(layout, {"voc-1_8": "voc"})[0].reason.startswith("changed")
+
+
+@pytest.mark.parametrize("missing", [("sbatch", "squeue"), ("squeue",)])
+def test_a_dry_run_says_when_slurm_is_missing(missing, tmp_path, monkeypatch, capsys):
+    exp, cfg = resolve(PARAMS, "voc-1_8-proposed")
+    layout = make_layout(tmp_path, exp.id, cfg, make_data(tmp_path / "data" / "voc"), exp.fraction, list(exp.seeds))
+    monkeypatch.setattr("shutil.which", lambda name, *args, **kw: None if name in missing else f"/usr/bin/{name}")
+    code = cli.main(["submit", "--dry-run", "--params", str(REPO / "params.yaml"), "--experiments", exp.id,
+                     "--configs", str(layout.configs), "--data", str(layout.data), "--splits", str(layout.splits),
+                     "--weights", str(layout.weights), "--runs", str(layout.runs)])
+    out = capsys.readouterr().out
+    assert code == 0 and "missing: no checkpoint" in out
+    assert f"{' and '.join(missing)} not found" in out.splitlines()[-1], out

@@ -141,3 +141,26 @@ def test_python2_style_list_pickle(tmp_path):
     with open(tmp_path / "p.pkl", "wb") as f:
         pickle.dump([2, 0, 1], f, protocol=2)
     assert load_index_permutation(tmp_path / "p.pkl").tolist() == [2, 0, 1]
+
+
+@pytest.mark.parametrize("protocol", range(pickle.HIGHEST_PROTOCOL + 1))
+@pytest.mark.parametrize("kind", ["array", "list", "int32 array"])
+def test_a_permutation_pickled_at_any_protocol_is_read(kind, protocol, tmp_path):
+    order = np.random.default_rng(0).permutation(7)
+    value = {"array": order, "list": order.tolist(), "int32 array": order.astype(np.int32)}[kind]
+    (tmp_path / "p.pkl").write_bytes(pickle.dumps(value, protocol=protocol))
+    assert load_index_permutation(tmp_path / "p.pkl").tolist() == order.tolist()
+
+
+@pytest.mark.parametrize("protocol", [2, 5])
+def test_a_payload_beside_an_array_is_refused_without_running(protocol, tmp_path):
+    marker = tmp_path / "payload-ran"
+
+    class Payload:
+        def __reduce__(self):
+            return os.system, (f"touch {marker}",)
+
+    (tmp_path / "p.pkl").write_bytes(pickle.dumps([np.arange(3), Payload()], protocol=protocol))
+    with pytest.raises(ValueError, match=r"p\.pkl .*refusing to load posix\.system"):
+        load_index_permutation(tmp_path / "p.pkl")
+    assert not marker.exists()

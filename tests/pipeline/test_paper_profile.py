@@ -145,7 +145,7 @@ def test_the_paper_profile_runs_end_to_end(tmp_path, warm_stages):
     for exp in ("voc-1_8-proposed", "voc-1_8-s4gan"):
         assert "seed-1234" in json.loads((repo / "results" / exp / "classifier.json").read_text())["runs"]
 
-    saved = torch.load(repo / "runs/voc-1_8-hung/seed-1234/checkpoint.pt", map_location="cpu", weights_only=False)
+    saved = torch.load(repo / "runs/voc-1_8-hung/seed-1234/checkpoint.pt", map_location="cpu", weights_only=True)
     config = saved["config"]  # the paper's recipe, not the demo's
     assert config["model"] == {"backbone": "resnet101", "aspp_branches": 2, "freeze_bn_stats": False}
     assert (config["data"]["random_scale"], config["data"]["mirror"]) == (False, False)

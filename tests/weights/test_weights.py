@@ -54,7 +54,7 @@ def test_fetch_published_coco_maps_strictly_and_initialises_a_run(hung_file, ser
     state, remote = hung_file
     out = fetch_published("deeplab_coco", tmp_path / "weights" / "coco.pt", remotes=(remote,),
                           cache=tmp_path / "raw", backbone="tiny", **FAST)
-    saved = torch.load(out, weights_only=False)
+    saved = torch.load(out, weights_only=True)
     assert saved["format"] == INIT_FORMAT and saved["backbone"] == "tiny" and len(saved["classes"]) == 21
     assert torch.equal(saved["model"]["backbone.layer3.0.downsample.0.weight"], state["layer3.0.downsample.0.weight"])
     assert torch.equal(saved["model"]["semantic_head.conv2d_list.3.bias"], state["layer5.conv2d_list.3.bias"])
@@ -113,7 +113,7 @@ def test_a_copy_the_user_has_is_used_without_network(monkeypatch, refused_url, t
     nowhere = Remote((refused_url,), "resnet101-00000000.pth", sha256=_sha256(path)[:8])
     monkeypatch.setenv("LATENTSEG_IMAGENET_WEIGHTS", str(path))
     out = fetch_published("torchvision_resnet101", tmp_path / "imagenet.pt", remotes=(nowhere,), backbone="tiny")
-    saved = torch.load(out, weights_only=False)
+    saved = torch.load(out, weights_only=True)
     assert saved["classes"] == [] and all(k.startswith("backbone.") for k in saved["model"])
     # a copy matching no published checksum is refused, unless the user says it is a re-saved copy
     other = Remote((refused_url,), "resnet101-00000000.pth", sha256="00000000")
@@ -144,7 +144,7 @@ def test_full_size_hung_checkpoint_converts(tmp_path):
     state = hung_coco_state(full=True, prefixed=False)
     path = _save(state, tmp_path / "resnet101COCO.pth", legacy=True)
     out = fetch_published("deeplab_coco", tmp_path / "coco.pt", source=path, verify_checksum=False)
-    saved = torch.load(out, weights_only=False)["model"]
+    saved = torch.load(out, weights_only=True)["model"]
     assert len([k for k in saved if k.startswith("backbone.")]) == len(model.backbone.state_dict())
     assert torch.equal(saved["backbone.layer3.22.conv3.weight"], state["layer3.22.conv3.weight"])
 
@@ -165,7 +165,7 @@ def test_demo_weights_stage_pretrains_on_coco_format_data_and_writes_the_manifes
     manifest = make_weights(resolve_weights(_demo_params()), out, tmp_path / "raw", tmp_path / "work")
     assert manifest["imagenet"] is None and manifest["coco"]["file"] == "coco.pt"
     assert json.loads((out / "manifest.json").read_text())["weights"] == manifest
-    saved = torch.load(out / "coco.pt", weights_only=False)
+    saved = torch.load(out / "coco.pt", weights_only=True)
     assert saved["format"] == INIT_FORMAT and saved["classes"][15] == "person"
     # what the training stage does with it
     assert resolve_init(out, "imagenet") is None  # the demo makes none: random by design
