@@ -94,7 +94,7 @@ def test_predict_and_submit_refuse_a_hostile_checkpoint_in_one_line(tmp_path, mo
     exp, cfg = resolve(params, "voc-1_8-proposed")
     data = make_data(tmp_path / "data" / "voc")
     layout = make_layout(tmp_path, exp.id, cfg, data, exp.fraction, list(exp.seeds))
-    path, marker = hostile(layout.runs / exp.id / f"seed-{exp.seeds[0]}")
+    path, marker = hostile(layout.outputs.run_folder(exp.dataset, exp.id, exp.seeds[0]))
     monkeypatch.chdir(tmp_path)
     (tmp_path / "params.yaml").write_text((ROOT / "params.yaml").read_text())
     assert cli.main(["predict", "--checkpoint", str(path), str(path), "--out", str(tmp_path / "o")]) == 2

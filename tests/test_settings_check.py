@@ -104,8 +104,8 @@ def test_a_bad_value_gets_one_line_and_no_configuration(path, value, expected, t
 def test_the_committed_parameters_check_and_are_written(tmp_path, monkeypatch, capsys):
     code, err = run_resolve(copy.deepcopy(PARAMS), tmp_path, monkeypatch, capsys)
     assert code == 0 and err == ""
-    assert len(list((tmp_path / "configs").glob("*/*.yaml"))) == len(PARAMS["experiments"]) + \
-        len(PARAMS["classifiers"])
+    assert len(list((tmp_path / "configs").glob("*/*.yaml"))) == len(PARAMS["experiments"])
+    assert len(list((tmp_path / "configs").glob("*/classifiers/*.yaml"))) == len(PARAMS["classifiers"])
     assert sorted(p.name for p in (tmp_path / "configs").glob("*.yaml")) == ["reports.yaml", "weights.yaml"]
 
 

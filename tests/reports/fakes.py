@@ -27,9 +27,9 @@ def write_runs(results: Path, exp: str, runs: dict[str, dict[str, float]], datas
 
 
 def write_filtered(results: Path, classifier: str, per_experiment: dict[str, dict[str, dict[str, float]]],
-                   profile: str = "demo") -> Path:
-    """``results/classifiers/<id>.json``: the runs of each experiment the classifier filters."""
-    path = Outputs(results=results).classifier_file(classifier)
+                   dataset: str = "voc", profile: str = "demo") -> Path:
+    """``results/metrics/<dataset>/classifier-<id>.json``: the runs of each experiment the classifier filters."""
+    path = Outputs(results=results).classifier_file(dataset, classifier)
     path.parent.mkdir(parents=True, exist_ok=True)
     doc = {"profile": profile, "classifier": classifier,
            "filtered": {exp: _doc(runs) for exp, runs in per_experiment.items()}}
