@@ -55,6 +55,7 @@ class DataConfig:
     mirror: bool  # random horizontal flips
     resize: Size | None  # (H, W) applied first, training and evaluation; Cityscapes: (512, 1024)
     workers: NonNegativeInt  # data-loading processes per training stream
+    in_memory: bool  # keep every decoded image and mask in memory (per process): for data sets that fit
     eval_pad: PositiveInt | None  # pad validation images to this square (VOC: 505, padding ignored)
     # What the unlabeled stream of a "full" split (no unlabeled image) holds: "none" turns the terms on
     # unlabeled images off; "labeled" feeds the labeled images, unlabeled. None: the split is not full.
@@ -120,7 +121,10 @@ class RuntimeConfig:
     log_every: PositiveInt  # a progress line and the training curves every this many steps
     checkpoint_every: PositiveInt
     eval_every: NonNegativeInt  # validation mIoU during training every this many steps (0: only at the end)
-    parallel_runs: PositiveInt  # runs (seeds) of one experiment trained side by side, one process each
+    parallel_runs: PositiveInt  # runs of a data set trained side by side, one process each
+    # torch's threads per run; null: the machine's cores over parallel_runs. Fixed, a run rounds alike on any
+    # machine of any core count (the demo: 1, which is also the fastest for its small networks)
+    threads: PositiveInt | None
 
 
 @dataclass(frozen=True)

@@ -160,9 +160,10 @@ def train_and_evaluate(job: RunJob) -> RunOutcome:
     return RunOutcome(job.experiment, job.label, metrics, p_latent, p_latent_val, line)
 
 
-def run_all(jobs: list[Job], parallel: int) -> Iterator[Any]:
+def run_all(jobs: list[Job], parallel: int, threads: int | None = None) -> Iterator[Any]:
     """Every job's outcome: the finished ones without any work, then the others, ``parallel`` at a time in worker
-    processes (in this process if 1, or under torchrun: every process takes part in each job), as each ends."""
+    processes (in this process if 1, or under torchrun: every process takes part in each job), as each ends.
+    ``threads``: torch's threads in each worker (None: the cores over the workers)."""
     todo = []
     for job in jobs:
         if distributed.current().world == 1 and (done := job.finished()) is not None:
@@ -175,7 +176,7 @@ def run_all(jobs: list[Job], parallel: int) -> Iterator[Any]:
             yield job()
         return
     processes = min(parallel, len(todo))
-    threads = max(1, (os.cpu_count() or 1) // processes)
+    threads = threads or max(1, (os.cpu_count() or 1) // processes)
     with _belonging_to_this_process(), _process_context().Pool(processes, _worker_init, (threads,)) as pool:
         yield from pool.imap_unordered(_in_worker, todo)
 

@@ -156,8 +156,9 @@ def train_dataset(dataset: str, configs: Path, data: Path, splits: Path, weights
     if procs.is_main:
         remove_stale(out, dataset, experiments, classifiers)
     parallel = max(e.cfg.runtime.parallel_runs for e in experiments) if procs.world == 1 else 1
+    threads = experiments[0].cfg.runtime.threads
     outcomes: dict[str, list[RunOutcome]] = {e.id: [] for e in experiments}
-    for outcome in run_all([*jobs, *trained] if procs.world == 1 else jobs, parallel):
+    for outcome in run_all([*jobs, *trained] if procs.world == 1 else jobs, parallel, threads):
         if isinstance(outcome, RunOutcome):
             outcomes[outcome.experiment].append(outcome)
         if procs.is_main:
@@ -169,7 +170,7 @@ def train_dataset(dataset: str, configs: Path, data: Path, splits: Path, weights
         for job in trained:
             print(job().summary, flush=True)
     filtered: dict[str, list[FilterOutcome]] = {c.id: [] for c in classifiers}
-    for outcome in run_all(filter_jobs(trained, jobs), parallel):
+    for outcome in run_all(filter_jobs(trained, jobs), parallel, threads):
         filtered[outcome.classifier].append(outcome)
         print(outcome.summary, flush=True)
     classes = inputs.split(experiments[0].fraction).meta.classes

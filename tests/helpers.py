@@ -21,12 +21,13 @@ PARAMS = load_params(ROOT / "params.yaml")
 
 TINY: dict[str, Any] = {
     "model": {"backbone": "tiny", "freeze_bn_stats": False},
-    "data": {"crop_size": [32, 32], "workers": 0, "eval_pad": None, "random_scale": True,
+    "data": {"crop_size": [32, 32], "workers": 0, "in_memory": False, "eval_pad": None, "random_scale": True,
              "scale_range": [0.8, 1.2], "mirror": True},
     "optim": {"iterations": 6, "batch_size": 4, "lr": 0.01, "seed": 1234},
     "latent": {"k": 5},
     "discriminator": {"width": 8},
-    "runtime": {"device": "cpu", "log_every": 1, "checkpoint_every": 3, "eval_every": 0, "parallel_runs": 1},
+    "runtime": {"device": "cpu", "log_every": 1, "checkpoint_every": 3, "eval_every": 0, "parallel_runs": 1,
+                "threads": None},
 }
 
 

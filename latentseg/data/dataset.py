@@ -35,6 +35,19 @@ def load_mask(path: Path) -> Tensor:
         raise ValueError(f"cannot read mask {path} ({err}); re-run the prepare stage for this data set") from err
 
 
+_DECODED: dict[tuple[Path, bool], Tensor] = {}  # this process's decoded files (``in_memory``), by (path, is mask)
+
+
+def _decoded(path: Path, mask: bool, in_memory: bool) -> Tensor:
+    """The decoded image (or mask) at ``path``; with ``in_memory``, decoded once per process and copied out."""
+    if not in_memory:
+        return load_mask(path) if mask else load_image(path)
+    key = (path, mask)
+    if key not in _DECODED:
+        _DECODED[key] = load_mask(path) if mask else load_image(path)
+    return _DECODED[key].clone()
+
+
 class SegmentationDataset(Dataset):
     """Samples of a prepared data set: ``(image (3, H, W) float, mask (H, W) int64, index)``.
 
@@ -44,11 +57,12 @@ class SegmentationDataset(Dataset):
     """
 
     def __init__(self, root: str | Path, samples: str | Path | list[Sample], transform: Transform | None,
-                 with_mask: bool = True) -> None:
+                 with_mask: bool = True, in_memory: bool = False) -> None:
         self.root = Path(root)
         self.samples = read_list(samples) if isinstance(samples, str | Path) else list(samples)
         self.transform = transform
         self.with_mask = with_mask
+        self.in_memory = in_memory
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -58,9 +72,9 @@ class SegmentationDataset(Dataset):
         resumed run sees the same crops as an uninterrupted one, whatever the number of workers."""
         index, seed = key if isinstance(key, tuple) else (key, None)
         sample = self.samples[index]
-        image = load_image(self.root / sample.image)
+        image = _decoded(self.root / sample.image, False, self.in_memory)
         if self.with_mask:
-            mask = load_mask(self.root / sample.mask)
+            mask = _decoded(self.root / sample.mask, True, self.in_memory)
             if mask.shape != image.shape[-2:]:
                 raise ValueError(f"mask {self.root / sample.mask} is {tuple(mask.shape)} but image "
                                  f"{self.root / sample.image} is {tuple(image.shape[-2:])}; re-run the prepare stage")
@@ -87,6 +101,6 @@ def pad_collate(batch: list[tuple[Tensor, Tensor, int]]) -> tuple[Tensor, Tensor
 
 def eval_loader(root: str | Path, cfg: DataConfig, batch_size: int = 8, workers: int | None = None) -> DataLoader:
     """The validation set of a prepared data set, batched (padding is ignored by the metrics)."""
-    val = SegmentationDataset(root, Path(root) / "val.txt", eval_transform(cfg))
+    val = SegmentationDataset(root, Path(root) / "val.txt", eval_transform(cfg), in_memory=cfg.in_memory)
     return DataLoader(val, batch_size=batch_size, num_workers=cfg.workers if workers is None else workers,
                       collate_fn=pad_collate)

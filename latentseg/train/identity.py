@@ -29,7 +29,8 @@ from latentseg.train import checkpoint as ckpt
 TRAINING_CODE = "latentseg.train.trainer"  # the loop; its import closure is the code a checkpoint is made with
 __all__ = ["NOT_COMPUTATION", "TRAINING_CODE", "identity", "resumable_state", "resume_step"]
 # Settings that change how a run is executed (logs, checkpoints, processes), never what it computes.
-EXECUTION_ONLY = {"runtime": ("log_every", "checkpoint_every", "eval_every", "parallel_runs"), "data": ("workers",)}
+EXECUTION_ONLY = {"runtime": ("log_every", "checkpoint_every", "eval_every", "parallel_runs", "threads"),
+                  "data": ("workers", "in_memory")}
 
 
 def code_fingerprint(objective: str) -> str:

@@ -47,7 +47,8 @@ class Streams:
 
     def _stream(self, samples: list[Sample], number: int, with_mask: bool = True) -> Iterator:
         o = self.cfg.optim
-        dataset = SegmentationDataset(self.data.root, samples, train_transform(self.cfg.data), with_mask=with_mask)
+        dataset = SegmentationDataset(self.data.root, samples, train_transform(self.cfg.data), with_mask=with_mask,
+                                      in_memory=self.cfg.data.in_memory)
         return iter(stream_loader(dataset, o.batch_size, o.seed, number, self.start, o.iterations,
                                   self.cfg.data.workers, self.pin, self.rank, self.world))
 

@@ -107,6 +107,8 @@ def setup(cfg: RunConfig, path: Path, data: TrainData, init: Path | None, world:
     """Build the run's networks and optimisers, load its initial weights, resume its checkpoint if it has one,
     and wrap it for several processes or compilation."""
     device = resolve_device(cfg.runtime.device)
+    if cfg.runtime.threads is not None:
+        torch.set_num_threads(cfg.runtime.threads)
     speed = StepSpeed.from_config(cfg.runtime, device)  # bf16, channels-last, cuDNN autotuning, fused: on CUDA
     torch.manual_seed(cfg.optim.seed)
     model, disc = build_networks(cfg, data.meta.num_classes)
