@@ -32,7 +32,7 @@ from latentseg.progress import UserError, configure_logging
 
 
 def write(path: Path, doc: dict) -> None:
-    atomic_write_text(path, yaml.safe_dump(doc, sort_keys=False))
+    atomic_write_text(path, yaml.dump(doc, Dumper=yaml.CSafeDumper, sort_keys=False))  # libyaml's: 10x faster
 
 
 def main() -> None:

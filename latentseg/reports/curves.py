@@ -11,7 +11,8 @@ each a tab-separated file with a header ``step<TAB><term>`` (``timestamp<TAB>ste
 timestamps) and one row per logged step. A missing file, run or experiment is skipped: the figure shows what there
 is. Usage from a stage::
 
-    write_curves(Outputs(), {experiment: dataset}, tables, "reports/figures")  # -> .../curves_table1.png, ...
+    plot_curves({exp: experiment_curves(Outputs().curves_folder("voc", exp)) for exp in experiments_of(layout)},
+                title, "reports/figures/curves_table3.png")
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 
 from latentseg.files import atomic_write
-from latentseg.outputs import Outputs, run_order
+from latentseg.outputs import run_order
 from latentseg.reports.tables import CellRef
 
 TRAIN = Path("plots/metrics/train")
@@ -114,14 +115,3 @@ def plot_curves(curves: Mapping[str, Curves], title: str, path: str | Path) -> P
         return atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=80, format="png"))
     finally:
         plt.close(fig)
-
-
-def write_curves(out: Outputs, datasets: Mapping[str, str], tables_layout: Mapping[str, Mapping[str, Any]],
-                 out_dir: str | Path) -> list[Path]:
-    """``<out_dir>/curves_<table>.png`` for every table of ``tables_layout`` (``params.yaml: tables``);
-    ``datasets``: each experiment's data set."""
-    written = []
-    for name, layout in tables_layout.items():
-        curves = {exp: experiment_curves(out.curves_folder(datasets[exp], exp)) for exp in experiments_of(layout)}
-        written.append(plot_curves(curves, layout.get("title", name), Path(out_dir) / f"curves_{name}.png"))
-    return written

@@ -3,7 +3,9 @@
 from pathlib import Path
 
 from latentseg.outputs import Outputs
-from latentseg.reports.curves import VAL_PANEL, experiment_curves, experiments_of, read_tsv, write_curves
+from latentseg.reports.curves import VAL_PANEL, experiment_curves, experiments_of, read_tsv
+from latentseg.reports.drawing import curves as draw_curves
+from tests.reports.fakes import settings
 
 PNG = b"\x89PNG\r\n\x1a\n"
 LAYOUTS = {
@@ -47,7 +49,8 @@ def test_curves_per_table_survive_missing_runs(tmp_path):
     assert experiment_curves(out.curves_folder("voc", "c")) == {}
     assert experiments_of(LAYOUTS["table9"]) == ["c"]
 
-    written = write_curves(out, {"a": "voc", "b": "voc", "c": "voc"}, LAYOUTS, tmp_path / "figures")
+    known = settings({"a": "voc", "b": "voc", "c": "voc"}, tables=LAYOUTS)
+    written = [draw_curves(known, out, name, tmp_path / "figures") for name in LAYOUTS]
     assert [p.name for p in written] == ["curves_table3.png", "curves_table9.png"]
     for path in written:  # a table with no curves at all still gets its (empty) figure
         assert path.read_bytes()[:8] == PNG
