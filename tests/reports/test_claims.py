@@ -11,6 +11,7 @@ from latentseg.reports.check import (
     out_of_tolerance,
     paper_expectations,
     record_reference,
+    with_variants,
 )
 from latentseg.reports.check import recorded_expectations as expectations
 from latentseg.reports.claims import evaluate_file, markdown, parse_claims, verdict, write_claims
@@ -134,6 +135,34 @@ def test_derived_tolerance_from_the_seed_spread(tmp_path):
     assert reference["claims_must_hold"] == ["strong-above-weak", "strong-uses-fewer", "single-a-above-b"]
     assert "Missing" not in reference["tables"]["t"]  # not built: nothing recorded
     assert out_of_tolerance(runs, expectations(reference), complete=True) == []
+
+
+def _one_run(cells: dict[str, float], run: str = "seed-1234") -> pd.DataFrame:
+    return pd.DataFrame([("t", row, "mIoU", row.lower(), run, v) for row, v in cells.items()],
+                        columns=["table", "row", "column", "source", "run", "value"])
+
+
+def test_a_reference_recorded_with_variants_covers_their_spread_cell_by_cell():
+    """One seed per cell: the spread comes from variants of the demo run (other COCO-pretraining and training
+    seeds, as another machine's rounding moves them). A cell that moves more than the rest gets its own wider
+    tolerance, and the recorded run and every variant pass the reference."""
+    recorded = _one_run({"Steady": 50.0, "Wild": 20.0})
+    variants = [_one_run({"Steady": 50.5, "Wild": 26.0}), _one_run({"Steady": 49.6, "Wild": 15.0}),
+                _one_run({"Steady": 50.2, "Wild": 23.0})]
+    spread = with_variants(recorded, variants)
+    assert sorted(spread["run"].unique()) == ["seed-1234", *(f"seed-1234@variant{i}" for i in (1, 2, 3))]
+    noise = noise_by_kind(spread, {"miou": 1.0})
+    reference = record_reference(recorded, noise, pd.DataFrame({"id": [], "verdict": []}), spread)
+    steady, wild = (reference["tables"]["t"][row]["mIoU"] for row in ("Steady", "Wild"))
+    assert steady["mean"] == 50.0 and wild["mean"] == 20.0  # the recorded run's own numbers
+    assert wild["tolerance"] > steady["tolerance"] == pytest.approx(derived_tolerance(noise["miou"].sigma, 1),
+                                                                    abs=1e-3)
+    assert wild["tolerance"] == pytest.approx(derived_tolerance(float(spread[spread.row == "Wild"].value.std()), 1),
+                                              abs=1e-3)
+    for run in [recorded, *variants]:
+        assert out_of_tolerance(run, expectations(reference), complete=True) == []
+    without = record_reference(recorded, noise_by_kind(recorded, {"miou": 1.0}), pd.DataFrame({"id": [], "verdict": []}))
+    assert out_of_tolerance(variants[1], expectations(without), complete=True)  # one run's default: too narrow
 
 
 def test_check_names_cells_out_of_tolerance_and_claims_that_no_longer_hold(tmp_path):
