@@ -23,7 +23,7 @@ from pathlib import Path
 # Measure the checkout this file lives in, not whichever latentseg happens to be installed.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from latentseg.bench import cpu_model
+from latentseg.bench.machine import cpu_model
 from latentseg.data.layout import DatasetMeta
 from latentseg.prepare.cityscapes import PACKAGES, prepare_cityscapes
 from latentseg.prepare.download import Remote, file_digest

@@ -62,13 +62,18 @@ def main() -> None:
     parser.add_argument("--peak-tflops", type=float, default=312.0, help="dense bf16 peak (A100: 312)")
     parser.add_argument("--utilisation", type=float, default=0.35, help="assumed fraction of the peak achieved")
     parser.add_argument("--gpus", type=int, nargs="+", default=[8, 32])
+    parser.add_argument("--tables", nargs="+", help="only these tables (default: all)")
+    parser.add_argument("--experiments", nargs="+", help="only these experiments of them (default: all)")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     params = {**load_params(ROOT / "params.yaml"), "profile": "paper"}
+    if args.tables:
+        params["tables"] = {name: params["tables"][name] for name in args.tables}
     rate = args.peak_tflops * 1e12 * args.utilisation
     cache: dict[str, int] = {}
     hours: dict[str, float] = {}
-    for exp_id in sorted({e for ids in table_experiments(params).values() for e in ids}):
+    wanted = sorted({e for ids in table_experiments(params).values() for e in ids})
+    for exp_id in [e for e in wanted if not args.experiments or e in args.experiments]:
         exp, cfg = resolve(params, exp_id)
         key = json.dumps({**to_dict(cfg), "optim": {"batch_size": cfg.optim.batch_size}, "runtime": None,
                           "full": exp.fraction == "full", "dataset": exp.dataset}, sort_keys=True)
@@ -77,7 +82,7 @@ def main() -> None:
         hours[exp_id] = cfg.optim.iterations * cache[key] / rate / 3600
         print(f"{exp_id}: {cache[key] / 1e12:.2f} TFLOP/iteration x {cfg.optim.iterations} = {hours[exp_id]:.1f} "
               "GPU-h", flush=True)
-    rows = [(name, len(ids), sum(hours[i] for i in ids)) for name, ids in table_experiments(params).items()]
+    rows = [(name, len(ids), sum(hours.get(i, 0.0) for i in ids)) for name, ids in table_experiments(params).items()]
     total = sum(hours.values())
     print(f"\nESTIMATE: {args.peak_tflops:g} TFLOP/s peak x {args.utilisation:.0%} utilisation")
     print("| table | runs (1 seed) | GPU-h, 1 seed | GPU-h, 3 seeds |\n|---|---:|---:|---:|")

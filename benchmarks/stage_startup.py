@@ -21,6 +21,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from latentseg.bench.machine import cpu_model
+from latentseg.warm import started
+
 ROOT = Path(__file__).resolve().parents[1]
 PROBE = """\
 from latentseg.warm import hand_over
@@ -31,17 +34,10 @@ import yaml  # noqa: F401
 from dvclive import Live  # noqa: F401
 
 import torch
-from latentseg.runs import run_all  # noqa: F401  (the training stage's closure: torch, torchvision, the method)
+from latentseg.train_stage import train_dataset  # noqa: F401  (the training stage's closure)
 
 torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)
 """
-
-
-def cpu_model() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor() or "unknown"
 
 
 def timed(cmd: list[str], env: dict[str, str]) -> float:
@@ -52,7 +48,7 @@ def timed(cmd: list[str], env: dict[str, str]) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=5, help="stage starts of each kind (1: the smoke test)")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     load_before = os.getloadavg()
@@ -62,19 +58,12 @@ def main() -> None:
         env = {k: v for k, v in os.environ.items() if k != "LATENTSEG_WARM"}
         env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
         t0 = time.perf_counter()
-        server = subprocess.Popen([sys.executable, "-m", "latentseg.cli", "warm", "--socket", str(sock),
-                                   "--idle-timeout", "120"], env=env, stdout=subprocess.DEVNULL)
-        while not sock.exists():
-            time.sleep(0.05)
-        server_start = time.perf_counter() - t0
         cold, warm = [], []
-        try:
+        with started(sock, idle_timeout=120, env=env):
+            server_start = time.perf_counter() - t0
             for _ in range(args.repeats):
                 cold.append(timed([sys.executable, str(probe)], env))
                 warm.append(timed([sys.executable, str(probe)], {**env, "LATENTSEG_WARM": str(sock)}))
-        finally:
-            server.terminate()
-            server.wait()
     result = {
         "machine": {"cpu": cpu_model(), "cores": os.cpu_count(), "python": platform.python_version(),
                     "load_before": [round(x, 2) for x in load_before],

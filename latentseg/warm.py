@@ -29,8 +29,10 @@ import runpy
 import selectors
 import signal
 import socket
+import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -119,6 +121,34 @@ class _Stage:
     argv: list[str]
     started: float
     closed_at: float | None = None  # when the stage's process went away before its child ended
+
+
+@contextlib.contextmanager
+def started(path: Path, idle_timeout: float = 900.0, env: dict[str, str] | None = None,
+            preload: tuple[str, ...] = PRELOAD, timeout: float = 120.0,
+            log: Path | None = None) -> Iterator[subprocess.Popen]:
+    """A server on ``path`` in a process of its own while the block runs (tests, benchmarks): started, waited for
+    until it listens (at most ``timeout`` seconds), then stopped. ``env``: the server's environment; ``log``: a
+    file for its lines (each stage it serves, and how long it took)."""
+    code = (f"from pathlib import Path; from latentseg.warm import serve; "
+            f"serve(Path({str(path)!r}), idle_timeout={idle_timeout!r}, preload={preload!r}, "
+            f"log=lambda line: print(line, flush=True))")
+    out = open(log, "w") if log is not None else subprocess.DEVNULL  # noqa: SIM115  (closed below)
+    server = subprocess.Popen([sys.executable, "-c", code], env=env, stdout=out)
+    deadline = time.monotonic() + timeout
+    try:
+        while not path.exists():
+            if server.poll() is not None:
+                raise RuntimeError(f"the warm server exited at start (status {server.returncode})")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the warm server did not listen on {path} within {timeout:.0f} s")
+            time.sleep(0.05)
+        yield server
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+        if log is not None:
+            out.close()
 
 
 def serve(path: Path, idle_timeout: float = 900.0, log=print, preload: tuple[str, ...] = PRELOAD) -> None:

@@ -5,11 +5,8 @@ from __future__ import annotations
 
 import os
 import socket
-import subprocess
-import sys
 import tempfile
 import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -20,6 +17,7 @@ import torch
 
 from latentseg.prepare.download import Remote, file_digest
 from latentseg.warm import ENV as WARM_ENV
+from latentseg.warm import started
 
 torch.set_num_threads(min(2, os.cpu_count() or 1))
 
@@ -148,18 +146,9 @@ def refused_url() -> str:
 @pytest.fixture(scope="session")
 def warm_server() -> Iterator[Path]:
     """A `latentseg warm` server for the session (its socket), started by the first test that asks for it."""
-    with tempfile.TemporaryDirectory() as tmp:
-        sock = Path(tmp) / "warm.sock"
-        server = subprocess.Popen([sys.executable, "-m", "latentseg.cli", "warm", "--socket", str(sock),
-                                   "--idle-timeout", "900"], stdout=subprocess.DEVNULL)
-        deadline = time.monotonic() + 120
-        while not sock.exists() and server.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.05)
-        try:
-            yield sock
-        finally:
-            server.terminate()
-            server.wait(timeout=30)
+    with tempfile.TemporaryDirectory() as tmp, started(Path(tmp) / "warm.sock", idle_timeout=900) as server:
+        yield Path(tmp) / "warm.sock"
+        assert server.poll() is None, "the session's warm server died"
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from latentseg.warm import ENV
+from latentseg.warm import ENV, started
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -47,17 +47,8 @@ def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
 
 def _serve(tmp_path: Path, preload: tuple[str, ...]) -> Iterator[Path]:
     sock = tmp_path / "warm.sock"
-    code = (f"from pathlib import Path; from latentseg.warm import serve; "
-            f"serve(Path({str(sock)!r}), idle_timeout=60, preload={preload!r})")
-    server = subprocess.Popen([sys.executable, "-c", code], env=_env(tmp_path), stdout=subprocess.DEVNULL)
-    deadline = time.monotonic() + 120
-    while not sock.exists():
-        assert server.poll() is None, "the warm server exited at start"
-        assert time.monotonic() < deadline, "the warm server did not start"
-        time.sleep(0.05)
-    yield sock
-    server.terminate()
-    server.wait(timeout=30)
+    with started(sock, idle_timeout=60, env=_env(tmp_path), preload=preload):
+        yield sock
     assert not sock.exists()
 
 
