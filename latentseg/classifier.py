@@ -194,11 +194,11 @@ def cosine_lr(cfg: ClassifierConfig, epoch: int) -> float:
 
 
 def consistency_weight(cfg: ClassifierConfig, epoch: int) -> float:
-    """Their ``w_cons``: 0 while ``epoch <= burn_in`` (epochs counted from 0), then ``min(lambda_cons, (epoch -
+    """Their ``w_cons``: 0 while ``epoch <= burn_in`` (epochs counted from 0), then ``min(w_cons, (epoch -
     burn_in) * 2 / epochs)``."""
     if epoch <= cfg.burn_in_epochs:
         return 0.0
-    return min(cfg.lambda_cons, (epoch - cfg.burn_in_epochs) * 2 / cfg.epochs)
+    return min(cfg.w_cons, (epoch - cfg.burn_in_epochs) * 2 / cfg.epochs)
 
 
 def ema_decay(step: int, cap: float) -> float:

@@ -102,8 +102,8 @@ class ClassifierConfig:
     nesterov: bool
     weight_decay: Weight
     ema: Unit  # the mean teacher's decay is min(1 - 1 / (step + 1), ema)
-    lambda_cons: Weight  # cap of the consistency weight (their --w-cons)
-    burn_in_epochs: NonNegativeInt  # weight 0 up to this epoch, then min(lambda_cons, (e - burn_in) * 2 / epochs)
+    w_cons: Weight  # cap of the consistency weight (their --w-cons)
+    burn_in_epochs: NonNegativeInt  # weight 0 up to this epoch, then min(w_cons, (e - burn_in) * 2 / epochs)
     input_size: PositiveInt  # every image resized to input_size x input_size (bilinear), training and test
     color_jitter: tuple[Weight, Weight, Weight, Weight]  # brightness, contrast, saturation, hue of the student's view
     blur_sigma: tuple[Rate, Rate]  # range of the student's view's Gaussian blur

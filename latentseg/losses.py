@@ -261,22 +261,6 @@ def one_hot_map(target: Tensor, num_classes: int, ignore_index: int = 255) -> Te
     return (target.unsqueeze(1) == classes).float()
 
 
-def labeled_total(ce: Tensor, latent: Tensor, adv: Tensor, lambda_latent: float = 1.0,
-                  lambda_adv: float = 0.01) -> Tensor:
-    """Eq. (11): ``L_labeled = L_ce + L_latent + 0.01 L_adv``."""
-    return ce + lambda_latent * latent + lambda_adv * adv
-
-
-def unlabeled_total(cons: Tensor, adv: Tensor, lambda_cons: float = 1.0, lambda_adv: float = 0.01) -> Tensor:
-    """Eq. (12): ``L_unlabeled = L_cons + 0.01 L_adv``."""
-    return lambda_cons * cons + lambda_adv * adv
-
-
-def total_loss(labeled: Tensor, unlabeled: Tensor, lambda_unlabeled: float = 0.1) -> Tensor:
-    """Eqs. (11)+(12) combined: ``L = L_labeled + 0.1 L_unlabeled``."""
-    return labeled + lambda_unlabeled * unlabeled
-
-
 # --- s4GAN (Mittal et al., the baseline of Tables 1-2; their train_s4GAN.py) ------------------------------------
 
 
@@ -324,11 +308,3 @@ def s4gan_discriminator_loss(d_logits_fake: Tensor, d_logits_real: Tensor, split
     rounds to 0 or 1 (``BCELoss`` clamps the log at -100 there).
     """
     return (_bce_to(d_logits_fake, 0.0, None, split) + _bce_to(d_logits_real, 1.0, None, split)) / 2
-
-
-def s4gan_generator_total(ce: Tensor, fm: Tensor, st: Tensor, lambda_fm: float, lambda_st: float) -> Tensor:
-    """s4GAN's segmentation-network loss: ``L_S = L_ce + lambda_fm L_fm + lambda_st L_st``.
-
-    Mittal et al. use ``lambda_fm`` 0.1 and ``lambda_st`` 1.0 (``train_s4GAN.py``'s defaults, also for Cityscapes).
-    """
-    return ce + lambda_fm * fm + lambda_st * st

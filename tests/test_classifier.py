@@ -52,7 +52,7 @@ def test_the_paper_profile_is_their_recipe():
     assert (cfg.backbone, cfg.epochs, cfg.steps_per_epoch) == ("resnet101", 100, None)
     assert (cfg.batch_size_labeled, cfg.batch_size_unlabeled, cfg.input_size) == (16, 80, 320)
     assert (cfg.lr, cfg.lr_min, cfg.momentum, cfg.nesterov, cfg.weight_decay) == (3e-2, 1e-4, 0.9, True, 1e-5)
-    assert (cfg.ema, cfg.lambda_cons, cfg.burn_in_epochs) == (0.999, 1.0, 10)
+    assert (cfg.ema, cfg.w_cons, cfg.burn_in_epochs) == (0.999, 1.0, 10)
     assert (cfg.color_jitter, cfg.blur_sigma, cfg.threshold, cfg.filter) == ((0.4, 0.4, 0.4, 0.1), (0.1, 2.0), 0.2,
                                                                              "zero_logits")
 

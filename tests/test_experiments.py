@@ -88,7 +88,7 @@ def test_a_unimatch_setting_changes_only_the_unimatch_runs_and_its_latent_weight
     before = _configs(params)
     changed = {e for e, c in _configs(deep_merge(params, {"unimatch": {"threshold": 0.9}})).items() if c != before[e]}
     assert changed == {e for e, x in params["experiments"].items() if x["method"].startswith("unimatch")}
-    after = _configs(deep_merge(params, {"unimatch": {"lambda_cons": 0.2}}))
+    after = _configs(deep_merge(params, {"unimatch": {"lambda_unlabeled_cons": 0.2}}))
     assert {e for e in before if after[e] != before[e]} == {e for e in changed if e.endswith("-latent")}
 
 

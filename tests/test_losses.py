@@ -299,13 +299,21 @@ def test_self_training_uses_only_confident_pixels():
     assert L.self_training_loss(sem, d, 0.2).item() == pytest.approx(expected.item(), rel=1e-5)
 
 
-def test_weighted_totals_eq11_eq12():
+def test_each_method_weighs_its_terms_in_one_criterion():
+    """Eqs. (11)-(12) with the paper's weights, and the baselines' sums, each written once in its method module."""
+    from latentseg.methods import hung, latent, s4gan, unimatch
+
     ce, lat, adv_l, cons, adv_u = (torch.tensor(v) for v in (1.0, 2.0, 3.0, 4.0, 5.0))
-    labeled = L.labeled_total(ce, lat, adv_l)
-    unlabeled = L.unlabeled_total(cons, adv_u)
-    assert labeled.item() == pytest.approx(1 + 2 + 0.01 * 3)
-    assert unlabeled.item() == pytest.approx(4 + 0.01 * 5)
-    assert L.total_loss(labeled, unlabeled).item() == pytest.approx(3.03 + 0.1 * 4.05)
+    paper = latent.criterion(ce, lat, adv_l, cons, adv_u, lambda_latent=1.0, lambda_adv=0.01, lambda_cons=1.0,
+                             lambda_unlabeled=0.1)
+    assert paper.item() == pytest.approx((1 + 2 + 0.01 * 3) + 0.1 * (4 + 0.01 * 5))
+    assert hung.criterion(ce, adv_l, adv_u, cons, lambda_adv=0.01, lambda_semi_adv=0.001,
+                          lambda_semi=0.1).item() == pytest.approx(1 + 0.03 + 0.005 + 0.4)
+    assert s4gan.criterion(ce, lat, adv_l, lambda_fm=0.1, lambda_st=1.0).item() == pytest.approx(1 + 0.2 + 3)
+    weights = {"lambda_x": 1.0, "lambda_latent": 1.0, "lambda_s1": 0.25, "lambda_s2": 0.25, "lambda_fp": 0.5,
+               "lambda_unlabeled_cons": 0.1}
+    total = unimatch.criterion(ce, lat, adv_l, cons, adv_u, ce, scale=0.5, **weights)
+    assert total.item() == pytest.approx(0.5 * (1 + 2 + 0.75 + 1 + 2.5 + 0.1))
 
 
 def _disagreeing_logits(threshold: float, strict: bool) -> tuple[torch.Tensor, torch.Tensor]:

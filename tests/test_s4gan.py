@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from latentseg import losses as L
+from latentseg.methods import s4gan
 from latentseg.models.s4gan_discriminator import S4GANDiscriminator, discriminator_input, image_to_unit_range
 
 N, C, H, W, K = 3, 4, 5, 6, 7
@@ -82,7 +83,7 @@ def test_self_training_when_no_image_passes_adds_nothing_and_does_not_fail():
     assert loss.item() == 0.0
     loss.backward()
     assert torch.all(logits.grad == 0) and torch.isfinite(logits.grad).all()
-    total = L.s4gan_generator_total(torch.tensor(1.5), torch.tensor(0.2), loss.detach(), 0.1, 1.0)
+    total = s4gan.criterion(torch.tensor(1.5), torch.tensor(0.2), loss.detach(), lambda_fm=0.1, lambda_st=1.0)
     assert total.item() == pytest.approx(1.5 + 0.1 * 0.2)
 
 
@@ -113,7 +114,7 @@ def test_discriminator_loss_is_image_level_bce_halved_and_equals_their_sigmoid_b
 
 
 def test_generator_total_weights():
-    total = L.s4gan_generator_total(torch.tensor(1.0), torch.tensor(2.0), torch.tensor(3.0), 0.1, 1.0)
+    total = s4gan.criterion(torch.tensor(1.0), torch.tensor(2.0), torch.tensor(3.0), lambda_fm=0.1, lambda_st=1.0)
     assert total.item() == pytest.approx(1.0 + 0.1 * 2.0 + 1.0 * 3.0)
 
 

@@ -58,6 +58,14 @@ class Hung(Method):
         return HungObjective(cfg.settings.hung, len(classes))
 
 
+def criterion(ce: Tensor, adv_l: Tensor, adv_u: Tensor, semi: Tensor, *, lambda_adv: float, lambda_semi_adv: float,
+              lambda_semi: float) -> Tensor:
+    """Hung et al.'s segmentation loss (their eq. 2, AdvSemiSeg ``train.py``):
+    ``L_seg = L_ce + lambda_adv L_adv(labeled) + lambda_semi_adv L_adv(unlabeled) + lambda_semi L_semi``; the
+    unlabeled terms are 0 without unlabeled images, and ``L_semi`` before ``semi_start``."""
+    return ce + lambda_adv * adv_l + lambda_semi_adv * adv_u + lambda_semi * semi
+
+
 class HungObjective(Objective):
     def __init__(self, settings: HungConfig, num_classes: int) -> None:
         super().__init__()
@@ -72,17 +80,19 @@ class HungObjective(Objective):
         valid = batch.mask != 255
         parts = {"ce": L.cross_entropy_loss(sem, batch.mask, split=split),
                  "adv_l": L.adversarial_loss(d(sem_prob), valid, split)}
-        total = parts["ce"] + h.lambda_adv * parts["adv_l"]
         fakes: list[tuple[Tensor, Tensor | None]] = [(sem_prob, valid)]
+        adv_u = semi = sem_prob.new_zeros(())  # a split without unlabeled images
         if unl is not None:
             assert batch.unlabeled is not None
             u_sem, u_prob = probabilities(unl.semantic, tuple(batch.unlabeled.shape[-2:]))
             d_u = in_float32(d, u_prob)  # it gates L_semi (mask_t): float32 under autocast too
-            parts["adv_u"] = L.adversarial_loss(d_u, split=split)
-            semi = L.self_training_loss(u_sem, d_u, h.mask_t, split) if step >= h.semi_start else u_prob.new_zeros(())
+            adv_u = parts["adv_u"] = L.adversarial_loss(d_u, split=split)
+            if step >= h.semi_start:
+                semi = L.self_training_loss(u_sem, d_u, h.mask_t, split)
             parts["semi"] = semi
-            total = total + h.lambda_semi_adv * parts["adv_u"] + h.lambda_semi * semi
             fakes.append((u_prob, None))
+        total = criterion(parts["ce"], parts["adv_l"], adv_u, semi, lambda_adv=h.lambda_adv,
+                          lambda_semi_adv=h.lambda_semi_adv, lambda_semi=h.lambda_semi)
         return Generated(parts, total, *stack_fakes(fakes))
 
     def discriminator_loss(self, discriminator: nn.Module, generated: Generated, batch: Batch) -> Tensor:

@@ -62,6 +62,15 @@ class Settings:
     latent: LatentConfig | None  # None: no latent branch
 
 
+def criterion(ce: Tensor, latent: Tensor, adv_l: Tensor, cons: Tensor, adv_u: Tensor, *, lambda_latent: float,
+              lambda_adv: float, lambda_cons: float, lambda_unlabeled: float) -> Tensor:
+    """Eqs. (11)-(12): ``L = L_labeled + lambda_unlabeled L_unlabeled`` with
+    ``L_labeled = L_ce + lambda_latent L_latent + lambda_adv L_adv(labeled)`` and
+    ``L_unlabeled = lambda_cons L_cons + lambda_adv L_adv(unlabeled)``; a term a run leaves out is 0."""
+    return (ce + lambda_latent * latent + lambda_adv * adv_l) + lambda_unlabeled * (lambda_cons * cons
+                                                                                     + lambda_adv * adv_u)
+
+
 class LatentClasses(Method):
     name = "latent"
     settings = Settings
@@ -198,10 +207,9 @@ class LatentObjective(Objective):
                 assert self.cooccurrence is not None
                 cons = L.consistency_loss(u_lat_prob, u_sem_prob, self.cooccurrence.p_latent_given_class(), split)
             parts["cons"] = cons
-        labeled = L.labeled_total(parts["ce"], parts.get("latent", zero), adv_l, loss.lambda_latent or 0.0,
-                                  loss.lambda_adv or 0.0)
-        unlabeled = L.unlabeled_total(cons, adv_u, loss.lambda_cons or 0.0, loss.lambda_adv or 0.0)
-        total = L.total_loss(labeled, unlabeled, loss.lambda_unlabeled or 0.0)
+        total = criterion(parts["ce"], parts.get("latent", zero), adv_l, cons, adv_u,
+                          lambda_latent=loss.lambda_latent or 0.0, lambda_adv=loss.lambda_adv or 0.0,
+                          lambda_cons=loss.lambda_cons or 0.0, lambda_unlabeled=loss.lambda_unlabeled or 0.0)
         return Generated(parts, total, *stack_fakes(fakes))
 
     def _latent_term(self, lat: Tensor, lat_prob: Tensor, mask: Tensor, split: L.SplitBatch | None) -> Tensor:

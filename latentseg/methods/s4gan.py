@@ -52,6 +52,12 @@ class S4gan(Method):
         return S4ganObjective(cfg.settings.s4gan, len(classes))
 
 
+def criterion(ce: Tensor, fm: Tensor, st: Tensor, *, lambda_fm: float, lambda_st: float) -> Tensor:
+    """s4GAN's segmentation-network loss (Mittal et al., ``train_s4GAN.py``):
+    ``L_S = L_ce + lambda_fm L_fm + lambda_st L_st`` (their defaults 0.1 and 1.0, also on Cityscapes)."""
+    return ce + lambda_fm * fm + lambda_st * st
+
+
 class S4ganObjective(Objective):
     def __init__(self, settings: S4ganConfig, num_classes: int) -> None:
         super().__init__()
@@ -76,7 +82,7 @@ class S4ganObjective(Objective):
         real = discriminator_input(L.one_hot_map(real_mask, self.num_classes), real_image)
         _, f_real = d(real)
         parts["fm"] = L.s4gan_feature_matching_loss(f_real, f_fake, split)
-        total = L.s4gan_generator_total(parts["ce"], parts["fm"], parts["st"], g.lambda_fm, g.lambda_st)
+        total = criterion(parts["ce"], parts["fm"], parts["st"], lambda_fm=g.lambda_fm, lambda_st=g.lambda_st)
         return Generated(parts, total, fake=fake, real=real)
 
     def discriminator_loss(self, discriminator: nn.Module, generated: Generated, batch: Batch) -> Tensor:

@@ -4,7 +4,7 @@ extension beyond the paper), and the variant "UniMatch + latent classes".
 The objective (``unimatch.py:188``)::
 
     L = scale (lambda_x L_x + lambda_s1 L_s1 + lambda_s2 L_s2 + lambda_fp L_fp
-               [+ lambda_latent L_latent + lambda_cons L_cons])
+               [+ lambda_latent L_latent + lambda_unlabeled_cons L_cons])
 
 with UniMatch's weights 1, 0.25, 0.25, 0.5 and scale 1/2 (``unimatch`` in params.yaml). ``L_x`` is the labeled
 cross-entropy; with ``ohem`` (their Cityscapes config) that of the batch's hard pixels only. ``L_s1``, ``L_s2``
@@ -60,7 +60,7 @@ class UniMatchConfig:
     cutmix_ratio: tuple[Rate, Rate]  # the box's aspect ratio
     latent_classes: bool  # add the paper's L_latent and L_cons ("UniMatch + latent classes")
     lambda_latent: Weight | None
-    lambda_cons: Weight | None
+    lambda_unlabeled_cons: Weight | None
 
 
 @dataclass(frozen=True)
@@ -79,7 +79,7 @@ class UniMatch(Method):
         if not u.ohem:
             u = replace(u, ohem_threshold=None, ohem_min_kept=None)
         if not u.latent_classes:
-            u, latent = replace(u, lambda_latent=None, lambda_cons=None), None
+            u, latent = replace(u, lambda_latent=None, lambda_unlabeled_cons=None), None
         elif latent is not None:
             latent = replace(latent, groups={})
         return replace(with_settings(cfg, unimatch=u, latent=latent), discriminator=None)
@@ -91,7 +91,7 @@ class UniMatch(Method):
         if not u.latent_classes:
             return problems
         problems += [(f"unimatch.{key}", None, "must be a number >= 0: latent_classes uses it")
-                     for key in ("lambda_latent", "lambda_cons") if getattr(u, key) is None]
+                     for key in ("lambda_latent", "lambda_unlabeled_cons") if getattr(u, key) is None]
         if latent is None:
             problems.append(("latent", None, "unimatch.latent_classes: true needs the latent section"))
         elif latent.target != "learned" or latent.k is None:
@@ -130,6 +130,17 @@ class Targets:
     def mixed(self, box: Tensor) -> Targets:
         """The targets of a CutMix view: inside ``box`` those of the image mixed in (``unimatch.py:161-172``)."""
         return Targets(*(cutmix(t, mix_source(t), box) for t in (self.pseudo, self.confidence, self.valid)))
+
+
+def criterion(x: Tensor, latent: Tensor, s1: Tensor, s2: Tensor, fp: Tensor, cons: Tensor, *, scale: float,
+              lambda_x: float, lambda_latent: float, lambda_s1: float, lambda_s2: float, lambda_fp: float,
+              lambda_unlabeled_cons: float) -> Tensor:
+    """UniMatch's loss (``unimatch.py:188``, ``(L_x + 0.25 L_s1 + 0.25 L_s2 + 0.5 L_fp) / 2``), with the latent
+    classes' terms inside the bracket: ``scale (lambda_x L_x + lambda_latent L_latent + lambda_s1 L_s1
+    + lambda_s2 L_s2 + lambda_fp L_fp + lambda_unlabeled_cons L_cons)``; a term a run leaves out is 0.
+    ``lambda_unlabeled_cons`` is the paper's ``lambda_unlabeled * lambda_cons``: the weight L_cons has in eq. (11)."""
+    return scale * (lambda_x * x + lambda_latent * latent + lambda_s1 * s1 + lambda_s2 * s2 + lambda_fp * fp
+                    + lambda_unlabeled_cons * cons)
 
 
 class UniMatchObjective(Objective):
@@ -197,13 +208,11 @@ class UniMatchObjective(Objective):
         lab = outs[0]
         assert lab is not None
         parts: dict[str, Tensor] = {"x": self.labeled_ce(upsample(lab.semantic, size), batch.mask, split)}
-        weights = {"x": u.lambda_x}
         if lab.latent is not None:
             assert self.cooccurrence is not None and u.lambda_latent is not None
             lat_prob = probabilities(lab.latent, size)[1]
             parts["latent"] = L.latent_loss(lat_prob, batch.mask, self.num_classes, split=split)
             self.cooccurrence.update(lat_prob, batch.mask, split)
-            weights["latent"] = u.lambda_latent
         if weak is not None:
             assert box1 is not None and box2 is not None
             unl, pred_s, pred_fp = outs[1], outs[2], outs[3]
@@ -216,14 +225,16 @@ class UniMatchObjective(Objective):
                 parts[name] = confident_ce(logits, mixed.pseudo, mixed.confidence, mixed.valid, u.threshold, split)
             parts["fp"] = confident_ce(upsample(pred_fp.semantic, u_size), targets.pseudo, targets.confidence,
                                        targets.valid, u.threshold, split)
-            weights |= {"s1": u.lambda_s1, "s2": u.lambda_s2, "fp": u.lambda_fp}
             if unl.latent is not None:  # L_cons on the weak view: its latent prediction is the target
-                assert self.cooccurrence is not None and u.lambda_cons is not None
+                assert self.cooccurrence is not None and u.lambda_unlabeled_cons is not None
                 parts["cons"] = L.consistency_loss(probabilities(unl.latent, u_size)[1],
                                                    probabilities(unl.semantic, u_size)[1],
                                                    self.cooccurrence.p_latent_given_class(), split)
-                weights["cons"] = u.lambda_cons
-        total = u.scale * sum(weights[k] * parts[k] for k in weights)
+        zero = parts["x"].new_zeros(())
+        total = criterion(*(parts.get(k, zero) for k in ("x", "latent", "s1", "s2", "fp", "cons")), scale=u.scale,
+                          lambda_x=u.lambda_x, lambda_latent=u.lambda_latent or 0.0, lambda_s1=u.lambda_s1,
+                          lambda_s2=u.lambda_s2, lambda_fp=u.lambda_fp,
+                          lambda_unlabeled_cons=u.lambda_unlabeled_cons or 0.0)
         return Generated(parts, total)
 
     def labeled_ce(self, logits: Tensor, mask: Tensor, split: L.SplitBatch | None) -> Tensor:
