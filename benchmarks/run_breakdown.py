@@ -32,8 +32,8 @@ from latentseg.params import load_params
 from latentseg.prepare.synthetic import SyntheticSpec, generate
 from latentseg.run_evaluation import evaluated
 from latentseg.runs import RunOutcome
+from latentseg.train.checkpoint import save_run
 from latentseg.train.identity import identity
-from latentseg.train.run_file import save_run
 from latentseg.train.step import Batch, one_update
 from latentseg.train.streams import streams
 from latentseg.train.trainer import setup

@@ -38,8 +38,8 @@ from latentseg.files import atomic_write_json
 from latentseg.outputs import Outputs, run_label
 from latentseg.run_evaluation import FILE as EVALUATION_FILE
 from latentseg.run_evaluation import evaluation_key, recorded
+from latentseg.train.checkpoint import load_trained
 from latentseg.train.identity import identity
-from latentseg.trained import load_trained
 
 
 def _digest(doc: Any) -> str:

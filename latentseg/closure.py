@@ -21,8 +21,7 @@ ROOT = Path(__file__).resolve().parent  # the package folder
 # Modules that change no number of a computation (logging, files, devices, parameter files, these fingerprints):
 # outside the code fingerprint of a run (train/identity.py) or a classifier.
 NOT_COMPUTATION = ("latentseg.progress", "latentseg.files", "latentseg.devices", "latentseg.closure",
-                   "latentseg.params", "latentseg.train.checkpoint", "latentseg.train.identity",
-                   "latentseg.train.run_file", "latentseg.trained")
+                   "latentseg.params", "latentseg.train.checkpoint", "latentseg.train.identity")
 # registries that import their modules by discovery (pkgutil)
 PLUGIN_PACKAGES = ("latentseg.methods", "latentseg.datasets", "latentseg.prepare.standins")
 
@@ -116,9 +115,9 @@ def fingerprint(module: str, exclude: tuple[str, ...] = (), root: Path = ROOT, p
 
 def files_fingerprint(files: Iterable[Path], root: Path = ROOT) -> str:
     """A digest of the modules' contents (``code_digest``), not of their names or places: moving or renaming a
-    file changes no fingerprint."""
+    file changes no fingerprint, and neither does a module with no code (a new package's ``__init__.py``)."""
     digest = hashlib.sha256()
-    for code in sorted(code_digest(path) for path in files):
+    for code in sorted(d for d in (code_digest(path) for path in files) if d not in _NO_CODE):
         digest.update(code.encode() + b"\0")
     return digest.hexdigest()[:16]
 
@@ -136,4 +135,10 @@ def code_digest(path: Path) -> str:
             node.body = body[1:] or [ast.Pass()]
         if isinstance(node, ast.ImportFrom) and (node.level or (node.module or "").split(".")[0] == PACKAGE):
             node.module, node.level = PACKAGE, 0
+            for alias in node.names:  # "from latentseg import losses as L": the code uses L, whatever the file
+                alias.name = alias.asname or alias.name
     return hashlib.sha256(ast.dump(tree, annotate_fields=False).encode()).hexdigest()
+
+
+_NO_CODE = {hashlib.sha256(ast.dump(ast.Module(body=body, type_ignores=[]), annotate_fields=False).encode())
+            .hexdigest() for body in ([], [ast.Pass()])}  # an empty module, and one of a docstring alone

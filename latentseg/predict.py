@@ -34,8 +34,8 @@ from latentseg.devices import resolve_device
 from latentseg.evaluate import filter_by_classifier, never_rejected, normalise_rows
 from latentseg.files import UnreadableFile, read_torch
 from latentseg.models.deeplab import DeepLabV2, upsample
-from latentseg.trained import RUN_FORMAT, cooccurrence
-from latentseg.trained import model_from_state as build_trained
+from latentseg.train.checkpoint import RUN_FORMAT, cooccurrence
+from latentseg.train.checkpoint import model_from_state as build_trained
 
 CLASSIFIER_FORMAT = "latentseg-classifier"
 # What each of the package's file formats is, for the error that meets one where another is expected.

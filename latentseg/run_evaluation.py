@@ -23,7 +23,7 @@ from latentseg.data.layout import TrainData
 from latentseg.devices import resolve_device
 from latentseg.evaluate import evaluate, normalise_rows, run_metrics
 from latentseg.files import atomic_write_json
-from latentseg.trained import cooccurrence, load_trained
+from latentseg.train.checkpoint import cooccurrence, load_trained
 
 FILE = "evaluation.json"
 Evaluation = tuple[dict[str, float], Tensor | None, Tensor | None]  # metrics, P(l|c) from M, P(l|c) of validation

@@ -19,8 +19,8 @@ from latentseg.models.init import load_init
 from latentseg.params import load_params
 from latentseg.predict import RUN_FIX, Predictor, read_checkpoint
 from latentseg.train import checkpoint as ckpt
+from latentseg.train.checkpoint import RUN_FORMAT, load_trained
 from latentseg.train.identity import resumable_state
-from latentseg.trained import RUN_FORMAT, load_trained
 from latentseg.weights.published import load_checkpoint_file
 from tests.cluster.layout import make_layout
 from tests.tiny_run import save_tiny_run, voc_config

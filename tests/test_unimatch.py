@@ -355,8 +355,8 @@ def test_strong_views_stay_float32_under_bf16_autocast():
 
 def test_a_resumed_unimatch_run_ends_with_the_same_weights(tmp_path):
     """Its views, boxes and dropout masks come from torch's CPU generator, whose state a checkpoint keeps."""
+    from latentseg.train.checkpoint import load_trained
     from latentseg.train.trainer import train
-    from latentseg.trained import load_trained
     from tests.helpers import tiny_data
 
     class Killed(Exception):

@@ -31,8 +31,8 @@ from latentseg.models.deeplab import DeepLabV2
 from latentseg.models.init import load_init
 from latentseg.progress import Progress
 from latentseg.train import distributed
+from latentseg.train.checkpoint import save_run, unwrap
 from latentseg.train.identity import identity, resumable_state
-from latentseg.train.run_file import save_run, unwrap
 from latentseg.train.runtime import StepSpeed, first_step_with_fallback
 from latentseg.train.step import Batch, Networks, build_networks, build_objective, make_optimizers, one_update
 from latentseg.train.streams import streams

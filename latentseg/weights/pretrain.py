@@ -20,8 +20,8 @@ from latentseg.datasets.voc import DATASET as VOC
 from latentseg.models.init import save_init
 from latentseg.prepare.coco import prepare_coco
 from latentseg.prepare.synthetic import SyntheticSpec, generate_coco
+from latentseg.train.checkpoint import load_trained
 from latentseg.train.trainer import train
-from latentseg.trained import load_trained
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ import torch
 from latentseg.data.layout import TrainData, read_list, read_meta
 from latentseg.methods import run_config
 from latentseg.train import distributed, trainer
-from latentseg.train.run_file import unwrap
+from latentseg.train.checkpoint import unwrap
 
 
 def held_state(step_module) -> dict:

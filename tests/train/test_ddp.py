@@ -23,7 +23,7 @@ from latentseg.data.layout import write_list
 from latentseg.models.init import load_init
 from latentseg.outputs import Outputs
 from latentseg.train import distributed, trainer
-from latentseg.train.run_file import unwrap
+from latentseg.train.checkpoint import unwrap
 from latentseg.train.sampling import StreamBatchSampler, shard
 from latentseg.train.step import build_networks
 from tests.train.speed_fixtures import NUM_CLASSES, calibrated_init, make_data, one_thread, tiny_config

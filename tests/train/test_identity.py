@@ -1,5 +1,6 @@
 """A run's identity follows its computation: a change to a logging, file or device helper reuses a finished run,
-a change to a loss re-trains it, and a comment or docstring alone changes nothing."""
+a change to a loss re-trains it, a comment or docstring alone changes nothing, a moved or renamed module changes
+nothing, and another method's module neither re-trains nor re-evaluates a run."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from latentseg import run_evaluation
 from latentseg.closure import ROOT, closure, fingerprint
 from latentseg.train.identity import NOT_COMPUTATION, TRAINING_CODE
 
@@ -52,7 +54,7 @@ def test_helpers_are_outside_the_identity_and_the_computation_inside(package_cop
              | closure("latentseg.methods.latent", package_copy, NOT_COMPUTATION, plugins=False)}
     assert {"losses.py", "methods/latent.py", "methods/shared.py", "data/augment.py", "train/step.py",
             "models/deeplab.py"} <= names
-    assert not names & {"progress.py", "files.py", "devices.py", "colours.py", "train/run_file.py",
+    assert not names & {"progress.py", "files.py", "devices.py", "colours.py", "train/checkpoint.py",
                         "methods/hung.py", "methods/s4gan.py"}
     for helper in ("progress.py", "files.py", "devices.py"):
         append(package_copy / helper, "\n\ndef a_new_helper() -> int:\n    return 1\n")
@@ -67,13 +69,41 @@ def test_helpers_are_outside_the_identity_and_the_computation_inside(package_cop
     assert code_of(package_copy) != changed
 
 
+def evaluation_of(package: Path, method: str = "latent") -> str:
+    """The evaluation-code fingerprint of a run of ``method`` (``run_evaluation.evaluation_code``) in ``package``."""
+    fingerprint.cache_clear()
+    return fingerprint(run_evaluation.__name__, (), package, False, (f"latentseg.methods.{method}",))
+
+
 def test_another_method_changes_no_run_of_this_one(package_copy):
-    before, hung = code_of(package_copy), code_of(package_copy, "hung")
-    (package_copy / "methods" / "newmethod.py").write_text("METHOD = None\n")  # a method added to the registry
+    before, hung, evaluated = code_of(package_copy), code_of(package_copy, "hung"), evaluation_of(package_copy)
+    toy = "from latentseg.methods.base import Method\n\n\nclass Toy(Method):\n    name = 'toy'\n\n\nMETHOD = Toy()\n"
+    (package_copy / "methods" / "toy.py").write_text(toy)  # a method added to the registry
+    assert code_of(package_copy) == before and evaluation_of(package_copy) == evaluated  # reused, not re-evaluated
     hung_file = package_copy / "methods" / "hung.py"
-    hung_file.write_text(hung_file.read_text().replace("h.lambda_adv * parts", "2 * h.lambda_adv * parts"))
-    assert code_of(package_copy) == before  # the paper's runs are reused
+    hung_file.write_text(hung_file.read_text().replace("lambda_semi * semi", "2 * lambda_semi * semi"))
+    assert code_of(package_copy) == before and evaluation_of(package_copy) == evaluated  # the paper's runs too
     assert code_of(package_copy, "hung") != hung  # Hung et al.'s re-train
+
+
+def test_a_moved_or_renamed_module_changes_no_identity(package_copy):
+    """The fingerprints hash the modules' code, not their names or places: a pure move retrains and re-evaluates
+    nothing."""
+    before, evaluated = code_of(package_copy), evaluation_of(package_copy)
+    (package_copy / "data" / "augment.py").rename(package_copy / "data" / "transforms.py")  # a rename
+    (package_copy / "util").mkdir()
+    (package_copy / "util" / "__init__.py").write_text("")
+    (package_copy / "losses.py").rename(package_copy / "util" / "the_losses.py")  # a move, and a rename
+    for path in package_copy.rglob("*.py"):
+        text = path.read_text()
+        text = text.replace("latentseg.data.augment", "latentseg.data.transforms")
+        text = text.replace("from latentseg import losses", "from latentseg.util import the_losses")
+        text = text.replace("latentseg.losses", "latentseg.util.the_losses")
+        path.write_text(text)
+    assert code_of(package_copy) == before and evaluation_of(package_copy) == evaluated
+    moved = package_copy / "util" / "the_losses.py"
+    moved.write_text(moved.read_text().replace("EPS = 1e-12", "EPS = 1e-10"))
+    assert code_of(package_copy) != before  # what it computes still counts
 
 
 @pytest.mark.slow

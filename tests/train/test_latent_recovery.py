@@ -13,8 +13,8 @@ from latentseg.datasets.voc import PLANTED_GROUPS as VOC_PLANTED_GROUPS
 from latentseg.datasets.voc import VOC_CLASSES
 from latentseg.evaluate import adjusted_rand_index, dominant_latent_class, evaluate, normalise_rows
 from latentseg.prepare.synthetic import SyntheticSpec, generate
+from latentseg.train.checkpoint import load_trained
 from latentseg.train.trainer import train
-from latentseg.trained import load_trained
 from tests.helpers import tiny_config
 from tests.train.speed_fixtures import one_thread  # noqa: F401  (a fixture)
 

@@ -6,10 +6,10 @@ import torch
 
 from latentseg.models.init import load_init, save_init
 from latentseg.train import identity, trainer
+from latentseg.train.checkpoint import load_trained
 from latentseg.train.identity import resume_step
 from latentseg.train.step import build_networks
 from latentseg.train.trainer import train
-from latentseg.trained import load_trained
 from tests.helpers import tiny_config, tiny_data
 
 MANUAL = {"target": "manual", "groups": {"bg": ["background"], "rest": [
