@@ -12,7 +12,7 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 .PHONY: demo test check
-# The stages start in a warm interpreter (latentseg/warm.py): torch is imported once, not once per stage (~7 s
+# The stages start in a warm interpreter (latentseg/util/warm.py): torch is imported once, not once per stage (~7 s
 # each on 2 cores). Same results without it; its log: .dvc/tmp/warm.log.
 demo: $(VENV)/.installed  ## the main job: every table and figure of the current profile (demo by default)
 	@mkdir -p .dvc/tmp; sock=$$(mktemp -u /tmp/latentseg-warm-XXXXXX.sock); \

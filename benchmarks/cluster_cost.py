@@ -22,8 +22,8 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from latentseg import datasets, methods
 from latentseg.config import RunConfig, to_dict
-from latentseg.experiments import resolve
-from latentseg.params import load_params
+from latentseg.registry.experiments import resolve
+from latentseg.registry.params import load_params
 from latentseg.train.step import Batch, Networks, build_networks, build_objective, make_optimizers, one_update
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -25,7 +25,7 @@ from pathlib import Path
 import pandas as pd
 
 from latentseg.bench.machine import cpu_model
-from latentseg.warm import ENV, started
+from latentseg.util.warm import ENV, started
 
 ROOT = Path(__file__).resolve().parents[1]
 RUNNING = re.compile(r"Running stage '([^']+)'")

@@ -8,12 +8,12 @@ embedded VOC stand-in drawn anew) and training seeds.
         --json benchmarks/results/latent-recovery.json
     python benchmarks/latent_recovery.py --smoke                           # seconds: the script still runs
 
-Every run is the pipeline's own: params.yaml's demo profile resolved (latentseg/experiments.py) with the study's
-data seed, schedule and seeds, the VOC stand-in generated, split and COCO-pretrained as stages prepare, split and
-weights make them, and the runs trained side by side by the training stage's pool (latentseg/runs.py). Reported
-per row, over every (data seed, training seed): mIoU, effective latent classes at t = 0.9 (eq. 8's P(l|c) from
-training's co-occurrence matrix) and the adjusted Rand index of argmax_l P(l|c) against the planted groups, mean
-± std. Whatever comes out is printed; nothing is tuned to hold.
+Every run is the pipeline's own: params.yaml's demo profile resolved (latentseg/registry/experiments.py) with the
+study's data seed, schedule and seeds, the VOC stand-in generated, split and COCO-pretrained as stages prepare,
+split and weights make them, and the runs trained side by side by the training stage's pool
+(latentseg/run/jobs.py). Reported per row, over every (data seed, training seed): mIoU, effective latent
+classes at t = 0.9 (eq. 8's P(l|c) from training's co-occurrence matrix) and the adjusted Rand index of
+argmax_l P(l|c) against the planted groups, mean ± std. Whatever comes out is printed; nothing is tuned to hold.
 """
 
 from __future__ import annotations
@@ -32,13 +32,13 @@ import torch
 from latentseg.bench.machine import cpu_model
 from latentseg.data.splits import write_splits
 from latentseg.evaluate import recovery_metrics
-from latentseg.experiments import resolve, resolve_weights
-from latentseg.outputs import Outputs
-from latentseg.params import load_params
-from latentseg.planted import planted_groups
 from latentseg.prepare.synthetic import SyntheticSpec, generate
-from latentseg.runs import run_all
-from latentseg.train_stage import Inputs, ResolvedExperiment, build_jobs
+from latentseg.registry.experiments import resolve, resolve_weights
+from latentseg.registry.params import load_params
+from latentseg.registry.planted import planted_groups
+from latentseg.run.jobs import run_all
+from latentseg.run.outputs import Outputs
+from latentseg.run.stage import Inputs, ResolvedExperiment, build_jobs
 from latentseg.weights import make_weights
 
 ROWS = {  # Table 3's rows, then Table 4's k (the experiments of params.yaml)

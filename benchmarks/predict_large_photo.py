@@ -33,8 +33,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # tests.tiny_run
 
 from latentseg.bench.machine import cpu_model  # noqa: E402
-from latentseg.experiments import resolve  # noqa: E402
-from latentseg.params import load_params  # noqa: E402
+from latentseg.registry.experiments import resolve  # noqa: E402
+from latentseg.registry.params import load_params  # noqa: E402
 from tests.tiny_run import save_tiny_run  # noqa: E402
 
 EXPERIMENT = "voc-1_8-proposed"

@@ -26,12 +26,12 @@ import torch
 from latentseg.bench.machine import cpu_model
 from latentseg.data.layout import TrainData, read_list
 from latentseg.data.splits import split_labeled
-from latentseg.experiments import resolve
-from latentseg.outputs import Outputs, run_label
-from latentseg.params import load_params
 from latentseg.prepare.synthetic import SyntheticSpec, generate
-from latentseg.run_evaluation import evaluated
-from latentseg.runs import RunOutcome
+from latentseg.registry.experiments import resolve
+from latentseg.registry.params import load_params
+from latentseg.run.evaluation import evaluated
+from latentseg.run.jobs import RunOutcome
+from latentseg.run.outputs import Outputs, run_label
 from latentseg.train.checkpoint import save_run
 from latentseg.train.identity import identity
 from latentseg.train.step import Batch, one_update
@@ -74,7 +74,7 @@ def breakdown(experiment: str, work: Path, smoke: bool) -> tuple[dict[str, float
                                                           cfg.optim.iterations))
     (metrics, p, p_val), _ = timed(parts, "evaluation (and its record)", lambda: evaluated(
         checkpoint, data, ident, cfg.optim.iterations))
-    from latentseg.experiment_results import write_experiment  # dvclive: timed apart from the import
+    from latentseg.run.results import write_experiment  # dvclive: timed apart from the import
 
     outcome = RunOutcome(experiment, run_label(cfg.optim.seed), metrics, p, p_val, "")
     timed(parts, "writing: metrics, P(l|c), curves", lambda: write_experiment(

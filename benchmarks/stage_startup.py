@@ -1,4 +1,4 @@
-"""Stage start-up with and without the warm interpreter (latentseg/warm.py), measured in one run.
+"""Stage start-up with and without the warm interpreter (latentseg/util/warm.py), measured in one run.
 
     python benchmarks/stage_startup.py [--repeats 5] [--out benchmarks/results/stage_startup.json]
 
@@ -22,11 +22,11 @@ import time
 from pathlib import Path
 
 from latentseg.bench.machine import cpu_model
-from latentseg.warm import started
+from latentseg.util.warm import started
 
 ROOT = Path(__file__).resolve().parents[1]
 PROBE = """\
-from latentseg.warm import hand_over
+from latentseg.util.warm import hand_over
 
 hand_over()
 
@@ -34,7 +34,7 @@ import yaml  # noqa: F401
 from dvclive import Live  # noqa: F401
 
 import torch
-from latentseg.train_stage import train_dataset  # noqa: F401  (the training stage's closure)
+from latentseg.run.stage import train_dataset  # noqa: F401  (the training stage's closure)
 
 torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)
 """

@@ -30,13 +30,13 @@ from torchvision.models import resnet18, resnet101
 from torchvision.models.resnet import BasicBlock, ResNet, conv1x1
 from torchvision.transforms import v2
 
-from latentseg.closure import NOT_COMPUTATION, fingerprint
 from latentseg.config import ClassifierConfig, to_dict
 from latentseg.data.augment import MEAN_RGB
 from latentseg.data.dataset import load_image, load_mask
 from latentseg.data.layout import DatasetMeta, Sample, read_list, samples_digest
-from latentseg.files import atomic_torch_save, file_digest, read_torch
-from latentseg.progress import Progress
+from latentseg.util.closure import NOT_COMPUTATION, fingerprint
+from latentseg.util.files import atomic_torch_save, file_digest, read_torch
+from latentseg.util.progress import Progress
 
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)  # their channel_stats
 STREAM_LABELED, STREAM_UNLABELED = 0, 1

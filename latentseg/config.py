@@ -20,7 +20,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import ConfigDict, Field, TypeAdapter, ValidationError
 
-from latentseg.progress import UserError
+from latentseg.util.progress import UserError
 
 PositiveInt = Annotated[int, Field(ge=1)]  # counts, sizes, steps
 NonNegativeInt = Annotated[int, Field(ge=0)]
@@ -29,7 +29,7 @@ Weight = Annotated[float, Field(ge=0.0)]  # loss weights, decays
 Unit = Annotated[float, Field(ge=0.0, le=1.0)]  # momenta, thresholds on probabilities
 Size = tuple[PositiveInt, PositiveInt]  # (H, W)
 # auto | cpu | cuda | cuda:<n>: the syntax is checked with the settings, whether the machine has it where it is
-# used (latentseg/devices.py), at the start of the stage
+# used (latentseg/util/devices.py), at the start of the stage
 Device = Annotated[str, Field(pattern=r"^(auto|cpu|cuda(:\d+)?)$")]
 STRICT = ConfigDict(extra="forbid")  # every settings class: unknown keys are errors
 # How the image classifier filters a prediction (evaluate.filter_by_classifier): Mittal et al.'s evaluate.py

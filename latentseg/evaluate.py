@@ -18,7 +18,7 @@ from latentseg.config import FilterMode
 from latentseg.data.classes import group_index
 from latentseg.losses import joint_counts
 from latentseg.models.deeplab import DeepLabV2, upsample
-from latentseg.progress import progress
+from latentseg.util.progress import progress
 
 
 def confusion_matrix(pred: Tensor, target: Tensor, num_classes: int, ignore_index: int = 255) -> Tensor:

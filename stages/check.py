@@ -17,9 +17,9 @@ findings are written to a file and the exit status stays 0, so that `dvc exp run
 meant to differ, still completes; CI runs it without `--report`.
 """
 
-from latentseg.warm import hand_over
+from latentseg.util.warm import hand_over
 
-hand_over()  # run in `latentseg warm`'s pre-imported interpreter when one serves (latentseg/warm.py)
+hand_over()  # run in `latentseg warm`'s pre-imported interpreter when one serves (latentseg/util/warm.py)
 
 import argparse
 import sys
@@ -28,8 +28,6 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from latentseg.files import atomic_write_text
-from latentseg.progress import configure_logging
 from latentseg.reports.check import (
     broken_claims,
     out_of_tolerance,
@@ -41,6 +39,8 @@ from latentseg.reports.check import (
 from latentseg.reports.claims import evaluate_file
 from latentseg.reports.settings import load_reports, planted_group_counts
 from latentseg.reports.stats import read_runs
+from latentseg.util.files import atomic_write_text
+from latentseg.util.progress import configure_logging
 
 HEADER = """\
 # The {profile} profile's own results, recorded with

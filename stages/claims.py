@@ -5,20 +5,20 @@ about planted groups read the number of groups of this profile's data (configs/r
         --claims reference/claims.yaml --paper reference/paper.yaml --md reports/claims.md --csv reports/claims.csv
 """
 
-from latentseg.warm import hand_over
+from latentseg.util.warm import hand_over
 
-hand_over()  # run in `latentseg warm`'s pre-imported interpreter when one serves (latentseg/warm.py)
+hand_over()  # run in `latentseg warm`'s pre-imported interpreter when one serves (latentseg/util/warm.py)
 
 import argparse
 from pathlib import Path
 
 import yaml
 
-from latentseg.progress import configure_logging
 from latentseg.reports.claims import evaluate_file, write_claims
 from latentseg.reports.settings import load_reports, planted_group_counts
 from latentseg.reports.stats import read_runs
 from latentseg.reports.tables import paper_by_cell
+from latentseg.util.progress import configure_logging
 
 
 def main() -> None:

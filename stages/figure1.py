@@ -6,21 +6,21 @@ validation images, for the figures stage to draw (it imports no torch).
 
 The run is `params.yaml: figure1.runs.<dataset>`, its first seed (the first run of its metrics file: the run
 Figure 3 shows); the images are the first `figure1.images` of the prepared `val.txt`. Writes
-`<results>/figure1/<dataset>.npz` (keys: `latentseg/figure1_arrays.py`).
+`<results>/figure1/<dataset>.npz` (keys: `latentseg/predict/figure1.py`).
 """
 
-from latentseg.warm import hand_over
+from latentseg.util.warm import hand_over
 
-hand_over()  # run in `latentseg warm`'s pre-imported interpreter when one serves (latentseg/warm.py)
+hand_over()  # run in `latentseg warm`'s pre-imported interpreter when one serves (latentseg/util/warm.py)
 
 import argparse
 import json
 from pathlib import Path
 
-from latentseg.figure1_arrays import figure1_arrays, write_npz
-from latentseg.outputs import Outputs
-from latentseg.progress import configure_logging
+from latentseg.predict.figure1 import figure1_arrays, write_npz
 from latentseg.reports.settings import load_reports, metrics_file
+from latentseg.run.outputs import Outputs
+from latentseg.util.progress import configure_logging
 
 
 def main() -> None:

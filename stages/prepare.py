@@ -6,17 +6,17 @@ else the LATENTSEG_*_ROOT environment variables: an archive or an extracted fold
 `--raw/<dataset>`, else downloaded there (Cityscapes: with CITYSCAPES_USERNAME / CITYSCAPES_PASSWORD).
 """
 
-from latentseg.warm import hand_over
+from latentseg.util.warm import hand_over
 
-hand_over()  # run in `latentseg warm`'s pre-imported interpreter when one serves (latentseg/warm.py)
+hand_over()  # run in `latentseg warm`'s pre-imported interpreter when one serves (latentseg/util/warm.py)
 
 import argparse
 from pathlib import Path
 
-from latentseg.params import load_params, profile_section
 from latentseg.prepare import converter
 from latentseg.prepare.synthetic import SyntheticSpec, generate
-from latentseg.progress import configure_logging
+from latentseg.registry.params import load_params, profile_section
+from latentseg.util.progress import configure_logging
 
 
 def main() -> None:

@@ -5,15 +5,15 @@ report stages read (`configs/reports.yaml`: the table layouts, figures, experime
 Every later stage depends on its own files, so a parameter change re-runs only the stages whose configuration it
 changes, and a training stage then trains only the runs whose file changed (`dvc exp run -S latent.k=10` leaves
 the runs with their own k, and Hung et al.'s runs, alone). An experiment's file also holds the planted groups of
-its data (`latentseg/planted.py`; null on real data), from which the training stage scores how well its latent
+its data (`latentseg/registry/planted.py`; null on real data), from which the training stage scores how well its latent
 classes recover them.
 Every setting is checked first: on any problem it prints one line per problem (key, value, experiment, what is
 wrong), writes nothing and exits with status 1.
 """
 
-from latentseg.warm import hand_over
+from latentseg.util.warm import hand_over
 
-hand_over()  # run in `latentseg warm`'s pre-imported interpreter when one serves (latentseg/warm.py)
+hand_over()  # run in `latentseg warm`'s pre-imported interpreter when one serves (latentseg/util/warm.py)
 
 import argparse
 import sys
@@ -23,12 +23,12 @@ from pathlib import Path
 import yaml
 
 from latentseg.config import to_dict
-from latentseg.experiments import check_all, report_settings, resolve, resolve_classifier, resolve_weights
-from latentseg.files import atomic_write_text
-from latentseg.outputs import Outputs
-from latentseg.params import load_params
-from latentseg.planted import planted_groups
-from latentseg.progress import UserError, configure_logging
+from latentseg.registry.experiments import check_all, report_settings, resolve, resolve_classifier, resolve_weights
+from latentseg.registry.params import load_params
+from latentseg.registry.planted import planted_groups
+from latentseg.run.outputs import Outputs
+from latentseg.util.files import atomic_write_text
+from latentseg.util.progress import UserError, configure_logging
 
 
 def write(path: Path, doc: dict) -> None:

@@ -2,17 +2,17 @@
 permutation of the training list, or a published one (`datasets.<dataset>.published_split`: a name of
 latentseg/prepare/published_splits.py, fetched into `--raw/splits`, or a pickled permutation you have)."""
 
-from latentseg.warm import hand_over
+from latentseg.util.warm import hand_over
 
-hand_over()  # run in `latentseg warm`'s pre-imported interpreter when one serves (latentseg/warm.py)
+hand_over()  # run in `latentseg warm`'s pre-imported interpreter when one serves (latentseg/util/warm.py)
 
 import argparse
 from pathlib import Path
 
 from latentseg.data.splits import write_splits
-from latentseg.params import load_params
 from latentseg.prepare.published_splits import published_split_file
-from latentseg.progress import configure_logging
+from latentseg.registry.params import load_params
+from latentseg.util.progress import configure_logging
 
 
 def main() -> None:

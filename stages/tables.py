@@ -7,9 +7,9 @@ Writes `<out>/table<N>.md` and `.csv` (one row per cell: mean, std, n, paper, di
 (one row per cell and run: table, row, column, source, run, value).
 """
 
-from latentseg.warm import hand_over
+from latentseg.util.warm import hand_over
 
-hand_over()  # run in `latentseg warm`'s pre-imported interpreter when one serves (latentseg/warm.py)
+hand_over()  # run in `latentseg warm`'s pre-imported interpreter when one serves (latentseg/util/warm.py)
 
 import argparse
 from pathlib import Path
@@ -17,11 +17,11 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from latentseg.files import atomic_write_text
-from latentseg.progress import configure_logging
 from latentseg.reports.settings import load_reports
 from latentseg.reports.stats import RUN_COLUMNS
 from latentseg.reports.tables import results_reader, table_cells, table_runs, write_table
+from latentseg.util.files import atomic_write_text
+from latentseg.util.progress import configure_logging
 
 
 def main() -> None:

@@ -1,7 +1,7 @@
 """Stage `train@<dataset>`: train every run (experiment x seed) of one data set's experiments and evaluate each:
 mIoU, per-class IoU, P(l|c), effective latent classes and, on data with planted groups (the demo's stand-ins), the
 adjusted Rand index of argmax_l P(l|c) against them (`recovery_ari`). Writes each experiment's metrics file,
-P(l|c) tables and training curves under `<results>` (latentseg/outputs.py has the layout).
+P(l|c) tables and training curves under `<results>` (latentseg/run/outputs.py has the layout).
 
 A killed run resumes from its checkpoint; a finished one of the same identity (settings, computation code, data,
 initial weights) and evaluated by the current code is not touched, so a change to one experiment trains that
@@ -13,14 +13,14 @@ all N processes (the batch is split, not multiplied); rank 0 logs, checkpoints a
 (a Slurm step of N tasks) the tasks are the run's processes, as under torchrun.
 """
 
-from latentseg.warm import hand_over
+from latentseg.util.warm import hand_over
 
-hand_over()  # run in `latentseg warm`'s pre-imported interpreter when one serves (latentseg/warm.py)
+hand_over()  # run in `latentseg warm`'s pre-imported interpreter when one serves (latentseg/util/warm.py)
 
 import argparse
 from pathlib import Path
 
-from latentseg.train_stage import train_dataset
+from latentseg.run.stage import train_dataset
 
 
 def main() -> None:

@@ -6,16 +6,16 @@ pretraining (COCO in `<raw>/coco`, its preparation and resumable run in `<work>`
 pretrained on an embedded COCO-format stand-in, "imagenet" is none (random weights, by design).
 """
 
-from latentseg.warm import hand_over
+from latentseg.util.warm import hand_over
 
-hand_over()  # run in `latentseg warm`'s pre-imported interpreter when one serves (latentseg/warm.py)
+hand_over()  # run in `latentseg warm`'s pre-imported interpreter when one serves (latentseg/util/warm.py)
 
 import argparse
 from pathlib import Path
 
 import yaml
 
-from latentseg.progress import configure_logging
+from latentseg.util.progress import configure_logging
 from latentseg.weights import make_weights
 
 

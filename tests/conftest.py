@@ -16,8 +16,8 @@ import pytest
 import torch
 
 from latentseg.prepare.download import Remote, file_digest
-from latentseg.warm import ENV as WARM_ENV
-from latentseg.warm import started
+from latentseg.util.warm import ENV as WARM_ENV
+from latentseg.util.warm import started
 
 torch.set_num_threads(min(2, os.cpu_count() or 1))
 

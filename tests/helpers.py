@@ -12,9 +12,9 @@ from typing import Any
 from latentseg.config import DataConfig, RunConfig, from_dict
 from latentseg.data.layout import TrainData, read_list
 from latentseg.data.splits import split_labeled
-from latentseg.experiments import deep_merge, defaults, typed_run
-from latentseg.params import load_params
 from latentseg.prepare.synthetic import SyntheticSpec, generate
+from latentseg.registry.experiments import deep_merge, defaults, typed_run
+from latentseg.registry.params import load_params
 
 ROOT = Path(__file__).resolve().parents[1]
 PARAMS = load_params(ROOT / "params.yaml")

@@ -34,7 +34,7 @@ from latentseg.classifier import (
 )
 from latentseg.config import ClassifierConfig, from_dict
 from latentseg.data.layout import Sample
-from latentseg.experiments import deep_merge
+from latentseg.registry.experiments import deep_merge
 from latentseg.weights.published import convert_published
 from tests.helpers import PARAMS, tiny_data
 

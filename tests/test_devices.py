@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from latentseg.devices import resolve_device
+from latentseg.util.devices import resolve_device
 
 
 def test_auto_is_the_gpu_when_there_is_one_else_the_cpu() -> None:

@@ -10,9 +10,9 @@ import pytest
 
 from latentseg import config as C
 from latentseg.config import SettingsError, to_dict
-from latentseg.experiments import deep_merge, repeats, resolve, resolve_classifier, resolve_weights
 from latentseg.methods import METHODS
-from latentseg.params import load_params
+from latentseg.registry.experiments import deep_merge, repeats, resolve, resolve_classifier, resolve_weights
+from latentseg.registry.params import load_params
 from latentseg.reports.tables import CellRef
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -12,7 +12,7 @@ import pytest
 
 from latentseg.data.dataset import load_mask
 from latentseg.data.layout import read_list
-from latentseg.figure1_arrays import figure1_arrays, write_npz
+from latentseg.predict.figure1 import figure1_arrays, write_npz
 from latentseg.prepare.synthetic import SyntheticSpec, generate
 from latentseg.reports.figure1 import MAX_NAMES, draw_figure1, latent_legend, read_arrays
 from tests.tiny_run import save_tiny_run, voc_config

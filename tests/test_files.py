@@ -9,8 +9,8 @@ import tarfile
 import pytest
 import torch
 
-from latentseg.files import atomic_torch_save, atomic_write_text
 from latentseg.prepare.archives import extract
+from latentseg.util.files import atomic_torch_save, atomic_write_text
 
 
 def test_the_same_torch_content_gives_the_same_bytes(tmp_path):

@@ -17,7 +17,7 @@ from latentseg.datasets.cityscapes import CITYSCAPES_PALETTE
 from latentseg.datasets.voc import VOC_PALETTE
 from latentseg.evaluate import filter_by_classifier
 from latentseg.models.deeplab import upsample
-from latentseg.predict import Predictor, read_image, upsampled_argmax
+from latentseg.predict.predictor import Predictor, read_image, upsampled_argmax
 from tests.tiny_run import VOC_PAD, cityscapes_config, save_tiny_run, voc_config
 
 # (H, W): larger than the 32x32 training crop and not a multiple of 8; smaller than the crop; the padding itself

@@ -13,11 +13,11 @@ import torch
 
 from latentseg import cli
 from latentseg.classifier import imagenet_trunk, load_classifier
-from latentseg.experiments import resolve
 from latentseg.models.deeplab import DeepLabV2
 from latentseg.models.init import load_init
-from latentseg.params import load_params
-from latentseg.predict import RUN_FIX, Predictor, read_checkpoint
+from latentseg.predict.predictor import RUN_FIX, Predictor, read_checkpoint
+from latentseg.registry.experiments import resolve
+from latentseg.registry.params import load_params
 from latentseg.train import checkpoint as ckpt
 from latentseg.train.checkpoint import RUN_FORMAT, load_trained
 from latentseg.train.identity import resumable_state
@@ -79,8 +79,8 @@ def test_every_torch_load_is_the_one_weights_only_reader():
     """A new reader cannot forget ``weights_only``: ``torch.load`` appears in one place of the package."""
     found = {str(p.relative_to(ROOT)): p.read_text().count("torch.load(")
              for folder in ("latentseg", "stages") for p in (ROOT / folder).rglob("*.py")}
-    assert {path: n for path, n in found.items() if n} == {"latentseg/files.py": 1}
-    assert "weights_only=True" in (ROOT / "latentseg" / "files.py").read_text()
+    assert {path: n for path, n in found.items() if n} == {"latentseg/util/files.py": 1}
+    assert "weights_only=True" in (ROOT / "latentseg" / "util" / "files.py").read_text()
 
 
 def test_a_checkpoint_as_the_trainer_writes_it_still_loads(tmp_path):

@@ -14,8 +14,8 @@ import pytest
 import yaml
 
 from latentseg.cli import main as cli
-from latentseg.params import load_params
-from latentseg.progress import UserError, report_user_errors
+from latentseg.registry.params import load_params
+from latentseg.util.progress import UserError, report_user_errors
 from tests.helpers import tiny_data
 
 ROOT = Path(__file__).resolve().parents[1]

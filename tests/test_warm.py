@@ -1,4 +1,4 @@
-"""The warm interpreter (latentseg/warm.py): a stage run through it behaves as the same stage run directly —
+"""The warm interpreter (latentseg/util/warm.py): a stage run through it behaves as the same stage run directly —
 same output, exit status, arguments, directory, environment and freshly imported latentseg — and dies with it."""
 
 from __future__ import annotations
@@ -13,12 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from latentseg.warm import ENV, started
+from latentseg.util.warm import ENV, started
 
 ROOT = Path(__file__).resolve().parents[1]
 
 PROBE = """\
-from latentseg.warm import hand_over
+from latentseg.util.warm import hand_over
 
 hand_over()
 
@@ -80,15 +80,16 @@ def test_a_stage_through_the_server_behaves_as_run_directly(tmp_path, light_serv
     assert "served True" in warm.stdout and "served False" in direct.stdout
     assert warm.stdout.replace("served True", "served False") == direct.stdout
     assert warm.stderr == direct.stderr == "to stderr\n"
-    assert "latentseg modules ['latentseg', 'latentseg.warm']" in warm.stdout  # nothing of the server's kept
+    kept = "latentseg modules ['latentseg', 'latentseg.util', 'latentseg.util.warm']"  # nothing of the server's
+    assert kept in warm.stdout
 
 
 USER_ERROR = """\
-from latentseg.warm import hand_over
+from latentseg.util.warm import hand_over
 
 hand_over()
 
-from latentseg.progress import UserError, configure_logging
+from latentseg.util.progress import UserError, configure_logging
 
 configure_logging()
 raise UserError("params.yaml: profile = 'nope': must be one of demo, paper")
@@ -126,7 +127,7 @@ def test_without_a_server_or_with_another_import_time_environment_the_stage_runs
 def test_a_killed_stage_takes_its_child_with_it(tmp_path, light_server):
     pid_file = tmp_path / "child.pid"
     script = tmp_path / "sleeper.py"
-    script.write_text("from latentseg.warm import hand_over\nhand_over()\nimport os, time\n"
+    script.write_text("from latentseg.util.warm import hand_over\nhand_over()\nimport os, time\n"
                       f"open({str(pid_file)!r}, 'w').write(str(os.getpid()))\ntime.sleep(120)\n")
     stage = subprocess.Popen([sys.executable, str(script)], env=_env(tmp_path, **{ENV: str(light_server)}))
     deadline = time.monotonic() + 60
@@ -152,7 +153,7 @@ def _alive(pid: int) -> bool:
 
 
 TRAIN = """\
-from latentseg.warm import hand_over
+from latentseg.util.warm import hand_over
 
 hand_over()
 
@@ -178,7 +179,7 @@ def test_training_with_the_real_preload_is_bit_identical(tmp_path):
     (tmp_path / "lib").mkdir()
     script = tmp_path / "train.py"
     script.write_text(TRAIN)
-    from latentseg.warm import PRELOAD
+    from latentseg.util.warm import PRELOAD
 
     for sock in _serve(tmp_path, PRELOAD):
         direct = _run(script, tmp_path, _env(tmp_path))

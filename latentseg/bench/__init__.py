@@ -39,7 +39,7 @@ from latentseg.bench.flops import count_flops, known_peaks
 from latentseg.bench.machine import machine
 from latentseg.bench.profiles import NUM_CLASSES, PROFILES, Profile, bench_config, initial_state, synthetic_batch
 from latentseg.bench.timing import run_mode
-from latentseg.params import load_params
+from latentseg.registry.params import load_params
 from latentseg.train.runtime import StepSpeed
 from latentseg.train.step import Batch
 

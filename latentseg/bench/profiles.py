@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from latentseg.config import RunConfig
-from latentseg.experiments import deep_merge, defaults, typed_run
+from latentseg.registry.experiments import deep_merge, defaults, typed_run
 from latentseg.train.step import Batch, Networks, build_networks, build_objective
 
 NUM_CLASSES = 21  # VOC's count; the names matter to no benchmarked objective

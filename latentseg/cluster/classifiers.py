@@ -19,8 +19,8 @@ import yaml
 
 from latentseg.cluster.job import RequeuedJob
 from latentseg.cluster.pending import Layout, Pending
-from latentseg.run_progress import FILE as PROGRESS_FILE
-from latentseg.run_progress import ProgressFile
+from latentseg.run.progress_file import FILE as PROGRESS_FILE
+from latentseg.run.progress_file import ProgressFile
 
 log = logging.getLogger(__name__)
 
@@ -112,7 +112,7 @@ class TrainClassifier(RequeuedJob):
     def __call__(self) -> dict[str, Any]:
         from latentseg.classifier import load_classifier, save_classifier, train_classifier
         from latentseg.config import DataConfig, from_dict
-        from latentseg.devices import resolve_device
+        from latentseg.util.devices import resolve_device
 
         self.start()
         inputs = self.spec.inputs()

@@ -22,10 +22,10 @@ import submitit
 import torch
 
 from latentseg.cluster.pending import RunSpec
-from latentseg.cluster.rendezvous import adopt_slurm_rendezvous
-from latentseg.progress import configure_logging
-from latentseg.runs import train_and_evaluate
+from latentseg.run.jobs import train_and_evaluate
 from latentseg.train import distributed
+from latentseg.train.rendezvous import adopt_slurm_rendezvous
+from latentseg.util.progress import configure_logging
 
 log = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """Which runs of the registry still need a cluster job, and why: no checkpoint, an unfinished one, one of other
 settings, code, data or initial weights (``train/identity.py``), or a finished one without a current evaluation.
 
-A run is named ``<experiment>/seed-<n>`` and laid out as the training stage lays it out (``latentseg/outputs.py``):
+A run is named ``<experiment>/seed-<n>`` and laid out as the training stage lays it out (``latentseg/run/outputs.py``):
 ``<runs>/<dataset>/<experiment>/seed-<n>/``. Its settings are the resolved configuration
 ``<configs>/<dataset>/<experiment>.yaml`` that the training stage reads, checked first against ``params.yaml`` (a
 stale file would train the wrong run).
@@ -19,13 +19,13 @@ import yaml
 
 from latentseg.config import to_dict
 from latentseg.data.layout import TrainData
-from latentseg.experiments import resolve
 from latentseg.methods import run_config
 from latentseg.models.init import resolve_init
-from latentseg.outputs import Outputs
-from latentseg.run_evaluation import FILE as EVALUATION_FILE
-from latentseg.run_evaluation import evaluation_key, recorded
-from latentseg.runs import RunJob, run_label, with_seed
+from latentseg.registry.experiments import resolve
+from latentseg.run.evaluation import FILE as EVALUATION_FILE
+from latentseg.run.evaluation import evaluation_key, recorded
+from latentseg.run.jobs import RunJob, run_label, with_seed
+from latentseg.run.outputs import Outputs
 from latentseg.train import checkpoint as ckpt
 from latentseg.train.identity import identity
 

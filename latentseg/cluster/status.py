@@ -16,8 +16,8 @@ from pathlib import Path
 from tabulate import tabulate
 
 from latentseg.cluster.submit import Submitted
-from latentseg.run_progress import FILE as PROGRESS_FILE
-from latentseg.run_progress import read_progress
+from latentseg.run.progress_file import FILE as PROGRESS_FILE
+from latentseg.run.progress_file import read_progress
 
 TAIL = 5  # lines of a failed job's error log
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from latentseg.cluster.settings import ClusterConfig, executor_parameters
-from latentseg.files import atomic_write_json
+from latentseg.util.files import atomic_write_json
 
 if TYPE_CHECKING:
     from latentseg.cluster.classifiers import ClassifierSpec

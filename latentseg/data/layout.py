@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass, replace
 from fractions import Fraction
 from pathlib import Path
 
-from latentseg.files import atomic_write_text
+from latentseg.util.files import atomic_write_text
 
 META_FILE = "dataset.json"
 

@@ -21,7 +21,7 @@ from typing import ClassVar
 import numpy as np
 
 from latentseg.data.layout import Sample, fraction_slug, parse_fraction, read_list, write_list
-from latentseg.files import temporary_sibling
+from latentseg.util.files import temporary_sibling
 
 
 def split_labeled(

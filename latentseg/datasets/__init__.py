@@ -37,3 +37,15 @@ def find(name: str, num_classes: int) -> Dataset:
         raise KeyError(f"no data set named {name!r} with {num_classes} classes; latentseg/datasets/ has "
                        f"{', '.join(f'{d.name} ({d.num_classes})' for d in DATASETS.values())}")
     return matches[0]
+
+
+def classes_and_palette(dataset: str, num_classes: int) -> tuple[list[str], list[int]]:
+    """Class names and the flat 768-int mask palette of ``dataset`` (a module of ``latentseg/datasets/``), told
+    apart by the number of classes when the name is none of them."""
+    try:
+        found = find(dataset, num_classes)
+    except KeyError as err:
+        raise ValueError(f"no palette for data set {dataset!r} with {num_classes} classes ({err.args[0]})") from None
+    if found.num_classes != num_classes:
+        raise ValueError(f"data set {dataset!r} has {found.num_classes} classes, not {num_classes}")
+    return list(found.classes), list(found.palette)

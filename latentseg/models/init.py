@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from latentseg.files import atomic_torch_save, read_torch
+from latentseg.util.files import atomic_torch_save, read_torch
 
 INIT_FORMAT = "latentseg-init"
 MANIFEST = "manifest.json"

@@ -20,7 +20,7 @@ import zipfile
 from collections.abc import Sequence
 from pathlib import Path, PurePosixPath
 
-from latentseg.files import temporary_sibling
+from latentseg.util.files import temporary_sibling
 
 log = logging.getLogger(__name__)
 

@@ -23,8 +23,8 @@ from pathlib import Path
 import requests
 import urllib3.exceptions
 
-from latentseg.files import file_digest
-from latentseg.progress import progress as show_progress
+from latentseg.util.files import file_digest
+from latentseg.util.progress import progress as show_progress
 
 log = logging.getLogger(__name__)
 

@@ -36,10 +36,10 @@ from PIL import Image
 
 from latentseg.data.layout import DatasetMeta, Sample, write_list, write_meta
 from latentseg.datasets.iit import DATASET, IIT_CLASSES, IIT_PALETTE
-from latentseg.files import atomic_write_text, file_digest
 from latentseg.prepare.archives import extract, is_current, is_extracted
 from latentseg.prepare.parallel import link_or_copy, parallel_map, save_png
 from latentseg.prepare.validate import DataError, check_prepared
+from latentseg.util.files import atomic_write_text, file_digest
 
 log = logging.getLogger(__name__)
 

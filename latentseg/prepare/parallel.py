@@ -1,6 +1,6 @@
 """What every converter runs per file, and the process pool that runs it: ``parallel_map`` over the jobs, each
 of which links or copies a raw file (``link_or_copy``) and writes a mask (``save_png``). Both write atomically
-(``latentseg.files``), so a killed run leaves whole files only and a re-run skips them."""
+(``latentseg.util.files``), so a killed run leaves whole files only and a re-run skips them."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ from typing import TypeVar
 
 from PIL import Image
 
-from latentseg.files import atomic_write
-from latentseg.progress import progress as show_progress
+from latentseg.util.files import atomic_write
+from latentseg.util.progress import progress as show_progress
 
 T = TypeVar("T")
 R = TypeVar("R")

@@ -29,11 +29,11 @@ from PIL import Image
 
 from latentseg.data.layout import DatasetMeta, Sample, write_list, write_meta
 from latentseg.datasets.voc import DATASET, VOC_CLASSES, VOC_PALETTE
-from latentseg.files import atomic_write_text
 from latentseg.prepare.download import Remote
 from latentseg.prepare.parallel import link_or_copy, parallel_map, save_png
 from latentseg.prepare.releases import Archive, Release, find_release
 from latentseg.prepare.validate import DataError, check_prepared
+from latentseg.util.files import atomic_write_text
 
 log = logging.getLogger(__name__)
 

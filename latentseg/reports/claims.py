@@ -37,8 +37,8 @@ from typing import Any
 import pandas as pd
 from tabulate import tabulate
 
-from latentseg.files import atomic_write_text
 from latentseg.reports.stats import Noise, cell_stats, kind_of, noise_by_kind
+from latentseg.util.files import atomic_write_text
 
 CLAIM_COLUMNS = ["id", "claim", "higher", "lower", "paper_diff", "diff", "se", "n_higher", "n_lower",
                  "spread_higher", "spread_lower", "verdict", "note"]

@@ -27,9 +27,9 @@ matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt
 import pandas as pd
 
-from latentseg.files import atomic_write
-from latentseg.outputs import run_order
 from latentseg.reports.tables import CellRef
+from latentseg.run.outputs import run_order
+from latentseg.util.files import atomic_write
 
 TRAIN = Path("plots/metrics/train")
 VAL_MIOU = Path("plots/metrics/val/miou.tsv")

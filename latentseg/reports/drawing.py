@@ -12,11 +12,11 @@ from typing import Any
 
 import pandas as pd
 
-from latentseg.outputs import Outputs
 from latentseg.reports.curves import experiment_curves, experiments_of, plot_curves
 from latentseg.reports.figure1 import draw_figure1, read_arrays
 from latentseg.reports.figures import heatmap
 from latentseg.reports.settings import metrics_file
+from latentseg.run.outputs import Outputs
 
 Task = tuple[Callable[..., Any], tuple]  # a drawing function and its arguments; it returns the file it wrote
 

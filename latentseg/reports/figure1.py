@@ -27,9 +27,10 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.patches import Patch
 
-from latentseg.colours import colourise, dataset_classes_and_palette, latent_colours, latent_palette
 from latentseg.data.classes import group_index
-from latentseg.files import atomic_write
+from latentseg.datasets import classes_and_palette
+from latentseg.datasets.palettes import colourise, latent_colours, latent_palette
+from latentseg.util.files import atomic_write
 
 MAX_NAMES = 5  # classes named in one legend entry; more are counted ("+2 more")
 NO_CLASS = "no class's most probable"
@@ -93,7 +94,7 @@ def draw_figure1(arrays: Mapping[str, np.ndarray], path: str | Path, title: str,
     classes = [str(v) for v in arrays["classes"]]
     p = np.asarray(arrays["p_latent_given_class"])
     k = p.shape[1]
-    _, palette = dataset_classes_and_palette(str(arrays["dataset"]), len(classes))
+    _, palette = classes_and_palette(str(arrays["dataset"]), len(classes))
     lat_palette = latent_palette(k)
     rows = [(arrays[f"image_{i}"], colourise(arrays[f"ground_truth_{i}"], palette),
              colourise(arrays[f"semantic_{i}"], palette), colourise(arrays[f"latent_{i}"], lat_palette))

@@ -18,7 +18,7 @@ import numpy as np
 from matplotlib.colors import ListedColormap
 
 from latentseg.data.classes import group_index
-from latentseg.files import atomic_write
+from latentseg.util.files import atomic_write
 
 GROUP_COLOURS = plt.get_cmap("tab10").colors
 

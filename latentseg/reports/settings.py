@@ -8,7 +8,7 @@ from typing import Any
 
 import yaml
 
-from latentseg.outputs import Outputs
+from latentseg.run.outputs import Outputs
 
 
 def load_reports(path: str | Path) -> dict[str, Any]:

@@ -27,10 +27,10 @@ from typing import Any
 import pandas as pd
 from tabulate import tabulate
 
-from latentseg.files import atomic_write_text
-from latentseg.outputs import Outputs, run_order
 from latentseg.reports.settings import classifier_file, metrics_file
 from latentseg.reports.stats import CELL_KEY, RUN_COLUMNS, kind_of, summarise
+from latentseg.run.outputs import Outputs, run_order
+from latentseg.util.files import atomic_write_text
 
 CELL_COLUMNS = [*CELL_KEY, "mean", "std", "n", "paper", "diff", "source"]
 CLASSIFIER = "+classifier"

@@ -15,9 +15,9 @@ import torch
 from torch import Tensor, nn
 
 from latentseg.config import RunConfig, to_dict
-from latentseg.files import UnreadableFile, atomic_torch_save, read_torch
 from latentseg.methods import run_config
 from latentseg.models.deeplab import DeepLabV2
+from latentseg.util.files import UnreadableFile, atomic_torch_save, read_torch
 
 if TYPE_CHECKING:
     from latentseg.train.step import Networks

@@ -20,11 +20,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from latentseg import methods
-from latentseg.closure import NOT_COMPUTATION, fingerprint
 from latentseg.config import RunConfig, to_dict
 from latentseg.data.layout import TrainData, samples_digest
-from latentseg.files import file_digest
 from latentseg.train import checkpoint as ckpt
+from latentseg.util.closure import NOT_COMPUTATION, fingerprint
+from latentseg.util.files import file_digest
 
 TRAINING_CODE = "latentseg.train.trainer"  # the loop; its import closure is the code a checkpoint is made with
 __all__ = ["NOT_COMPUTATION", "TRAINING_CODE", "identity", "resumable_state", "resume_step"]

@@ -25,17 +25,17 @@ from torch import Tensor, nn
 from latentseg import methods
 from latentseg.config import RunConfig
 from latentseg.data.layout import TrainData
-from latentseg.devices import resolve_device
 from latentseg.losses import SplitBatch
 from latentseg.models.deeplab import DeepLabV2
 from latentseg.models.init import load_init
-from latentseg.progress import Progress
 from latentseg.train import distributed
 from latentseg.train.checkpoint import save_run, unwrap
 from latentseg.train.identity import identity, resumable_state
 from latentseg.train.runtime import StepSpeed, first_step_with_fallback
 from latentseg.train.step import Batch, Networks, build_networks, build_objective, make_optimizers, one_update
 from latentseg.train.streams import streams
+from latentseg.util.devices import resolve_device
+from latentseg.util.progress import Progress
 
 Logger = Callable[[dict[str, float], int], None]  # (named values, step): the training curves (dvclive)
 Validator = Callable[[DeepLabV2], dict[str, float]]  # validation metrics of the network as it is

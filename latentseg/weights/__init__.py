@@ -13,10 +13,10 @@ from pathlib import Path
 from typing import Any
 
 from latentseg.config import STRICT, from_dict
-from latentseg.devices import check_device
-from latentseg.files import atomic_write_json
 from latentseg.methods import run_config
 from latentseg.models.init import MANIFEST
+from latentseg.util.devices import check_device
+from latentseg.util.files import atomic_write_json
 from latentseg.weights.pretrain import CocoPretrainSpec, pretrain_coco
 from latentseg.weights.published import fetch_published, published_spec
 

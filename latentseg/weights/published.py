@@ -17,10 +17,10 @@ from typing import Any
 from torch import Tensor
 
 from latentseg.datasets.voc import VOC_CLASSES
-from latentseg.files import file_digest, read_torch
 from latentseg.models.deeplab import DeepLabV2
 from latentseg.models.init import save_init
 from latentseg.prepare.download import ChecksumError, DownloadError, OfflineError, Remote, verify
+from latentseg.util.files import file_digest, read_torch
 from latentseg.weights.layouts import load_published
 
 

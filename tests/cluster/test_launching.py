@@ -11,20 +11,20 @@ import torch
 
 from latentseg import cli
 from latentseg.cluster.pending import RunSpec, changed_keys, why_pending
-from latentseg.cluster.rendezvous import adopt_slurm_rendezvous, first_host, slurm_rendezvous
 from latentseg.cluster.settings import cluster_settings, executor_parameters
 from latentseg.cluster.status import status_table
 from latentseg.cluster.submit import Submitted, read_record, record
 from latentseg.config import SettingsError, to_dict
-from latentseg.experiments import resolve
-from latentseg.params import load_params
-from latentseg.run_evaluation import FILE as EVALUATION_FILE
-from latentseg.run_evaluation import evaluated
-from latentseg.run_progress import CURVES, CurvesFile, ProgressFile, read_curves, read_progress
-from latentseg.run_progress import FILE as PROGRESS_FILE
-from latentseg.runs import train_and_evaluate
+from latentseg.registry.experiments import resolve
+from latentseg.registry.params import load_params
+from latentseg.run.evaluation import FILE as EVALUATION_FILE
+from latentseg.run.evaluation import evaluated
+from latentseg.run.jobs import train_and_evaluate
+from latentseg.run.progress_file import CURVES, CurvesFile, ProgressFile, read_curves, read_progress
+from latentseg.run.progress_file import FILE as PROGRESS_FILE
 from latentseg.train import identity as identity_module
 from latentseg.train.identity import identity
+from latentseg.train.rendezvous import adopt_slurm_rendezvous, first_host, slurm_rendezvous
 from tests.cluster.layout import REPO, make_layout
 from tests.train.speed_fixtures import make_data, one_thread, tiny_config
 
@@ -103,7 +103,7 @@ def test_pending_runs_say_why_and_a_finished_run_reuses_its_evaluation(tmp_path,
     assert why_pending(longer) == "changed: settings (optim.iterations)"
     other_lr = replace(job, cfg=replace(job.cfg, optim=replace(job.cfg.optim, lr=0.5)))
     assert why_pending(other_lr).startswith("changed: settings (optim.lr")
-    monkeypatch.setattr("latentseg.run_evaluation.evaluation_code", lambda objective: "other evaluation code")
+    monkeypatch.setattr("latentseg.run.evaluation.evaluation_code", lambda objective: "other evaluation code")
     assert why_pending(job).startswith("not evaluated")
     (_, _, _), fresh = evaluated(job.checkpoint, job.data, identity(job.cfg, job.data, job.init), 2)
     assert fresh  # evaluated again, and recorded under the new key

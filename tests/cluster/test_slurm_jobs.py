@@ -18,9 +18,9 @@ from latentseg.cluster.pending import RunSpec, why_pending
 from latentseg.cluster.settings import cluster_settings
 from latentseg.cluster.submit import submit
 from latentseg.models.init import load_init
-from latentseg.params import load_params
-from latentseg.run_progress import FILE as PROGRESS_FILE
-from latentseg.run_progress import read_progress
+from latentseg.registry.params import load_params
+from latentseg.run.progress_file import FILE as PROGRESS_FILE
+from latentseg.run.progress_file import read_progress
 from latentseg.train import checkpoint as ckpt
 from latentseg.train import trainer
 from latentseg.train.step import build_networks

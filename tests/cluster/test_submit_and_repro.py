@@ -20,8 +20,8 @@ import torch
 import yaml
 
 from latentseg.cli import main
-from latentseg.run_progress import FILE as PROGRESS_FILE
-from latentseg.run_progress import read_progress
+from latentseg.run.progress_file import FILE as PROGRESS_FILE
+from latentseg.run.progress_file import read_progress
 from tests.cluster.layout import queued, wait_for
 from tests.pipeline.repository import copy_repository, dvc, stage_env
 

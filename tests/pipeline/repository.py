@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from latentseg.closure import ROOT as PACKAGE
+from latentseg.util.closure import ROOT as PACKAGE
 
 REPO = PACKAGE.parent
 

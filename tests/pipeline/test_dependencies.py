@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from latentseg.closure import closure
+from latentseg.util.closure import closure
 from tests.pipeline.repository import REPO, changed_stages, copy_repository
 
 MAKING_SIDE = ("latentseg/prepare/", "latentseg/weights/", "latentseg/bench/")

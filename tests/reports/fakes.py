@@ -8,7 +8,7 @@ from pathlib import Path
 from statistics import mean
 from typing import Any
 
-from latentseg.outputs import Outputs
+from latentseg.run.outputs import Outputs
 
 
 def _doc(runs: dict[str, dict[str, float]]) -> dict:

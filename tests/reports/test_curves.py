@@ -2,9 +2,9 @@
 
 from pathlib import Path
 
-from latentseg.outputs import Outputs
 from latentseg.reports.curves import VAL_PANEL, experiment_curves, experiments_of, read_tsv
 from latentseg.reports.drawing import curves as draw_curves
+from latentseg.run.outputs import Outputs
 from tests.reports.fakes import settings
 
 PNG = b"\x89PNG\r\n\x1a\n"

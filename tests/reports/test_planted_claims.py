@@ -9,13 +9,13 @@ import yaml
 
 from latentseg.datasets import get
 from latentseg.evaluate import EvalResult, recovery_metrics, run_metrics
-from latentseg.experiments import report_settings
-from latentseg.outputs import Outputs, run_label, summarise
-from latentseg.params import load_params
-from latentseg.planted import planted_groups
+from latentseg.registry.experiments import report_settings
+from latentseg.registry.params import load_params
+from latentseg.registry.planted import planted_groups
 from latentseg.reports.claims import evaluate_file
 from latentseg.reports.settings import planted_group_counts
 from latentseg.reports.tables import paper_by_cell, results_reader, table_runs
+from latentseg.run.outputs import Outputs, run_label, summarise
 from tests.reports.test_reports import ROOT
 
 SEEDS = (1234, 1, 2)

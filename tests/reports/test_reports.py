@@ -10,12 +10,12 @@ import pytest
 import yaml
 
 from latentseg.datasets import get
-from latentseg.experiments import report_settings
-from latentseg.outputs import Outputs
+from latentseg.registry.experiments import report_settings
 from latentseg.reports.claims import parse_claims
 from latentseg.reports.curves import experiments_of
 from latentseg.reports.figures import grouped_order, heatmap
 from latentseg.reports.tables import CellRef
+from latentseg.run.outputs import Outputs
 from tests.reports.fakes import seeds, write_filtered, write_runs
 
 ROOT = Path(__file__).resolve().parents[2]

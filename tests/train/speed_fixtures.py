@@ -38,7 +38,7 @@ SPEED: dict = {
 
 def tiny_config(**changes) -> RunConfig:
     """``SPEED`` with ``changes`` (sections as mappings, or ``objective``) merged in."""
-    from latentseg.experiments import deep_merge
+    from latentseg.registry.experiments import deep_merge
 
     if changes.get("objective") == "hung":
         changes = deep_merge({"hung": {"semi_start": 0}}, changes)  # its self-training from the first step

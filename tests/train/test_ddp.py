@@ -21,7 +21,7 @@ import yaml
 from latentseg.config import to_dict
 from latentseg.data.layout import write_list
 from latentseg.models.init import load_init
-from latentseg.outputs import Outputs
+from latentseg.run.outputs import Outputs
 from latentseg.train import distributed, trainer
 from latentseg.train.checkpoint import unwrap
 from latentseg.train.sampling import StreamBatchSampler, shard

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from latentseg import run_evaluation
-from latentseg.closure import ROOT, closure, fingerprint
+from latentseg.run import evaluation as run_evaluation
 from latentseg.train.identity import NOT_COMPUTATION, TRAINING_CODE
+from latentseg.util.closure import ROOT, closure, fingerprint
 
 REPO = ROOT.parent
 TRAIN_ONE = """
@@ -54,9 +54,10 @@ def test_helpers_are_outside_the_identity_and_the_computation_inside(package_cop
              | closure("latentseg.methods.latent", package_copy, NOT_COMPUTATION, plugins=False)}
     assert {"losses.py", "methods/latent.py", "methods/shared.py", "data/augment.py", "train/step.py",
             "models/deeplab.py"} <= names
-    assert not names & {"progress.py", "files.py", "devices.py", "colours.py", "train/checkpoint.py",
+    assert not names & {"util/progress.py", "util/files.py", "util/devices.py", "datasets/palettes.py",
+                        "train/checkpoint.py",
                         "methods/hung.py", "methods/s4gan.py"}
-    for helper in ("progress.py", "files.py", "devices.py"):
+    for helper in ("util/progress.py", "util/files.py", "util/devices.py"):
         append(package_copy / helper, "\n\ndef a_new_helper() -> int:\n    return 1\n")
     assert code_of(package_copy) == before
     append(package_copy / "losses.py", '\n# a comment\n\ndef _documented() -> None:\n    """A docstring."""\n')
@@ -91,17 +92,17 @@ def test_a_moved_or_renamed_module_changes_no_identity(package_copy):
     nothing."""
     before, evaluated = code_of(package_copy), evaluation_of(package_copy)
     (package_copy / "data" / "augment.py").rename(package_copy / "data" / "transforms.py")  # a rename
-    (package_copy / "util").mkdir()
-    (package_copy / "util" / "__init__.py").write_text("")
-    (package_copy / "losses.py").rename(package_copy / "util" / "the_losses.py")  # a move, and a rename
+    (package_copy / "core").mkdir()
+    (package_copy / "core" / "__init__.py").write_text('"""A new package."""\n')
+    (package_copy / "losses.py").rename(package_copy / "core" / "the_losses.py")  # a move, and a rename
     for path in package_copy.rglob("*.py"):
         text = path.read_text()
         text = text.replace("latentseg.data.augment", "latentseg.data.transforms")
-        text = text.replace("from latentseg import losses", "from latentseg.util import the_losses")
-        text = text.replace("latentseg.losses", "latentseg.util.the_losses")
+        text = text.replace("from latentseg import losses", "from latentseg.core import the_losses")
+        text = text.replace("latentseg.losses", "latentseg.core.the_losses")
         path.write_text(text)
     assert code_of(package_copy) == before and evaluation_of(package_copy) == evaluated
-    moved = package_copy / "util" / "the_losses.py"
+    moved = package_copy / "core" / "the_losses.py"
     moved.write_text(moved.read_text().replace("EPS = 1e-12", "EPS = 1e-10"))
     assert code_of(package_copy) != before  # what it computes still counts
 
@@ -117,8 +118,8 @@ def test_a_helper_change_reuses_a_trained_run_and_a_loss_change_retrains_it(pack
         return int(out.stdout.split("steps_run")[-1])
 
     assert steps_trained() == 6
-    append(package_copy / "progress.py", "\n\ndef a_new_helper() -> int:\n    return 1\n")
-    append(package_copy / "devices.py", "\n# a note\n")
+    append(package_copy / "util" / "progress.py", "\n\ndef a_new_helper() -> int:\n    return 1\n")
+    append(package_copy / "util" / "devices.py", "\n# a note\n")
     assert steps_trained() == 0  # reused: nothing trained again
     losses = package_copy / "losses.py"
     losses.write_text(losses.read_text().replace("EPS = 1e-12", "EPS = 1e-11"))

@@ -12,11 +12,11 @@ import pytest
 import torch
 
 from latentseg.config import SettingsError
-from latentseg.experiments import resolve_weights
 from latentseg.models.deeplab import DeepLabV2
 from latentseg.models.init import INIT_FORMAT, load_init, resolve_init
-from latentseg.params import load_params
 from latentseg.prepare.download import ChecksumError, OfflineError, Remote
+from latentseg.registry.experiments import resolve_weights
+from latentseg.registry.params import load_params
 from latentseg.weights import make_weights
 from latentseg.weights.published import PUBLISHED, fetch_published
 from tests.layouts import hung_coco_state, torchvision_resnet_state

@@ -18,8 +18,8 @@ import sys
 from typing import Any
 
 from latentseg.config import to_dict
-from latentseg.experiments import check_experiment, origins, resolve, run_tree
-from latentseg.params import check_profile, load_params
+from latentseg.registry.experiments import check_experiment, origins, resolve, run_tree
+from latentseg.registry.params import check_profile, load_params
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

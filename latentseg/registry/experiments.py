@@ -26,10 +26,10 @@ from latentseg import methods
 from latentseg.config import ClassifierConfig, DataConfig, RunConfig, SettingsError, from_dict, to_dict
 from latentseg.data.layout import parse_fraction
 from latentseg.methods.latent import METHOD as PAPER_METHOD
-from latentseg.outputs import CLASSIFIER_PREFIX
-from latentseg.params import check_profile, profile_section
-from latentseg.planted import planted_groups
-from latentseg.progress import UserError
+from latentseg.registry.params import check_profile, profile_section
+from latentseg.registry.planted import planted_groups
+from latentseg.run.outputs import CLASSIFIER_PREFIX
+from latentseg.util.progress import UserError
 
 SECTIONS = ("model", "data", "optim", "discriminator", "runtime")  # every run's; each method adds its own
 LAYER_KEYS = ("objective", *SECTIONS, *methods.sections(), "classifier")  # what a layer may set
@@ -138,7 +138,7 @@ def experiment(params: dict[str, Any], exp_id: str) -> Experiment:
         problems.append(("method", entry["method"], "must be a key of params.yaml: methods"))
     if exp_id.startswith(CLASSIFIER_PREFIX):
         problems.append(("", exp_id, f"an experiment's id may not start with {CLASSIFIER_PREFIX!r}: the folders of "
-                                     "the data set's classifiers are named so (latentseg/outputs.py)"))
+                                     "the data set's classifiers are named so (latentseg/run/outputs.py)"))
     if "init" in entry and entry["init"] not in INITS:
         problems.append(("init", entry["init"], f"must be one of {', '.join(INITS)}"))
     try:

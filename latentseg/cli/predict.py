@@ -12,7 +12,7 @@ For each image ``<name>.<ext>`` it writes, at the image's size, into ``--out``:
   without a latent head);
 - ``<name>_overlay.png``: the image blended with the semantic colours.
 
-Images are predicted as the validation set is (``latentseg/predict.py``): VOC runs pad images to their
+Images are predicted as the validation set is (``latentseg/predict/predictor.py``): VOC runs pad images to their
 evaluation padding (505 pixels a side) and scale a larger photo down to fit it, Cityscapes runs resize to their
 evaluation size; the maps come back at the image's own size. ``--classifier``
 applies Mittal et al.'s image classifier ("Proposed + Classifier"): ``auto`` finds the classifier trained with the
@@ -32,9 +32,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from latentseg.colours import latent_palette, overlay
-from latentseg.files import atomic_write
-from latentseg.predict import (
+from latentseg.datasets.palettes import latent_palette, overlay
+from latentseg.predict.predictor import (
     CLASSIFIER_FORMAT,
     RUN_FIX,
     ImageFilter,
@@ -45,6 +44,7 @@ from latentseg.predict import (
     read_checkpoint,
     read_image,
 )
+from latentseg.util.files import atomic_write
 
 CLASSIFIER_FIX = "pass --classifier runs/classifier-<id>/seed-<n>/classifier.pt (or auto)"
 CHECKPOINT = "checkpoint.pt"

@@ -7,7 +7,7 @@ from typing import Any
 
 import yaml
 
-from latentseg.progress import UserError
+from latentseg.util.progress import UserError
 
 
 def load_params(path: str | Path = "params.yaml") -> dict[str, Any]:

@@ -17,11 +17,12 @@ from functools import cache
 from pathlib import Path
 
 PACKAGE = "latentseg"
-ROOT = Path(__file__).resolve().parent  # the package folder
+ROOT = Path(__file__).resolve().parents[1]  # the package folder
 # Modules that change no number of a computation (logging, files, devices, parameter files, these fingerprints):
 # outside the code fingerprint of a run (train/identity.py) or a classifier.
-NOT_COMPUTATION = ("latentseg.progress", "latentseg.files", "latentseg.devices", "latentseg.closure",
-                   "latentseg.params", "latentseg.train.checkpoint", "latentseg.train.identity")
+NOT_COMPUTATION = ("latentseg.util.progress", "latentseg.util.files", "latentseg.util.devices",
+                   "latentseg.util.closure", "latentseg.registry.params", "latentseg.train.checkpoint",
+                   "latentseg.train.identity")
 # registries that import their modules by discovery (pkgutil)
 PLUGIN_PACKAGES = ("latentseg.methods", "latentseg.datasets", "latentseg.prepare.standins")
 

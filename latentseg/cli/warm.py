@@ -1,4 +1,4 @@
-"""``latentseg warm``: serve a pre-imported interpreter to the pipeline's stages (latentseg/warm.py).
+"""``latentseg warm``: serve a pre-imported interpreter to the pipeline's stages (latentseg/util/warm.py).
 
     latentseg warm --socket /tmp/latentseg-warm.sock &
     LATENTSEG_WARM=/tmp/latentseg-warm.sock dvc repro      # or dvc exp run ...
@@ -13,7 +13,7 @@ import argparse
 import os
 from pathlib import Path
 
-from latentseg.warm import ENV, serve
+from latentseg.util.warm import ENV, serve
 
 
 def default_socket() -> Path:

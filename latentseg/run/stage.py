@@ -20,18 +20,18 @@ from typing import Any
 
 import yaml
 
-from latentseg.classifier_runs import ClassifierJob, FilterJob, FilterOutcome, ResolvedClassifier, read_classifiers
-from latentseg.cluster.rendezvous import adopt_slurm_rendezvous
 from latentseg.config import RunConfig
 from latentseg.data.layout import TrainData
-from latentseg.devices import check_device
-from latentseg.experiment_results import write_classifier, write_experiment
 from latentseg.methods import run_config
 from latentseg.models.init import resolve_init
-from latentseg.outputs import CLASSIFIER_PREFIX, Outputs, run_label
-from latentseg.progress import configure_logging
-from latentseg.runs import RunJob, RunOutcome, run_all, with_seed
+from latentseg.run.classifiers import ClassifierJob, FilterJob, FilterOutcome, ResolvedClassifier, read_classifiers
+from latentseg.run.jobs import RunJob, RunOutcome, run_all, with_seed
+from latentseg.run.outputs import CLASSIFIER_PREFIX, Outputs, run_label
+from latentseg.run.results import write_classifier, write_experiment
 from latentseg.train import distributed
+from latentseg.train.rendezvous import adopt_slurm_rendezvous
+from latentseg.util.devices import check_device
+from latentseg.util.progress import configure_logging
 
 log = logging.getLogger(__name__)
 

@@ -130,7 +130,7 @@ def started(path: Path, idle_timeout: float = 900.0, env: dict[str, str] | None 
     """A server on ``path`` in a process of its own while the block runs (tests, benchmarks): started, waited for
     until it listens (at most ``timeout`` seconds), then stopped. ``env``: the server's environment; ``log``: a
     file for its lines (each stage it serves, and how long it took)."""
-    code = (f"from pathlib import Path; from latentseg.warm import serve; "
+    code = (f"from pathlib import Path; from latentseg.util.warm import serve; "
             f"serve(Path({str(path)!r}), idle_timeout={idle_timeout!r}, preload={preload!r}, "
             f"log=lambda line: print(line, flush=True))")
     out = open(log, "w") if log is not None else subprocess.DEVNULL  # noqa: SIM115  (closed below)

@@ -28,18 +28,18 @@ from latentseg.classifier import (
     save_classifier,
     train_classifier,
 )
-from latentseg.closure import fingerprint
 from latentseg.config import ClassifierConfig, DataConfig, from_dict
 from latentseg.data.dataset import eval_loader
 from latentseg.data.layout import TrainData
-from latentseg.devices import resolve_device
 from latentseg.evaluate import ClassFilter, evaluate, never_rejected
-from latentseg.files import atomic_write_json
-from latentseg.outputs import Outputs, run_label
-from latentseg.run_evaluation import FILE as EVALUATION_FILE
-from latentseg.run_evaluation import evaluation_key, recorded
+from latentseg.run.evaluation import FILE as EVALUATION_FILE
+from latentseg.run.evaluation import evaluation_key, recorded
+from latentseg.run.outputs import Outputs, run_label
 from latentseg.train.checkpoint import load_trained
 from latentseg.train.identity import identity
+from latentseg.util.closure import fingerprint
+from latentseg.util.devices import resolve_device
+from latentseg.util.files import atomic_write_json
 
 
 def _digest(doc: Any) -> str:

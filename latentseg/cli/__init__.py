@@ -19,7 +19,11 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True, metavar="subcommand")
 
-    from latentseg import bench, config_command, predict_command, submit_command, warm_command
+    from latentseg import bench
+    from latentseg.cli import config as config_command
+    from latentseg.cli import predict as predict_command
+    from latentseg.cli import submit as submit_command
+    from latentseg.cli import warm as warm_command
 
     for name, module, short in (("bench", bench, "time the training step"),
                                 ("config", config_command, "show an experiment's settings and their origin"),

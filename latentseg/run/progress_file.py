@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from latentseg.files import atomic_write_json
+from latentseg.util.files import atomic_write_json
 
 FILE = "progress.json"
 

@@ -1,4 +1,5 @@
-"""Colours of the pictures of a prediction: each data set's mask palette, and a categorical palette of latent classes.
+"""Colours of the pictures of a prediction: a categorical palette of latent classes, masks in colour, overlays
+(each data set's own mask palette is its descriptor's, ``datasets.classes_and_palette``).
 
 ``latentseg predict`` and Figure 1 (``reports/figure1.py``) draw latent class ``l`` in the same colour. Imports
 no torch and no matplotlib: the report stages use it too.
@@ -9,8 +10,6 @@ from __future__ import annotations
 import colorsys
 
 import numpy as np
-
-from latentseg import datasets
 
 RGB = tuple[int, int, int]
 
@@ -23,18 +22,6 @@ _TAB20_STRONG_FIRST: list[RGB] = [
     (247, 182, 210), (199, 199, 199), (219, 219, 141), (158, 218, 229),
 ]
 _GOLDEN = 0.618033988749895  # hue step of the colours past twenty: each new hue far from the previous ones
-
-
-def dataset_classes_and_palette(dataset: str, num_classes: int) -> tuple[list[str], list[int]]:
-    """Class names and the flat 768-int mask palette of ``dataset`` (a module of ``latentseg/datasets/``), told
-    apart by the number of classes when the name is none of them."""
-    try:
-        found = datasets.find(dataset, num_classes)
-    except KeyError as err:
-        raise ValueError(f"no palette for data set {dataset!r} with {num_classes} classes ({err.args[0]})") from None
-    if found.num_classes != num_classes:
-        raise ValueError(f"data set {dataset!r} has {found.num_classes} classes, not {num_classes}")
-    return list(found.classes), list(found.palette)
 
 
 def latent_colours(k: int) -> list[RGB]:

@@ -53,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
     from latentseg.cluster.classifiers import pending_classifiers
     from latentseg.cluster.pending import Layout, check_configs, pending_runs, select
     from latentseg.cluster.settings import cluster_settings
-    from latentseg.params import load_params
+    from latentseg.registry.params import load_params
 
     try:
         params = load_params(args.params)

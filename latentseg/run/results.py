@@ -21,12 +21,12 @@ from pathlib import Path
 from dvclive import Live
 from torch import Tensor
 
-from latentseg.classifier_runs import FilterOutcome, ResolvedClassifier
 from latentseg.evaluate import recovery_metrics
-from latentseg.files import atomic_write_json, atomic_write_text
-from latentseg.outputs import Outputs, run_order, summarise
-from latentseg.run_progress import CURVES, read_curves
-from latentseg.runs import RunOutcome
+from latentseg.run.classifiers import FilterOutcome, ResolvedClassifier
+from latentseg.run.jobs import RunOutcome
+from latentseg.run.outputs import Outputs, run_order, summarise
+from latentseg.run.progress_file import CURVES, read_curves
+from latentseg.util.files import atomic_write_json, atomic_write_text
 
 
 def latent_csv(p: Tensor, classes: list[str]) -> str:

@@ -17,13 +17,13 @@ import torch
 from torch import Tensor
 
 from latentseg import methods
-from latentseg.closure import fingerprint
 from latentseg.data.dataset import eval_loader
 from latentseg.data.layout import TrainData
-from latentseg.devices import resolve_device
 from latentseg.evaluate import evaluate, normalise_rows, run_metrics
-from latentseg.files import atomic_write_json
 from latentseg.train.checkpoint import cooccurrence, load_trained
+from latentseg.util.closure import fingerprint
+from latentseg.util.devices import resolve_device
+from latentseg.util.files import atomic_write_json
 
 FILE = "evaluation.json"
 Evaluation = tuple[dict[str, float], Tensor | None, Tensor | None]  # metrics, P(l|c) from M, P(l|c) of validation

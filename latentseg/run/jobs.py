@@ -33,11 +33,11 @@ from latentseg.config import RunConfig
 from latentseg.data.dataset import eval_loader
 from latentseg.data.layout import TrainData
 from latentseg.evaluate import evaluate
-from latentseg.outputs import run_label
-from latentseg.run_evaluation import FILE as EVALUATION_FILE
-from latentseg.run_evaluation import evaluated, evaluation_key, recorded
-from latentseg.run_progress import CURVES, CurvesFile, ProgressFile
-from latentseg.run_progress import FILE as PROGRESS_FILE
+from latentseg.run.evaluation import FILE as EVALUATION_FILE
+from latentseg.run.evaluation import evaluated, evaluation_key, recorded
+from latentseg.run.outputs import run_label
+from latentseg.run.progress_file import CURVES, CurvesFile, ProgressFile
+from latentseg.run.progress_file import FILE as PROGRESS_FILE
 from latentseg.train import distributed
 from latentseg.train.identity import identity, resume_step
 from latentseg.train.trainer import train

@@ -24,8 +24,8 @@ import torch
 
 from latentseg.data.dataset import load_image, load_mask
 from latentseg.data.layout import read_list, read_meta
-from latentseg.files import atomic_write
-from latentseg.predict import Predictor
+from latentseg.predict.predictor import Predictor
+from latentseg.util.files import atomic_write
 
 
 def figure1_arrays(checkpoint: str | Path, data_root: str | Path, num_images: int,

@@ -26,7 +26,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from latentseg.progress import UserError
+from latentseg.util.progress import UserError
 
 
 class UnreadableFile(UserError):

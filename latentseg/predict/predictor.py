@@ -27,15 +27,15 @@ import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 from torch import Tensor, nn
 
-from latentseg.colours import dataset_classes_and_palette
 from latentseg.config import FilterMode, RunConfig
 from latentseg.data.augment import eval_transform, resize_pair
-from latentseg.devices import resolve_device
+from latentseg.datasets import classes_and_palette
 from latentseg.evaluate import filter_by_classifier, never_rejected, normalise_rows
-from latentseg.files import UnreadableFile, read_torch
 from latentseg.models.deeplab import DeepLabV2, upsample
 from latentseg.train.checkpoint import RUN_FORMAT, cooccurrence
 from latentseg.train.checkpoint import model_from_state as build_trained
+from latentseg.util.devices import resolve_device
+from latentseg.util.files import UnreadableFile, read_torch
 
 CLASSIFIER_FORMAT = "latentseg-classifier"
 # What each of the package's file formats is, for the error that meets one where another is expected.
@@ -137,7 +137,7 @@ class Predictor:
         self.model = model.to(device).eval()
         self.num_classes = model.semantic_head.conv2d_list[0].out_channels
         self.num_latent = None if model.latent_head is None else model.latent_head.conv2d_list[0].out_channels
-        self.classes, self.palette = dataset_classes_and_palette(cfg.dataset, self.num_classes)
+        self.classes, self.palette = classes_and_palette(cfg.dataset, self.num_classes)
         self.p_latent_given_class = p_latent_given_class  # (C, k) eq. 8 from training's M, or None
         self.transform = eval_transform(cfg.data)
         self.autocast = device.type == "cuda"  # bf16, as the training stage evaluates on a GPU

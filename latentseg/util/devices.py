@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from latentseg.progress import UserError
+from latentseg.util.progress import UserError
 
 
 def check_device(name: str, setting: str = "runtime.device") -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from latentseg.datasets import get
-from latentseg.params import profile_section
+from latentseg.registry.params import profile_section
 
 
 def planted_groups(params: dict[str, Any], dataset: str) -> dict[str, list[str]] | None:

@@ -1,0 +1,1 @@
+"""A trained run on any image (``latentseg predict``), and Figure 1's arrays."""
