@@ -37,7 +37,7 @@ from latentseg.run.evaluation import evaluation_key, recorded
 from latentseg.run.outputs import Outputs, run_label
 from latentseg.train.checkpoint import load_trained
 from latentseg.train.identity import identity
-from latentseg.util.closure import fingerprint
+from latentseg.util.closure import HELPERS, fingerprint
 from latentseg.util.devices import resolve_device
 from latentseg.util.files import atomic_write_json
 
@@ -120,7 +120,7 @@ class ClassifierJob:
 
 def filter_code() -> str:
     """The fingerprint of the filtered evaluation's code (this module and what it imports)."""
-    return fingerprint(__name__, plugins=False)
+    return fingerprint(__name__, HELPERS, plugins=False)
 
 
 @dataclass(frozen=True)

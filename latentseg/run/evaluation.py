@@ -21,7 +21,7 @@ from latentseg.data.dataset import eval_loader
 from latentseg.data.layout import TrainData
 from latentseg.evaluate import evaluate, normalise_rows, run_metrics
 from latentseg.train.checkpoint import cooccurrence, load_trained
-from latentseg.util.closure import fingerprint
+from latentseg.util.closure import HELPERS, fingerprint
 from latentseg.util.devices import resolve_device
 from latentseg.util.files import atomic_write_json
 
@@ -33,7 +33,7 @@ def evaluation_code(objective: str) -> str:
     """The fingerprint of the code that evaluates a checkpoint of method ``objective``: this module and what it
     imports, with that method's module and none of the registry's others (adding or changing a method
     re-evaluates no run of another)."""
-    return fingerprint(__name__, plugins=False, also=(methods.module_of(objective),))
+    return fingerprint(__name__, HELPERS, plugins=False, also=(methods.module_of(objective),))
 
 
 def evaluation_key(ident: dict, step: int) -> dict[str, Any]:

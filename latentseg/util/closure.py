@@ -18,11 +18,12 @@ from pathlib import Path
 
 PACKAGE = "latentseg"
 ROOT = Path(__file__).resolve().parents[1]  # the package folder
-# Modules that change no number of a computation (logging, files, devices, parameter files, these fingerprints):
-# outside the code fingerprint of a run (train/identity.py) or a classifier.
-NOT_COMPUTATION = ("latentseg.util.progress", "latentseg.util.files", "latentseg.util.devices",
-                   "latentseg.util.closure", "latentseg.registry.params", "latentseg.train.checkpoint",
-                   "latentseg.train.identity")
+# Modules that change no number of any computation (logging, files, devices, parameter files, these
+# fingerprints): outside every code fingerprint (a run's, an evaluation's, a classifier's).
+HELPERS = ("latentseg.util.progress", "latentseg.util.files", "latentseg.util.devices", "latentseg.util.closure",
+           "latentseg.registry.params")
+# and, for a run's training (train/identity.py) and a classifier's, reading and writing checkpoints too
+NOT_COMPUTATION = (*HELPERS, "latentseg.train.checkpoint", "latentseg.train.identity")
 # registries that import their modules by discovery (pkgutil)
 PLUGIN_PACKAGES = ("latentseg.methods", "latentseg.datasets", "latentseg.prepare.standins")
 
@@ -123,10 +124,24 @@ def files_fingerprint(files: Iterable[Path], root: Path = ROOT) -> str:
     return digest.hexdigest()[:16]
 
 
+class _PackageImports(ast.NodeTransformer):
+    """Takes the package's own imports out of a syntax tree, keeping the names they bind."""
+
+    def __init__(self) -> None:
+        self.names: list[str] = []
+
+    def visit_ImportFrom(self, node: ast.ImportFrom) -> ast.ImportFrom | None:
+        if node.level or (node.module or "").split(".")[0] == PACKAGE:
+            self.names += [alias.asname or alias.name for alias in node.names]  # "as L": the code uses L
+            return None
+        return node
+
+
 def code_digest(path: Path) -> str:
-    """A digest of a module's syntax tree without its docstrings and without the places of the package modules it
-    imports: a comment, a docstring, a line break or a module moved elsewhere in the package changes nothing (the
-    imported module's own content is in the closure); a changed expression, name or constant does."""
+    """A digest of a module's syntax tree without its docstrings and without its imports of package modules, but
+    with the names those bind: a comment, a docstring, a line break, the order of the imports or a module moved
+    elsewhere in the package changes nothing (the imported module's own code is in the closure); a changed
+    expression, name or constant does."""
     tree = ast.parse(path.read_text(), filename=str(path))
     for node in ast.walk(tree):
         body = getattr(node, "body", None)
@@ -134,12 +149,14 @@ def code_digest(path: Path) -> str:
                 isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant) and \
                 isinstance(body[0].value.value, str):
             node.body = body[1:] or [ast.Pass()]
-        if isinstance(node, ast.ImportFrom) and (node.level or (node.module or "").split(".")[0] == PACKAGE):
-            node.module, node.level = PACKAGE, 0
-            for alias in node.names:  # "from latentseg import losses as L": the code uses L, whatever the file
-                alias.name = alias.asname or alias.name
-    return hashlib.sha256(ast.dump(tree, annotate_fields=False).encode()).hexdigest()
+    imports = _PackageImports()
+    tree = imports.visit(tree)
+    return _digest(ast.dump(tree, annotate_fields=False), imports.names)
 
 
-_NO_CODE = {hashlib.sha256(ast.dump(ast.Module(body=body, type_ignores=[]), annotate_fields=False).encode())
-            .hexdigest() for body in ([], [ast.Pass()])}  # an empty module, and one of a docstring alone
+def _digest(dump: str, names: list[str]) -> str:
+    return hashlib.sha256(f"{dump}\0{','.join(sorted(set(names)))}".encode()).hexdigest()
+
+
+_NO_CODE = {_digest(ast.dump(ast.Module(body=body, type_ignores=[]), annotate_fields=False), [])
+            for body in ([], [ast.Pass()])}  # an empty module, and one of a docstring alone

@@ -14,7 +14,7 @@ import pytest
 
 from latentseg.run import evaluation as run_evaluation
 from latentseg.train.identity import NOT_COMPUTATION, TRAINING_CODE
-from latentseg.util.closure import ROOT, closure, fingerprint
+from latentseg.util.closure import HELPERS, ROOT, closure, fingerprint
 
 REPO = ROOT.parent
 TRAIN_ONE = """
@@ -73,7 +73,7 @@ def test_helpers_are_outside_the_identity_and_the_computation_inside(package_cop
 def evaluation_of(package: Path, method: str = "latent") -> str:
     """The evaluation-code fingerprint of a run of ``method`` (``run_evaluation.evaluation_code``) in ``package``."""
     fingerprint.cache_clear()
-    return fingerprint(run_evaluation.__name__, (), package, False, (f"latentseg.methods.{method}",))
+    return fingerprint(run_evaluation.__name__, HELPERS, package, False, (f"latentseg.methods.{method}",))
 
 
 def test_another_method_changes_no_run_of_this_one(package_copy):
