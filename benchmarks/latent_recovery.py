@@ -54,8 +54,8 @@ def study_params(params: dict, data_seed: int, seeds: list[int], iterations: int
     p = copy.deepcopy({**params, "profile": "demo"})
     demo = p["profiles"]["demo"]
     demo["datasets"]["voc"]["synthetic"]["seed"] = data_seed
-    demo["run"]["optim"]["iterations"] = iterations
-    demo["run"]["runtime"].update({"checkpoint_every": iterations, "log_every": max(1, iterations // 4)})
+    demo["optim"]["iterations"] = iterations
+    demo["runtime"].update({"checkpoint_every": iterations, "log_every": max(1, iterations // 4)})
     demo["methods"]["hung"]["hung"]["semi_start"] = iterations // 4
     demo["repeats"] = {"seeds": seeds, "experiments": "all"}
     if smoke:

@@ -191,8 +191,9 @@ def test_every_configuration_key_is_read_somewhere():
     params = load_params(ROOT / "params.yaml")
     hints = {**typing.get_type_hints(C.RunConfig), **{k: v for m in METHODS.values()
                                                       for k, v in typing.get_type_hints(m.settings).items()}}
-    sections = [(s, params[s]) for s in ("model", "data", "optim", "loss", "latent", "discriminator", "runtime")]
-    sections += [(s, params["methods"][s][s]) for s in ("hung", "s4gan")]  # the baselines' own settings
+    sections = [(s, params[s]) for s in ("model", "data", "optim", "loss", "latent", "discriminator", "runtime",
+                                         "s4gan", "unimatch")]
+    sections += [("hung", params["methods"]["hung"]["hung"])]  # Hung et al.'s settings live with the method
     for section, values in sections:
         fields = {f.name for f in dataclasses.fields(typing.get_args(hints[section])[0]
                                                      if typing.get_args(hints[section]) else hints[section])}

@@ -50,15 +50,15 @@ BAD = [  # (where in params.yaml, value, the key and message resolve prints)
     ("latent.k", -3, r"latent\.k = -3 \(.*\): must be an integer >= 1"),
     ("latent.k", 2.5, r"latent\.k = 2\.5 \(.*\): must be an integer"),
     ("optim.lr", "abc", r"optim\.lr = 'abc' \(profile paper, experiment .*\): must be a number"),
-    ("profiles.demo.run.optim.lr", 0, r"profiles\.demo\.run\.optim\.lr = 0 \(experiment .*\): must be a number > 0"),
+    ("profiles.demo.optim.lr", 0, r"profiles\.demo\.optim\.lr = 0 \(experiment .*\): must be a number > 0"),
     ("loss.lambda_cons", -1, r"loss\.lambda_cons = -1 \(experiment .*\): must be a number >= 0"),
-    ("profiles.demo.run.optim.iterations", 0,
-     r": profiles\.demo\.run\.optim\.iterations = 0 \(experiment .*\): must be an integer >= 1"),
+    ("profiles.demo.optim.iterations", 0,
+     r": profiles\.demo\.optim\.iterations = 0 \(experiment .*\): must be an integer >= 1"),
     ("experiments.voc-1_8-k2.fraction", "1/0", r"experiments\.voc-1_8-k2\.fraction = '1/0' \(experiment voc-1_8-k2"
                                                r".*\): must be 'full' or a fraction in \(0, 1\]"),
     ("experiments.voc-1_8-k2.fraction", "3/2", r"fraction = '3/2' .*must be 'full' or a fraction in \(0, 1\]"),
-    ("profiles.demo.run.data.crop_size", [48, 0],
-     r": profiles\.demo\.run\.data\.crop_size\.1 = 0 \(experiment .*\): must be an integer >= 1"),
+    ("profiles.demo.data.crop_size", [48, 0],
+     r": profiles\.demo\.data\.crop_size\.1 = 0 \(experiment .*\): must be an integer >= 1"),
     ("objective", "latnet", r"objective = 'latnet' \(.*\): must be one of hung, latent, s4gan"),
     ("experiments.voc-1_8-k2.dataset", "vco", r"experiments\.voc-1_8-k2\.dataset = 'vco' .*must be one of"),
     ("experiments.voc-1_8-k2.init", "cocoa", r"experiments\.voc-1_8-k2\.init = 'cocoa' .*must be one of"),
@@ -68,11 +68,11 @@ BAD = [  # (where in params.yaml, value, the key and message resolve prints)
     ("methods.ce.loss.lambda_typo", 1,
      r": methods\.ce\.loss\.lambda_typo = 1 \(experiment voc-1_8-ce.*\): unknown key"),
     # issue 26: each problem names where in params.yaml the value was set, the layer of a profile or an experiment
-    ("profiles.demo.run.optim.batch_size", 0, r"^params\.yaml: profiles\.demo\.run\.optim\.batch_size = 0 "
+    ("profiles.demo.optim.batch_size", 0, r"^params\.yaml: profiles\.demo\.optim\.batch_size = 0 "
                                               r"\(experiment .*\): must be an integer >= 1"),
     ("experiments.voc-1_8-k2.latent.k", 0,
      r": experiments\.voc-1_8-k2\.latent\.k = 0 \(experiment voc-1_8-k2 and 1 more\)"),
-    ("profiles.demo.run.classifier.epochs", 0, r": profiles\.demo\.run\.classifier\.epochs = 0 \(classifier "),
+    ("profiles.demo.classifier.epochs", 0, r": profiles\.demo\.classifier\.epochs = 0 \(classifier "),
     ("profiles.demo.weights.coco.pretrain_coco.run.optim.lr", -1,
      r": profiles\.demo\.weights\.coco\.pretrain_coco\.run\.optim\.lr = -1 \(weights\): must be a number > 0"),
     # issue 26: fractions, devices, the profile and an experiment's fraction missing from its data set's splits
@@ -85,7 +85,7 @@ BAD = [  # (where in params.yaml, value, the key and message resolve prints)
                                                r"voc-1_8-k2 and 1 more\): has no 1/3, the fraction of the experiment"),
     ("runtime.device", "banana", r": runtime\.device = 'banana' \(profile paper, .*\): must be auto, cpu, cuda or "
                                  r"cuda:<n>"),
-    ("profiles.demo.run.runtime.device", "gpu", r": profiles\.demo\.run\.runtime\.device = 'gpu' \(experiment "),
+    ("profiles.demo.runtime.device", "gpu", r": profiles\.demo\.runtime\.device = 'gpu' \(experiment "),
     ("profile", "nonexistent", r"^params\.yaml: profile = 'nonexistent': must be one of demo, paper"),
 ]
 
@@ -115,7 +115,7 @@ def test_config_shows_each_setting_and_its_layer(capsys):
     rows = {line.split()[0]: line for line in out.splitlines()[1:]}
     assert rows["latent.k"].split()[1:] == ["10", "experiments.voc-1_8-k10"]
     demo = PARAMS["profiles"]["demo"]
-    assert rows["optim.iterations"].split()[1:] == [str(demo["run"]["optim"]["iterations"]), "profiles.demo.run"]
+    assert rows["optim.iterations"].split()[1:] == [str(demo["optim"]["iterations"]), "profiles.demo"]
     assert rows["optim.head_lr_mult"].split()[1:] == ["10.0", "top", "level"]
     assert "(unused by this run" in rows["latent.alpha"] or rows["latent.alpha"].split()[1] == "null"
     assert cli(["config", "voc-1_8-hung", "--params", str(ROOT / "params.yaml")]) == 0
@@ -152,7 +152,7 @@ def run_stage(name: str, args: list[str], monkeypatch) -> BaseException | None:
 
 def test_a_device_of_good_syntax_passes_resolve_and_its_stage_says_in_one_line_when_it_is_missing(
         tmp_path, monkeypatch, capsys):
-    code, err = run_resolve(with_value("profiles.demo.run.runtime.device", "cuda:7"), tmp_path, monkeypatch, capsys)
+    code, err = run_resolve(with_value("profiles.demo.runtime.device", "cuda:7"), tmp_path, monkeypatch, capsys)
     assert code == 0 and err == ""
     monkeypatch.setattr("torch.cuda.device_count", lambda: 1)  # the same on a machine with or without a GPU
     raised = run_stage("weights", ["--plan", str(tmp_path / "configs" / "weights.yaml"), "--out",
@@ -188,8 +188,8 @@ def test_config_reports_a_bad_setting_as_resolve_does(tmp_path, capsys):
     code, err = run_config(with_value("latent.k", 0), tmp_path, capsys, EXP)
     assert code == 2 and err.splitlines() == [
         f"params.yaml: latent.k = 0 (experiment {EXP}): must be an integer >= 1"], err
-    code, err = run_config(with_value("profiles.demo.run.optim.batch_size", 0), tmp_path, capsys, EXP)
-    assert code == 2 and err.startswith("params.yaml: profiles.demo.run.optim.batch_size = 0 ")
+    code, err = run_config(with_value("profiles.demo.optim.batch_size", 0), tmp_path, capsys, EXP)
+    assert code == 2 and err.startswith("params.yaml: profiles.demo.optim.batch_size = 0 ")
 
 
 def test_config_matches_the_experiment_exactly_and_suggests_the_closest(tmp_path, capsys):

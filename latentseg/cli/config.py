@@ -3,10 +3,10 @@
     latentseg config voc-1_8-k10
     latentseg config cityscapes-1_8-s4gan --profile paper
 
-Each line is a setting of the run, its value, and the layer of ``params.yaml`` that set it (as
-``git config --show-origin`` does): ``top level``, ``datasets.<d>.run``, ``profiles.<p>.run``,
-``profiles.<p>.datasets.<d>.run``, ``methods.<m>``, ``datasets.<d>.methods.<m>``, ``profiles.<p>.methods.<m>`` or
-``experiments.<id>``. A setting the run does not use shows ``(unused by this run ...)``: changing it re-trains
+Each line is a setting of the run, its value, and the place in ``params.yaml`` that set it (as
+``git config --show-origin`` does): one of the four layers (``top level``, ``datasets.<d>.run``, ``methods.<m>``,
+``experiments.<id>``) or the profile's patch of one (``profiles.<p>``, ``profiles.<p>.datasets.<d>.run``,
+``profiles.<p>.methods.<m>``). A setting the run does not use shows ``(unused by this run ...)``: changing it re-trains
 nothing. Bad settings are listed as ``resolve`` lists them (exit status 2).
 """
 

@@ -1,17 +1,18 @@
 """The experiment registry: from the parameter tree (``params.yaml``) to the configuration of every run.
 
-A run's configuration is layered, later layers winning key by key:
+The current profile (``profiles.<p>``) is a patch of the tree by the same key paths (the demo's tiny backbone and
+short schedule: ``profiles.demo.model``, ``profiles.demo.datasets.cityscapes.run``, ...), applied first. A run's
+configuration is then four layers, later winning key by key:
 
-1. the top-level sections (``model``, ``data``, ``optim``, ``loss``, ``latent``, ...): the paper profile's values;
+1. the top-level sections (``model``, ``data``, ``optim``, ``loss``, ``latent``, ...): the paper's values;
 2. ``datasets.<dataset>.run``: what differs by data set (Cityscapes' crops);
-3. ``profiles.<profile>.run`` and ``profiles.<profile>.datasets.<dataset>.run``: what differs by profile
-   (the demo's tiny backbone and short schedule);
-4. ``methods.<method>``, ``datasets.<dataset>.methods.<method>``, ``profiles.<profile>.methods.<method>``: the
-   method or variant (Table 3's loss terms, Hung et al., s4GAN, Table 5's targets), and where a method's own
-   code sets values by data set or by profile (s4GAN's Cityscapes threshold, its 40,000 iterations);
-5. the experiment's own sections (Table 4's ``latent.k``).
+3. ``methods.<method>``: the method or variant (Table 3's loss terms, Hung et al., s4GAN on Cityscapes, Table 5's
+   targets);
+4. the experiment's own sections (Table 4's ``latent.k``).
 
-An experiment has one run per training seed (``repeats``). This module knows nothing of DVC or torch.
+``layers`` lists them with the profile's patch of each beside it, so that ``origins`` can name the params.yaml path
+where each value was set. An experiment has one run per training seed (``repeats``). This module knows nothing of
+DVC.
 """
 
 from __future__ import annotations
@@ -103,6 +104,9 @@ def check_datasets(params: dict[str, Any]) -> list[tuple[str, Any, str]]:
     """The problems of each data set's ``fractions``, the labeled fractions the split stage makes."""
     problems: list[tuple[str, Any, str]] = []
     for name, section in (params.get("datasets") or {}).items():
+        problems += [(f"datasets.{name}.{k}", (section or {})[k], f"unknown key; a data set sets "
+                      f"{', '.join(DATASET_KEYS)} (a method's values by data set: a method entry of its own)")
+                     for k in sorted(set(section or {}) - set(DATASET_KEYS))]
         where = f"datasets.{name}.fractions"
         fractions = (section or {}).get("fractions")
         if not isinstance(fractions, list) or not fractions:
@@ -161,27 +165,42 @@ def defaults(params: dict[str, Any]) -> dict[str, Any]:
 
 
 def layers(params: dict[str, Any], exp_id: str) -> list[tuple[dict[str, Any], str]]:
-    """The layers of one experiment, first to last (later wins key by key), each with its place in params.yaml."""
+    """The layers of one experiment, first to last (later wins key by key), each with its place in params.yaml:
+    the top level, the data set's ``run``, the method, the experiment's own keys, each followed by the profile's
+    patch of it."""
     exp = experiment(params, exp_id)
     name, profile = profile_section(params)
-    d, method = exp.dataset, exp.method
-    dataset = params["datasets"][d]
+    method = exp.method
     found = [
-        (defaults(params), "top level"),
-        *dataset_layers(params, d),
+        *dataset_layers(params, exp.dataset),
         (params["methods"][method], f"methods.{method}"),
-        ((dataset.get("methods") or {}).get(method), f"datasets.{d}.methods.{method}"),
         ((profile.get("methods") or {}).get(method), f"profiles.{name}.methods.{method}"),
         ({k: v for k, v in params["experiments"][exp_id].items() if k in LAYER_KEYS}, f"experiments.{exp_id}"),
     ]
     return [(_check_layer(layer, where), where) for layer, where in found]
 
 
-def dataset_layers(params: dict[str, Any], dataset: str) -> list[tuple[dict[str, Any] | None, str]]:
-    """The layers that set what differs by data set and profile, before any method's, each with its place."""
+PROFILE_KEYS = ("datasets", "methods", "repeats", "weights")  # besides the top-level sections (LAYER_KEYS)
+DATASET_KEYS = ("fractions", "split_seed", "published_split", "run")  # a data set's; a profile's adds its release
+
+
+def profile_patch(params: dict[str, Any]) -> dict[str, Any]:
+    """The current profile's patch of the top-level sections (``profiles.<p>.model``, ``.data``, ...)."""
     name, profile = profile_section(params)
-    return [(params["datasets"][dataset].get("run"), f"datasets.{dataset}.run"),
-            (profile.get("run"), f"profiles.{name}.run"),
+    unknown = sorted(set(profile) - {*LAYER_KEYS, *PROFILE_KEYS})
+    if unknown:
+        raise SettingsError([(f"profiles.{name}.{k}", profile[k], "unknown key: a profile patches params.yaml by "
+                              f"its key paths, the sections {', '.join(LAYER_KEYS)} and {', '.join(PROFILE_KEYS)}")
+                             for k in unknown])
+    return {k: v for k, v in profile.items() if k in LAYER_KEYS}
+
+
+def dataset_layers(params: dict[str, Any], dataset: str) -> list[tuple[dict[str, Any] | None, str]]:
+    """The layers before any method's, each with its place: the top level, the data set's ``run``, each with the
+    profile's patch of it."""
+    name, profile = profile_section(params)
+    return [(defaults(params), "top level"), (profile_patch(params), f"profiles.{name}"),
+            (params["datasets"][dataset].get("run"), f"datasets.{dataset}.run"),
             ((profile.get("datasets", {}).get(dataset) or {}).get("run"), f"profiles.{name}.datasets.{dataset}.run")]
 
 
@@ -220,7 +239,7 @@ def origins_of(found: list[tuple[dict[str, Any] | None, str]]) -> dict[str, str]
 
 def set_at(key: str, origin: dict[str, str]) -> str:
     """The params.yaml path where the value of setting ``key`` (``optim.lr``, ``data.crop_size.1``) was set, as
-    ``origins_of`` found it (``profiles.demo.run.optim.lr``); ``key`` itself for the top level or no layer."""
+    ``origins_of`` found it (``profiles.demo.optim.lr``); ``key`` itself for the top level or no layer."""
     parts = key.split(".")
     for n in range(len(parts), 0, -1):
         layer = origin.get(".".join(parts[:n]))
@@ -285,7 +304,7 @@ def resolve(params: dict[str, Any], exp_id: str) -> tuple[Experiment, RunConfig]
 
 def dataset_data(params: dict[str, Any], dataset: str) -> DataConfig:
     """The data settings of ``dataset`` in the current profile, before any method's layer (the classifier's)."""
-    found = [({"data": _lookup(params, "data")}, "top level"), *dataset_layers(params, dataset)]
+    found = dataset_layers(params, dataset)
     tree: dict[str, Any] = {}
     for layer, _ in found:
         tree = deep_merge(tree, (layer or {}).get("data"))
@@ -301,7 +320,7 @@ def resolve_classifier(params: dict[str, Any], cls_id: str) -> dict[str, Any]:
     missing = [k for k in ("dataset", "fraction", "filters") if k not in entry]
     if missing:
         raise KeyError(f"classifiers.{cls_id} must name its {', '.join(missing)}")
-    found = [({"classifier": _lookup(params, "classifier")}, "top level"), *dataset_layers(params, entry["dataset"])]
+    found = dataset_layers(params, entry["dataset"])
     tree: dict[str, Any] = {}
     for layer, _ in found:
         tree = deep_merge(tree, (layer or {}).get("classifier"))
@@ -322,12 +341,12 @@ def resolve_classifier(params: dict[str, Any], cls_id: str) -> dict[str, Any]:
 
 def pretraining_config(params: dict[str, Any], run: dict[str, Any], init: str, seed: int,
                        where: str = "pretrain_coco.run") -> RunConfig:
-    """COCO pretraining as a run: the top-level sections, the profile's ``run``, then the pretraining's own
-    ``run`` overrides (at ``where`` in params.yaml), with the cross-entropy alone (no latent branch, no
+    """COCO pretraining as a run: the top-level sections and the profile's patch of them, then the pretraining's
+    own ``run`` overrides (at ``where`` in params.yaml), with the cross-entropy alone (no latent branch, no
     discriminator)."""
-    name, profile = profile_section(params)
-    found = [(defaults(params), "top level"), (_check_layer(profile.get("run"), f"profiles.{name}.run"),
-                                               f"profiles.{name}.run"), (_check_layer(run, where), where)]
+    name, _ = profile_section(params)
+    found = [(defaults(params), "top level"), (profile_patch(params), f"profiles.{name}"),
+             (_check_layer(run, where), where)]
     tree: dict[str, Any] = {}
     for layer, _ in found:
         tree = deep_merge(tree, layer)

@@ -182,7 +182,7 @@ def test_a_classifier_is_a_cluster_run_pending_until_its_identity_is_saved(tmp_p
 
     data = make_data(tmp_path / "data" / "voc")
     layout = make_layout(tmp_path, "voc-1_8-ce", tiny_config(), data, "1/8", [0])
-    demo = PARAMS["profiles"]["demo"]["run"]["classifier"]
+    demo = PARAMS["profiles"]["demo"]["classifier"]
     cfg = {**PARAMS["classifier"], **demo, "epochs": 2, "steps_per_epoch": 2, "burn_in_epochs": 1}
     doc = {"profile": "demo", "classifier": "voc-1_8", "dataset": "voc", "fraction": "1/8", "filters": ["voc-1_8-ce"],
            "seeds": [0, 1], "config": cfg, "data": to_dict(tiny_config().data)}

@@ -35,9 +35,9 @@ def shrink_demo(params: dict) -> dict:
     demo = params["profiles"]["demo"]
     demo["datasets"]["voc"] = {"synthetic": {"num_train": 24, "num_val": 4, "size": [32, 32], "seed": 0}}
     params["datasets"]["voc"]["fractions"] = ["1/8"]  # 3 labeled images of 24
-    demo["run"]["optim"] = {**demo["run"]["optim"], "iterations": 4, "batch_size": 2}
-    demo["run"]["data"] = {**demo["run"]["data"], "crop_size": [32, 32]}
-    demo["run"]["runtime"] = {**demo["run"]["runtime"], "log_every": 2, "checkpoint_every": 2, "eval_every": 0,
+    demo["optim"] = {**demo["optim"], "iterations": 4, "batch_size": 2}
+    demo["data"] = {**demo["data"], "crop_size": [32, 32]}
+    demo["runtime"] = {**demo["runtime"], "log_every": 2, "checkpoint_every": 2, "eval_every": 0,
                               "parallel_runs": 1}
     demo["weights"] = {"coco": None, "imagenet": None}
     demo["repeats"] = {"seeds": SEEDS, "experiments": "all"}
