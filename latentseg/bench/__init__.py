@@ -66,6 +66,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="the parameter file whose top-level sections are the benchmarked run (the repository's)")
 
 
+def data_report(cfg, best):
+    """Time the data pipeline and say how many loader workers feed ``best``'s speed."""
+    data = bench_data(cfg.data)
+    workers = math.ceil(best.images_per_second * data.total_ms / 1000)
+    print(f"\ndata pipeline, per {data.size[0]}x{data.size[1]} image on one CPU thread: decode "
+          f"{data.decode_ms:.1f} ms + augment {data.augment_ms:.1f} ms = {data.total_ms:.1f} ms "
+          f"({1000 / data.total_ms:.0f} images/s per worker); feeding {best.mode}'s "
+          f"{best.images_per_second:.1f} images/s needs >= {workers} loader worker(s) in all")
+    return data
+
+
 def run(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -115,15 +126,7 @@ def run(args: argparse.Namespace) -> int:
         row = 20000 * best.ms_per_iteration / 1000 / 60
         print(f"a 20,000-iteration Table 1 row at this speed: {row:.1f} minutes of training steps")
 
-    data = None
-    if not args.no_data:
-        data = bench_data(cfg.data)
-        images_per_second = best.images_per_second
-        workers = math.ceil(images_per_second * data.total_ms / 1000)
-        print(f"\ndata pipeline, per {data.size[0]}x{data.size[1]} image on one CPU thread: decode "
-              f"{data.decode_ms:.1f} ms + augment {data.augment_ms:.1f} ms = {data.total_ms:.1f} ms "
-              f"({1000 / data.total_ms:.0f} images/s per worker); feeding {best.mode}'s "
-              f"{images_per_second:.1f} images/s needs >= {workers} loader worker(s) in all")
+    data = None if args.no_data else data_report(cfg, best)
     if args.json:
         args.json.write_text(json.dumps({
             "machine": info, "profile": {"name": profile_name, **asdict(profile)}, "flops_per_iteration": flops,

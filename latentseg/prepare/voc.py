@@ -182,27 +182,8 @@ def prepare_voc(
             f"out_dir {out_dir} would overwrite the raw VOC release at {voc}; choose another folder"
         )
 
-    split_dir = voc / "ImageSets" / "Segmentation"
-    voc_train, voc_val = _read_ids(split_dir / "train.txt"), _read_ids(split_dir / "val.txt")
-    sbd_train, sbd_val = _read_ids(sbd / "train.txt"), _read_ids(sbd / "val.txt")
+    train_ids, voc_val = aug_ids(voc, sbd)
     val_set = set(voc_val)
-    # Sorted: the order of the train_aug.txt that Hung et al. and Mittal et al. index into.
-    train_ids = sorted((set(voc_train) | set(sbd_train) | set(sbd_val)) - val_set)
-    if (len(train_ids), len(voc_val)) != (10582, 1449):
-        log.warning(
-            "VOC aug: %d train / %d val ids; the official releases give 10,582 / 1,449",
-            len(train_ids),
-            len(voc_val),
-        )
-    log.info(
-        "VOC aug: %d train (VOC %d + SBD %d + %d, minus VOC val), %d val",
-        len(train_ids),
-        len(voc_train),
-        len(sbd_train),
-        len(sbd_val),
-        len(voc_val),
-    )
-
     jobs = [_job(voc, sbd, dst, i, need_voc_mask=i in val_set) for i in [*train_ids, *voc_val]]
     for sub in ("JPEGImages", "SegmentationClass", "ImageSets/Segmentation"):
         (dst / sub).mkdir(parents=True, exist_ok=True)
@@ -217,6 +198,21 @@ def prepare_voc(
     if check:
         check_prepared(out_dir, workers=workers)
     return meta
+
+
+def aug_ids(voc: Path, sbd: Path) -> tuple[list[str], list[str]]:
+    """VOC aug's training ids (VOC 2012 train and SBD's train and val, less VOC 2012 val), sorted: the order of the
+    train_aug.txt that Hung et al. and Mittal et al. index into; and VOC 2012 val's ids."""
+    split_dir = voc / "ImageSets" / "Segmentation"
+    voc_train, voc_val = _read_ids(split_dir / "train.txt"), _read_ids(split_dir / "val.txt")
+    sbd_train, sbd_val = _read_ids(sbd / "train.txt"), _read_ids(sbd / "val.txt")
+    train_ids = sorted((set(voc_train) | set(sbd_train) | set(sbd_val)) - set(voc_val))
+    if (len(train_ids), len(voc_val)) != (10582, 1449):
+        log.warning("VOC aug: %d train / %d val ids; the official releases give 10,582 / 1,449", len(train_ids),
+                    len(voc_val))
+    log.info("VOC aug: %d train (VOC %d + SBD %d + %d, minus VOC val), %d val", len(train_ids), len(voc_train),
+             len(sbd_train), len(sbd_val), len(voc_val))
+    return train_ids, voc_val
 
 
 def _sample(image_id: str) -> Sample:
