@@ -4,13 +4,10 @@ JPEGs under ``rgb/`` and palette masks under ``affordances_labels/``, the releas
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
-from PIL import Image
 
 from latentseg.datasets.iit import DATASET
-from latentseg.prepare.standins.base import StandIn
+from latentseg.prepare.standins.base import StandIn, jpeg_and_palette_png
 from latentseg.prepare.standins.painter import Painter
 
 # The release's ten object categories, as the parts along their long axis (one affordance each).
@@ -56,11 +53,4 @@ def paths(split: str, i: int) -> tuple[str, str]:
     return f"rgb/{sid}.jpg", f"affordances_labels/{sid}.png"
 
 
-def save(rgb: Image.Image, label: np.ndarray, image_path: Path, mask_path: Path) -> None:
-    rgb.save(image_path, quality=95, subsampling=0)
-    mask = Image.fromarray(label, "P")
-    mask.putpalette(list(DATASET.palette))
-    mask.save(mask_path)
-
-
-STANDIN = StandIn(DATASET, render, paths, save)
+STANDIN = StandIn(DATASET, render, paths, jpeg_and_palette_png(DATASET))

@@ -7,11 +7,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 from latentseg.data.layout import Sample
 from latentseg.datasets.voc import DATASET
-from latentseg.prepare.standins.base import StandIn
+from latentseg.prepare.standins.base import StandIn, jpeg_and_palette_png
 from latentseg.prepare.standins.painter import Painter, Shape, blob, boundary, column, triangle, wide_box
 
 # Each planted group's silhouette (datasets/voc.py: PLANTED_GROUPS); background is the field behind them.
@@ -42,13 +41,6 @@ def paths(split: str, i: int) -> tuple[str, str]:
     return f"VOCdevkit/VOC2012/JPEGImages/{sid}.jpg", f"VOCdevkit/VOC2012/SegmentationClass/{sid}.png"
 
 
-def save(rgb: Image.Image, label: np.ndarray, image_path: Path, mask_path: Path) -> None:
-    rgb.save(image_path, quality=95, subsampling=0)
-    mask = Image.fromarray(label, "P")
-    mask.putpalette(list(DATASET.palette))
-    mask.save(mask_path)
-
-
 def image_sets(out: Path, lists: dict[str, list[Sample]]) -> None:
     """The image-set files that torchvision's VOC reader looks for."""
     sets = out / "VOCdevkit/VOC2012/ImageSets/Segmentation"
@@ -57,4 +49,4 @@ def image_sets(out: Path, lists: dict[str, list[Sample]]) -> None:
         (sets / f"{split}.txt").write_text("".join(s.id + "\n" for s in samples))
 
 
-STANDIN = StandIn(DATASET, render, paths, save, image_sets)
+STANDIN = StandIn(DATASET, render, paths, jpeg_and_palette_png(DATASET), image_sets)
