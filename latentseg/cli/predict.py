@@ -1,9 +1,9 @@
 """Segment your own images with a trained run: ``latentseg predict``.
 
-    latentseg predict --run runs/voc-1_8-proposed photo.jpg --out predictions
-    latentseg predict --run runs/voc-1_8-proposed --seed 2 a.jpg b.png --out predictions --classifier auto
-    latentseg predict --checkpoint runs/voc-1_8-proposed/seed-1234/checkpoint.pt photo.jpg --out predictions \\
-        --classifier runs/classifier-voc-1_8/seed-1234/classifier.pt
+    latentseg predict --run runs/voc/voc-1_8-proposed photo.jpg --out predictions
+    latentseg predict --run runs/voc/voc-1_8-proposed --seed 2 a.jpg b.png --out predictions --classifier auto
+    latentseg predict --checkpoint runs/voc/voc-1_8-proposed/seed-1234/checkpoint.pt photo.jpg --out predictions \\
+        --classifier runs/voc/classifier-voc-1_8/seed-1234/classifier.pt
 
 For each image ``<name>.<ext>`` it writes, at the image's size, into ``--out``:
 
@@ -16,7 +16,7 @@ Images are predicted as the validation set is (``latentseg/predict/predictor.py`
 evaluation padding (505 pixels a side) and scale a larger photo down to fit it, Cityscapes runs resize to their
 evaluation size; the maps come back at the image's own size. ``--classifier``
 applies Mittal et al.'s image classifier ("Proposed + Classifier"): ``auto`` finds the classifier trained with the
-same seed on the run's own split in ``runs/classifier-*``. Bad input stops with one line naming the file
+same seed on the run's own split in ``runs/<dataset>/classifier-*``. Bad input stops with one line naming the file
 (exit status 2) before anything is written; an image that fails later is one line, and the others go on (exit
 status 2 at the end).
 """
@@ -46,7 +46,7 @@ from latentseg.predict.predictor import (
 )
 from latentseg.util.files import atomic_write
 
-CLASSIFIER_FIX = "pass --classifier runs/classifier-<id>/seed-<n>/classifier.pt (or auto)"
+CLASSIFIER_FIX = "pass --classifier runs/<dataset>/classifier-<id>/seed-<n>/classifier.pt (or auto)"
 CHECKPOINT = "checkpoint.pt"
 CLASSIFIER_FILE = "classifier.pt"
 
@@ -54,8 +54,8 @@ CLASSIFIER_FILE = "classifier.pt"
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     which = parser.add_mutually_exclusive_group(required=True)
     which.add_argument("--run", type=Path,
-                       help="an experiment's run folder, runs/<experiment> (its lowest seed; --seed picks another)")
-    which.add_argument("--checkpoint", type=Path, help="one run's checkpoint, runs/<experiment>/seed-<n>/checkpoint.pt")
+                       help="an experiment's run folder, runs/<dataset>/<experiment> (its lowest seed; --seed picks another)")
+    which.add_argument("--checkpoint", type=Path, help="one run's checkpoint, runs/<dataset>/<experiment>/seed-<n>/checkpoint.pt")
     parser.add_argument("--seed", type=int, default=None, help="with --run: the run of this training seed")
     parser.add_argument("images", type=Path, nargs="+", metavar="IMAGE", help="JPEG or PNG files")
     parser.add_argument("--out", type=Path, required=True, help="folder for the PNGs (created)")
@@ -94,7 +94,7 @@ def find_checkpoint(run: Path, seed: int | None) -> Path:
 
 
 def find_classifier(checkpoint: Path, identity: dict) -> Path:
-    """The classifier of ``--classifier auto``: the one of the run's seed (``runs/classifier-*/seed-<n>``) that
+    """The classifier of ``--classifier auto``: the one of the run's seed (``runs/<dataset>/classifier-*/seed-<n>``) that
     was trained on the run's data and labeled split (the two files' ``identity``). Exactly one, or an error."""
     label, runs = checkpoint.parent.name, checkpoint.parent.parent.parent
     candidates = sorted(runs.glob(f"classifier-*/{label}/{CLASSIFIER_FILE}"))
