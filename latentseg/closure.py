@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parent  # the package folder
 # outside the code fingerprint of a run (train/identity.py) or a classifier.
 NOT_COMPUTATION = ("latentseg.progress", "latentseg.files", "latentseg.devices", "latentseg.closure",
                    "latentseg.params", "latentseg.train.checkpoint", "latentseg.train.identity",
-                   "latentseg.train.run_file", "latentseg.trained")
+                   "latentseg.train.run_file", "latentseg.train.stopping", "latentseg.trained")
 # registries that import their modules by discovery (pkgutil)
 PLUGIN_PACKAGES = ("latentseg.methods", "latentseg.datasets", "latentseg.prepare.standins")
 

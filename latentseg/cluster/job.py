@@ -5,15 +5,19 @@ Every task of the job (``srun`` starts ``nodes x tasks_per_node``) calls it; the
 (``curves.json``, which the training stage replays into its logger), all atomically, as the training stage's own
 workers do (``runs.train_and_evaluate``).
 
-Preemption and time limits: Slurm signals the job ``cluster.signal_delay_s`` before it ends; submitit then calls
-``checkpoint``, which hands back the same call, and requeues the job. The requeued job calls it again, and the
-trainer resumes from the run's last checkpoint (``runtime.checkpoint_every``) bit-exactly, as a killed local run
-does. A run requeued more than ``cluster.max_requeues`` times (by signals, ``scontrol requeue`` or node failures:
-Slurm counts them in ``SLURM_RESTART_COUNT``) gives up, naming itself, rather than loop.
+Preemption and time limits: Slurm signals the job ``cluster.signal_delay_s`` before it ends (submitit's signal,
+``USR2``). While the run trains, the signal waits for the step in progress to end (``train.stopping``); the trainer
+then writes the checkpoint of that step, and submitit's handler calls ``checkpoint``, which hands back the same
+call, and requeues the job. The requeued job calls it again, and the trainer resumes from that checkpoint
+bit-exactly, as a killed local run does: no step is trained twice. (Set up or evaluating, the job requeues at once:
+nothing is half-done.) Under several tasks rank 0, which writes the checkpoints, waits for its step; the other
+tasks end with the job. A run requeued more than ``cluster.max_requeues`` times (by signals, ``scontrol requeue`` or
+node failures: Slurm counts them in ``SLURM_RESTART_COUNT``) gives up, naming itself, rather than loop.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from typing import Any
@@ -25,7 +29,7 @@ from latentseg.cluster.pending import RunSpec
 from latentseg.cluster.rendezvous import adopt_slurm_rendezvous
 from latentseg.progress import configure_logging
 from latentseg.runs import train_and_evaluate
-from latentseg.train import distributed
+from latentseg.train import distributed, stopping
 
 log = logging.getLogger(__name__)
 
@@ -76,8 +80,11 @@ class TrainRun(RequeuedJob):
         job = self.spec.job()
         procs = distributed.init_from_env(job.cfg.runtime.device)
         log.info("run %s: task %d of %d, restart %d", self.spec.name, procs.rank, procs.world, restarts())
+        # submitit's handler of its signal, in place since before this call, is what the deferred signal runs
+        signum = submitit.JobEnvironment._usr_sig()
         try:
-            outcome = train_and_evaluate(job)
+            with stopping.deferred(signum) if procs.is_main else contextlib.nullcontext():
+                outcome = train_and_evaluate(job)
         finally:
             distributed.shutdown()
         if procs.is_main:
