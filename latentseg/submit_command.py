@@ -7,7 +7,9 @@
 
 A run is pending when it has no checkpoint, an unfinished one, one made with other settings, code, data or
 initial weights, or no evaluation by the current evaluation code. Mittal et al.'s image classifiers
-(``classifiers:``) are runs too (``classifier-<id>/seed-<n>``): pending when none of their identity is saved.
+(``classifiers:``, and those that filter a selected experiment) are runs too (``classifier-<id>/seed-<n>``):
+pending when none of their identity is saved, or when a run they filter, evaluated or submitted now, has no current
+filtered evaluation; their jobs wait for the jobs of the runs they filter (``afterok``), then filter them.
 Each job trains and evaluates one run on the
 resources of params.yaml's ``cluster:`` section (environment overrides: ``LATENTSEG_CLUSTER_<KEY>``). Run it from the
 repository root, after ``dvc repro resolve prepare split weights`` (the resolved configurations, data and initial
@@ -49,6 +51,17 @@ def slurm_missing() -> str | None:
             "latentseg submit on the cluster's login node")
 
 
+def classifiers(params: dict, patterns: list[str] | None, experiments: list[str]) -> dict[str, str]:
+    """The classifiers to consider (``{id: data set}``): those ``patterns`` select, and those that filter a selected
+    experiment (their filtered evaluations of its runs are made on the cluster too)."""
+    from latentseg.cluster.pending import select
+
+    chosen = set(select(params, patterns, "classifiers"))
+    every = params.get("classifiers") or {}
+    chosen |= {c for c, doc in every.items() if set(doc.get("filters") or ()) & set(experiments)}
+    return {c: every[c]["dataset"] for c in every if c in chosen}
+
+
 def run(args: argparse.Namespace) -> int:
     from latentseg.cluster.classifiers import pending_classifiers
     from latentseg.cluster.pending import Layout, check_configs, pending_runs, select
@@ -78,15 +91,15 @@ def run(args: argparse.Namespace) -> int:
         return 0
     try:
         experiments = select(params, args.experiments)
-        stale = check_configs(params, args.configs, experiments)
+        chosen = classifiers(params, args.experiments, experiments)
+        stale = check_configs(params, args.configs, experiments, chosen)
         if stale:
             print(f"latentseg submit: {args.configs}/ is older than {args.params} for {', '.join(stale[:3])}"
                   f"{' and more' if len(stale) > 3 else ''}: run `dvc repro resolve` first", file=sys.stderr)
             return 2
         layout = Layout(args.configs, args.data, args.splits, args.weights, args.runs).absolute()
         pending = pending_runs(layout, {e: params["experiments"][e]["dataset"] for e in experiments})
-        pending += pending_classifiers(layout, {c: params["classifiers"][c]["dataset"]
-                                                for c in select(params, args.experiments, "classifiers")})
+        pending += pending_classifiers(layout, chosen, frozenset(p.spec.name for p in pending))
     except (FileNotFoundError, KeyError, ValueError) as err:
         print(f"latentseg submit: {err}", file=sys.stderr)
         return 2

@@ -19,7 +19,7 @@ import yaml
 
 from latentseg.config import to_dict
 from latentseg.data.layout import TrainData
-from latentseg.experiments import resolve
+from latentseg.experiments import resolve, resolve_classifier
 from latentseg.methods import run_config
 from latentseg.models.init import resolve_init
 from latentseg.outputs import Outputs
@@ -95,8 +95,10 @@ class Pending:
     reason: str
 
 
-def check_configs(params: dict[str, Any], configs: Path, experiments: Iterable[str]) -> list[str]:
-    """The experiments whose resolved file is missing or differs from ``params.yaml`` (run ``dvc repro resolve``)."""
+def check_configs(params: dict[str, Any], configs: Path, experiments: Iterable[str],
+                  classifiers: Iterable[str] = ()) -> list[str]:
+    """The experiments and classifiers whose resolved file is missing or differs from ``params.yaml`` (run ``dvc
+    repro resolve``)."""
     stale = []
     for exp_id in experiments:
         exp, cfg = resolve(params, exp_id)
@@ -104,6 +106,12 @@ def check_configs(params: dict[str, Any], configs: Path, experiments: Iterable[s
         doc = yaml.safe_load(path.read_text()) if path.is_file() else None
         if doc is None or doc.get("run") != to_dict(cfg) or doc["experiment"]["seeds"] != list(exp.seeds):
             stale.append(exp_id)
+    for cls_id in classifiers:
+        resolved = yaml.safe_load(yaml.safe_dump(resolve_classifier(params, cls_id)))  # as the file holds it
+        path = Outputs(configs=configs).classifier_config(resolved["dataset"], cls_id)
+        doc = yaml.safe_load(path.read_text()) if path.is_file() else None
+        if doc is None or any(doc.get(key) != value for key, value in resolved.items()):
+            stale.append(cls_id)
     return stale
 
 
