@@ -1,5 +1,5 @@
 """Runs trained as jobs of a real (one-machine) Slurm cluster: signalled mid-run (they save their step and requeue),
-and on a 2-task group.
+on a 2-task group, and failing (the classifier waiting for them is cancelled).
 
 Each job is a ``latentseg.cluster.job.TrainRun`` submitted by ``latentseg.cluster.submit`` (submitit), on the CPU,
 one thread a task, from the files a pipeline would hold (``layout.make_layout``).
@@ -8,15 +8,19 @@ one thread a task, from the files a pipeline would hold (``layout.make_layout``)
 from __future__ import annotations
 
 import re
+import shutil
 import subprocess
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
 import torch
+import yaml
 
+from latentseg.cluster.classifiers import ClassifierSpec
 from latentseg.cluster.pending import RunSpec, why_pending
 from latentseg.cluster.settings import cluster_settings
+from latentseg.cluster.status import status_table
 from latentseg.cluster.submit import submit
 from latentseg.models.init import load_init
 from latentseg.params import load_params
@@ -135,3 +139,25 @@ def test_a_run_on_a_two_task_job_equals_the_one_process_run(tmp_path, slurm, mon
         ddp, single = _change(two["networks"], initial, prefix), _change(one["networks"], initial, prefix)
         assert single.norm() > 1e-3  # the weights moved
         assert (ddp - single).norm() <= 1e-3 * single.norm(), f"{prefix}: the two-task update differs"
+
+
+def test_a_classifier_job_whose_run_fails_is_cancelled_and_status_tells_them_apart(tmp_path, slurm, monkeypatch):
+    """A run's job that fails (its split is gone) cancels the classifier job waiting for it (``afterok``,
+    ``--kill-on-invalid-dep``): ``--status`` says FAILED for one, CANCELLED for the other (squeue knows ended jobs
+    for ``MinJobAge``; this cluster keeps no accounts for sacct)."""
+    job_env(slurm, monkeypatch)
+    layout = make_layout(tmp_path, "tiny-fails", tiny_config(), make_data(tmp_path / "data" / "voc"), "1/2", [1234])
+    path = layout.outputs.classifier_config("voc", "voc-1_2")
+    path.parent.mkdir(parents=True)
+    path.write_text(yaml.safe_dump({"classifier": "voc-1_2", "filters": ["tiny-fails"], "seeds": [1234]}))
+    shutil.rmtree(layout.splits)  # what the run's job reads first
+    run, classifier = RunSpec("tiny-fails", "voc", 1234, layout), ClassifierSpec("voc-1_2", "voc", 1234, layout)
+    submitted = submit([run, classifier], cpu_cluster(tmp_path / "logs"))
+    ended = {"FAILED", "CANCELLED"}
+
+    def states() -> dict[str, str]:
+        table = status_table(submitted).split("\n\n")[0]  # then the logs of those that ended badly
+        return {row.split()[0]: row.split()[2] for row in table.splitlines() if "seed-" in row}
+
+    wait_for(lambda: set(states().values()) <= ended, 60, "both jobs to end", lambda: logs(tmp_path / "logs"))
+    assert states() == {run.name: "FAILED", classifier.name: "CANCELLED"}
