@@ -62,6 +62,20 @@ def classifiers(params: dict, patterns: list[str] | None, experiments: list[str]
     return {c: every[c]["dataset"] for c in every if c in chosen}
 
 
+def status(log_folder: Path) -> int:
+    """``--status``: the table of what was submitted (its record in ``log_folder``)."""
+    from latentseg.cluster.status import status_table
+    from latentseg.cluster.submit import read_record
+
+    try:
+        submitted = read_record(log_folder)
+        print(status_table(submitted) if submitted else f"nothing submitted yet (no record in {log_folder})")
+    except (RuntimeError, ValueError) as err:
+        print(f"latentseg submit --status: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
     from latentseg.cluster.classifiers import pending_classifiers
     from latentseg.cluster.pending import Layout, check_configs, pending_runs, select
@@ -78,17 +92,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"latentseg submit: {err}", file=sys.stderr)
         return 2
     if args.status:
-        from latentseg.cluster.status import status_table
-        from latentseg.cluster.submit import read_record
-
-        try:
-            submitted = read_record(Path(cluster.log_folder))
-            none = f"nothing submitted yet (no record in {cluster.log_folder})"
-            print(status_table(submitted) if submitted else none)
-        except (RuntimeError, ValueError) as err:
-            print(f"latentseg submit --status: {err}", file=sys.stderr)
-            return 2
-        return 0
+        return status(Path(cluster.log_folder))
     try:
         experiments = select(params, args.experiments)
         chosen = classifiers(params, args.experiments, experiments)

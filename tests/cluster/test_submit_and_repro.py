@@ -72,7 +72,9 @@ def run_stage(repo: Path, name: str, **paths: Path) -> None:
         torch.set_num_threads(threads)
 
 
-def test_submitted_runs_and_classifiers_are_reused_by_dvc_repro(tmp_path, slurm, monkeypatch, capsys):
+def prepared_copy(tmp_path: Path, slurm, monkeypatch) -> tuple[Path, dict]:
+    """A copy of the repository, its demo shrunk, its stages before training run and recorded, as the current
+    folder, with the test cluster's site settings in the environment; and its parameters."""
     repo = copy_repository(tmp_path / "repo")
     params = shrink_demo(yaml.safe_load((repo / "params.yaml").read_text()))
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
@@ -91,6 +93,11 @@ def test_submitted_runs_and_classifiers_are_reused_by_dvc_repro(tmp_path, slurm,
            "LATENTSEG_CLUSTER_TIME_MIN": "10"}
     for key, value in env.items():
         monkeypatch.setenv(key, value)
+    return repo, params
+
+
+def test_submitted_runs_and_classifiers_are_reused_by_dvc_repro(tmp_path, slurm, monkeypatch, capsys):
+    repo, params = prepared_copy(tmp_path, slurm, monkeypatch)
 
     def submit(*args: str) -> str:
         capsys.readouterr()
@@ -128,17 +135,28 @@ def test_submitted_runs_and_classifiers_are_reused_by_dvc_repro(tmp_path, slurm,
 
     repro = dvc(repo, "repro", "train@voc", check=False)
     assert repro.returncode == 0, repro.stdout[-3000:] + repro.stderr[-3000:]
-    for exp in params["experiments"]:
+    assert_nothing_done(repro.stdout, list(params["experiments"]))
+    assert_same_results(Outputs(results=repo / "results"), Outputs(results=tmp_path / "local" / "results"),
+                        list(params["experiments"]))
+    assert "nothing to submit" in submit("--dry-run")
+
+
+def assert_nothing_done(out: str, experiments: list[str]) -> None:
+    """The training stage's output: every run and classifier found, every evaluation and filtered one reused."""
+    for exp in experiments:
         for seed in SEEDS:  # found finished and evaluated: no step trained again, no evaluation redone
-            assert f"{exp}/seed-{seed}: finished, evaluation reused" in repro.stdout, repro.stdout
-    assert repro.stdout.count("evaluation reused") == 4 and ", evaluated," not in repro.stdout, repro.stdout
-    assert repro.stdout.count("trained, reused") == len(SEEDS) and ": trained\n" not in repro.stdout, repro.stdout
-    assert repro.stdout.count("filtered reused") == 4 and "filtered evaluated" not in repro.stdout, repro.stdout
-    ours, theirs = Outputs(results=repo / "results"), Outputs(results=tmp_path / "local" / "results")
-    for exp in params["experiments"]:
+            assert f"{exp}/seed-{seed}: finished, evaluation reused" in out, out
+    assert out.count("evaluation reused") == 4 and ", evaluated," not in out, out
+    assert out.count("trained, reused") == len(SEEDS) and ": trained\n" not in out, out
+    assert out.count("filtered reused") == 4 and "filtered evaluated" not in out, out
+
+
+def assert_same_results(ours: Outputs, theirs: Outputs, experiments: list[str]) -> None:
+    """The stage's results from the cluster's runs are those from the local runs of the same seeds."""
+    for exp in experiments:
         metrics = json.loads(ours.metrics_file("voc", exp).read_text())
         assert list(metrics["runs"]) == [f"seed-{s}" for s in sorted(SEEDS)]
-        assert metrics == json.loads(theirs.metrics_file("voc", exp).read_text())  # those of the local runs
+        assert metrics == json.loads(theirs.metrics_file("voc", exp).read_text())
     assert ours.classifier_file("voc", "voc-1_8").read_text() == theirs.classifier_file("voc", "voc-1_8").read_text()
     for seed in SEEDS:
         latent = [out.latent_folder("voc", EXP) / f"seed-{seed}.csv" for out in (ours, theirs)]
@@ -147,7 +165,6 @@ def test_submitted_runs_and_classifiers_are_reused_by_dvc_repro(tmp_path, slurm,
             ours_curve = curve_points(ours.curves_folder("voc", EXP) / f"seed-{seed}", curve)
             assert ours_curve and ours_curve == curve_points(theirs.curves_folder("voc", EXP) / f"seed-{seed}",
                                                              curve), curve
-    assert "nothing to submit" in submit("--dry-run")
 
 
 def waiting_for(job_id: str, env: dict[str, str]) -> set[str]:
