@@ -22,7 +22,7 @@ from latentseg.train import checkpoint as ckpt
 from latentseg.train.checkpoint import RUN_FORMAT, load_trained
 from latentseg.train.identity import resumable_state
 from latentseg.weights.published import load_checkpoint_file
-from tests.cluster.layout import make_layout
+from tests.cluster.layout import make_layout, write_classifier
 from tests.tiny_run import save_tiny_run, voc_config
 from tests.train.speed_fixtures import make_data
 
@@ -94,6 +94,7 @@ def test_predict_and_submit_refuse_a_hostile_checkpoint_in_one_line(tmp_path, mo
     exp, cfg = resolve(params, "voc-1_8-proposed")
     data = make_data(tmp_path / "data" / "voc")
     layout = make_layout(tmp_path, exp.id, cfg, data, exp.fraction, list(exp.seeds))
+    write_classifier(layout, params, "voc-1_8")  # submitted with the experiment it filters
     path, marker = hostile(layout.outputs.run_folder(exp.dataset, exp.id, exp.seeds[0]))
     monkeypatch.chdir(tmp_path)
     (tmp_path / "params.yaml").write_text((ROOT / "params.yaml").read_text())

@@ -53,9 +53,10 @@ CLASSIFIER_FILE = "classifier.pt"
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     which = parser.add_mutually_exclusive_group(required=True)
-    which.add_argument("--run", type=Path,
-                       help="an experiment's run folder, runs/<dataset>/<experiment> (its lowest seed; --seed picks another)")
-    which.add_argument("--checkpoint", type=Path, help="one run's checkpoint, runs/<dataset>/<experiment>/seed-<n>/checkpoint.pt")
+    which.add_argument("--run", type=Path, help="an experiment's run folder, runs/<dataset>/<experiment> (its lowest"
+                       " seed; --seed picks another)")
+    which.add_argument("--checkpoint", type=Path,
+                       help="one run's checkpoint, runs/<dataset>/<experiment>/seed-<n>/checkpoint.pt")
     parser.add_argument("--seed", type=int, default=None, help="with --run: the run of this training seed")
     parser.add_argument("images", type=Path, nargs="+", metavar="IMAGE", help="JPEG or PNG files")
     parser.add_argument("--out", type=Path, required=True, help="folder for the PNGs (created)")
@@ -94,8 +95,8 @@ def find_checkpoint(run: Path, seed: int | None) -> Path:
 
 
 def find_classifier(checkpoint: Path, identity: dict) -> Path:
-    """The classifier of ``--classifier auto``: the one of the run's seed (``runs/<dataset>/classifier-*/seed-<n>``) that
-    was trained on the run's data and labeled split (the two files' ``identity``). Exactly one, or an error."""
+    """The classifier of ``--classifier auto``: the one of the run's seed (``runs/<dataset>/classifier-*/seed-<n>``)
+    that was trained on the run's data and labeled split (the two files' ``identity``). Exactly one, or an error."""
     label, runs = checkpoint.parent.name, checkpoint.parent.parent.parent
     candidates = sorted(runs.glob(f"classifier-*/{label}/{CLASSIFIER_FILE}"))
     matches = []

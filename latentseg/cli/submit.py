@@ -7,11 +7,12 @@
 
 A run is pending when it has no checkpoint, an unfinished one, one made with other settings, code, data or
 initial weights, or no evaluation by the current evaluation code. Mittal et al.'s image classifiers
-(``classifiers:``) are runs too (``classifier-<id>/seed-<n>``): pending when none of their identity is saved.
-Each job trains and evaluates one run on the
-resources of params.yaml's ``cluster:`` section (environment overrides: ``LATENTSEG_CLUSTER_<KEY>``). Run it from the
-repository root, after ``dvc repro resolve prepare split weights`` (the resolved configurations, data and initial
-weights the runs read; they live where dvc.yaml puts them).
+(``classifiers:``, and those that filter a selected experiment) are runs too (``classifier-<id>/seed-<n>``):
+pending when none of their identity is saved, or when a run they filter, evaluated or submitted now, has no current
+filtered evaluation; their jobs wait for the jobs of the runs they filter (``afterok``), then filter them. Each job
+runs on the resources of params.yaml's ``cluster:`` section (environment overrides: ``LATENTSEG_CLUSTER_<KEY>``).
+Run it from the repository root, after ``dvc repro resolve prepare split weights`` (the resolved configurations,
+data and initial weights the runs read; they live where dvc.yaml puts them).
 """
 
 from __future__ import annotations
@@ -21,10 +22,15 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from tabulate import tabulate
 
 from latentseg.config import SettingsError
+
+if TYPE_CHECKING:
+    from latentseg.cluster.layout import Pending
+    from latentseg.cluster.settings import ClusterConfig
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -49,9 +55,32 @@ def slurm_missing() -> str | None:
             "latentseg submit on the cluster's login node")
 
 
+def classifiers(params: dict, patterns: list[str] | None, experiments: list[str]) -> dict[str, str]:
+    """The classifiers to consider (``{id: data set}``): those ``patterns`` select, and those that filter a selected
+    experiment (their filtered evaluations of its runs are made on the cluster too)."""
+    from latentseg.cluster.pending import select
+
+    chosen = set(select(params, patterns, "classifiers"))
+    every = params.get("classifiers") or {}
+    chosen |= {c for c, doc in every.items() if set(doc.get("filters") or ()) & set(experiments)}
+    return {c: every[c]["dataset"] for c in every if c in chosen}
+
+
+def status(log_folder: Path) -> int:
+    """``--status``: the table of what was submitted (its record in ``log_folder``)."""
+    from latentseg.cluster.status import status_table
+    from latentseg.cluster.submit import read_record
+
+    try:
+        submitted = read_record(log_folder)
+        print(status_table(submitted) if submitted else f"nothing submitted yet (no record in {log_folder})")
+    except (RuntimeError, ValueError) as err:
+        print(f"latentseg submit --status: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
-    from latentseg.cluster.classifiers import pending_classifiers
-    from latentseg.cluster.pending import Layout, check_configs, pending_runs, select
     from latentseg.cluster.settings import cluster_settings
     from latentseg.registry.params import load_params
 
@@ -65,31 +94,38 @@ def run(args: argparse.Namespace) -> int:
         print(f"latentseg submit: {err}", file=sys.stderr)
         return 2
     if args.status:
-        from latentseg.cluster.status import status_table
-        from latentseg.cluster.submit import read_record
-
-        try:
-            submitted = read_record(Path(cluster.log_folder))
-            none = f"nothing submitted yet (no record in {cluster.log_folder})"
-            print(status_table(submitted) if submitted else none)
-        except (RuntimeError, ValueError) as err:
-            print(f"latentseg submit --status: {err}", file=sys.stderr)
-            return 2
-        return 0
+        return status(Path(cluster.log_folder))
     try:
-        experiments = select(params, args.experiments)
-        stale = check_configs(params, args.configs, experiments)
-        if stale:
-            print(f"latentseg submit: {args.configs}/ is older than {args.params} for {', '.join(stale[:3])}"
-                  f"{' and more' if len(stale) > 3 else ''}: run `dvc repro resolve` first", file=sys.stderr)
-            return 2
-        layout = Layout(args.configs, args.data, args.splits, args.weights, args.runs).absolute()
-        pending = pending_runs(layout, {e: params["experiments"][e]["dataset"] for e in experiments})
-        pending += pending_classifiers(layout, {c: params["classifiers"][c]["dataset"]
-                                                for c in select(params, args.experiments, "classifiers")})
+        pending = find_pending(args, params)
     except (FileNotFoundError, KeyError, ValueError) as err:
         print(f"latentseg submit: {err}", file=sys.stderr)
         return 2
+    if pending is None:
+        return 2
+    return submit_pending(pending, cluster, args.dry_run)
+
+
+def find_pending(args: argparse.Namespace, params: dict) -> list[Pending] | None:
+    """The runs and classifiers of ``--experiments`` that need a job, and why; None (said why) if ``configs/`` is
+    not ``params.yaml``'s current resolution."""
+    from latentseg.cluster.classifiers import pending_classifiers
+    from latentseg.cluster.layout import Layout
+    from latentseg.cluster.pending import check_configs, pending_runs, select
+
+    experiments = select(params, args.experiments)
+    chosen = classifiers(params, args.experiments, experiments)
+    stale = check_configs(params, args.configs, experiments, chosen)
+    if stale:
+        print(f"latentseg submit: {args.configs}/ is older than {args.params} for {', '.join(stale[:3])}"
+              f"{' and more' if len(stale) > 3 else ''}: run `dvc repro resolve` first", file=sys.stderr)
+        return None
+    layout = Layout(args.configs, args.data, args.splits, args.weights, args.runs).absolute()
+    pending = pending_runs(layout, {e: params["experiments"][e]["dataset"] for e in experiments})
+    return pending + pending_classifiers(layout, chosen, frozenset(p.spec.name for p in pending))
+
+
+def submit_pending(pending: list[Pending], cluster: ClusterConfig, dry_run: bool) -> int:
+    """List ``pending`` with the reasons, then submit it (unless ``dry_run``)."""
     resources = (f"{cluster.nodes} node(s) x {cluster.tasks // cluster.nodes} task(s), {cluster.gpus_per_run} GPU(s), "
                  f"{cluster.time_min} min, partition {cluster.partition or '(default)'}")
     if not pending:
@@ -97,7 +133,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     print(tabulate([(p.spec.name, p.reason) for p in pending], headers=["run", "why"]))
     no_slurm = slurm_missing()
-    if args.dry_run:
+    if dry_run:
         print(f"\n{len(pending)} run(s) would be submitted, each: {resources}")
         if no_slurm:
             print(f"note: {no_slurm}")

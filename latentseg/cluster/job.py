@@ -1,15 +1,11 @@
-"""The callable a Slurm job runs (submitit pickles it): train one run, or resume it, and evaluate it.
+"""What every cluster job shares (submitit pickles the callable a job runs): a name, at most ``cluster.max_requeues``
+requeues, the CPUs Slurm gave it, and submitit's requeue on Slurm's signal.
 
-Every task of the job (``srun`` starts ``nodes x tasks_per_node``) calls it; the tasks form the run's process group
-(``rendezvous``), rank 0 writes the checkpoint, the progress file, the evaluation record and the training curves
-(``curves.json``, which the training stage replays into its logger), all atomically, as the training stage's own
-workers do (``runs.train_and_evaluate``).
-
-Preemption and time limits: Slurm signals the job ``cluster.signal_delay_s`` before it ends; submitit then calls
-``checkpoint``, which hands back the same call, and requeues the job. The requeued job calls it again, and the
-trainer resumes from the run's last checkpoint (``runtime.checkpoint_every``) bit-exactly, as a killed local run
-does. A run requeued more than ``cluster.max_requeues`` times (by signals, ``scontrol requeue`` or node failures:
-Slurm counts them in ``SLURM_RESTART_COUNT``) gives up, naming itself, rather than loop.
+Preemption and time limits: Slurm signals the job ``cluster.signal_delay_s`` before it ends (submitit's signal,
+``USR2``); submitit's handler calls ``checkpoint``, which hands back the same call, and requeues the job. A run's job
+(``runs.TrainRun``) defers that signal to the end of its training step so that the step is saved first. A job
+requeued more than ``cluster.max_requeues`` times (by signals, ``scontrol requeue`` or node failures: Slurm counts
+them in ``SLURM_RESTART_COUNT``) gives up, naming itself, rather than loop.
 """
 
 from __future__ import annotations
@@ -21,10 +17,6 @@ from typing import Any
 import submitit
 import torch
 
-from latentseg.cluster.pending import RunSpec
-from latentseg.run.jobs import train_and_evaluate
-from latentseg.train import distributed
-from latentseg.train.rendezvous import adopt_slurm_rendezvous
 from latentseg.util.progress import configure_logging
 
 log = logging.getLogger(__name__)
@@ -62,24 +54,3 @@ class RequeuedJob(submitit.helpers.Checkpointable):
             log.error("run %s: requeued %d times (cluster.max_requeues); not requeued again", self.name, restarts())
             return None
         return super().checkpoint(*args, **kwargs)
-
-
-class TrainRun(RequeuedJob):
-    """Train and evaluate the run of ``spec``; at most ``max_requeues`` requeues."""
-
-    def __init__(self, spec: RunSpec, max_requeues: int) -> None:
-        self.spec, self.max_requeues, self.name = spec, max_requeues, spec.name
-
-    def __call__(self) -> dict[str, Any]:
-        self.start()
-        adopt_slurm_rendezvous()
-        job = self.spec.job()
-        procs = distributed.init_from_env(job.cfg.runtime.device)
-        log.info("run %s: task %d of %d, restart %d", self.spec.name, procs.rank, procs.world, restarts())
-        try:
-            outcome = train_and_evaluate(job)
-        finally:
-            distributed.shutdown()
-        if procs.is_main:
-            log.info("%s %s", self.spec.experiment, outcome.summary)
-        return outcome.metrics

@@ -11,92 +11,30 @@ from __future__ import annotations
 
 import fnmatch
 from collections.abc import Iterable
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import yaml
 
+from latentseg.cluster.layout import Layout, Pending
+from latentseg.cluster.runs import RunSpec
 from latentseg.config import to_dict
-from latentseg.data.layout import TrainData
-from latentseg.methods import run_config
-from latentseg.models.init import resolve_init
-from latentseg.registry.experiments import resolve
+from latentseg.registry.experiments import resolve, resolve_classifier
 from latentseg.run.evaluation import FILE as EVALUATION_FILE
 from latentseg.run.evaluation import evaluation_key, recorded
-from latentseg.run.jobs import RunJob, run_label, with_seed
+from latentseg.run.jobs import RunJob
 from latentseg.run.outputs import Outputs
 from latentseg.train import checkpoint as ckpt
 from latentseg.train.identity import identity
-
-if TYPE_CHECKING:
-    from latentseg.cluster.classifiers import ClassifierSpec
-    from latentseg.cluster.job import TrainRun
 
 IDENTITY_PARTS = {"code": "training code", "data": "prepared data", "labeled": "labeled split",
                   "unlabeled": "unlabeled split", "init": "initial weights"}
 
 
-@dataclass(frozen=True)
-class Layout:
-    """Where the pipeline's files are (dvc.yaml's paths, relative to the repository root, made absolute)."""
-
-    configs: Path
-    data: Path  # <data>/<dataset>: prepared data sets
-    splits: Path  # <splits>/<dataset>: their split lists
-    weights: Path
-    runs: Path  # <runs>/<dataset>/<experiment>/seed-<n>
-
-    def absolute(self) -> Layout:
-        return Layout(*(p.resolve() for p in (self.configs, self.data, self.splits, self.weights, self.runs)))
-
-    @property
-    def outputs(self) -> Outputs:
-        return Outputs(configs=self.configs, runs=self.runs)
-
-
-@dataclass(frozen=True)
-class RunSpec:
-    """One run to train on the cluster: what a job needs to rebuild it exactly as the training stage does."""
-
-    experiment: str
-    dataset: str
-    seed: int
-    layout: Layout
-
-    @property
-    def name(self) -> str:
-        return f"{self.experiment}/{run_label(self.seed)}"
-
-    @property
-    def folder(self) -> Path:
-        return self.layout.outputs.run_folder(self.dataset, self.experiment, self.seed)
-
-    def job(self) -> RunJob:
-        """The stage's ``RunJob`` of this run (``train_stage.build_jobs`` builds the same from the same files)."""
-        doc = yaml.safe_load(self.layout.outputs.experiment_config(self.dataset, self.experiment).read_text())
-        exp, cfg = doc["experiment"], run_config(doc["run"])
-        data = TrainData.of_split(self.layout.data / exp["dataset"], self.layout.splits / exp["dataset"],
-                                  exp["fraction"])
-        init = resolve_init(self.layout.weights, exp["init"])
-        return RunJob(self.experiment, run_label(self.seed), with_seed(cfg, self.seed), self.folder / "checkpoint.pt",
-                      data, init)
-
-    def task(self, max_requeues: int) -> TrainRun:
-        """The callable its cluster job runs."""
-        from latentseg.cluster.job import TrainRun
-
-        return TrainRun(self, max_requeues)
-
-
-@dataclass(frozen=True)
-class Pending:
-    spec: RunSpec | ClassifierSpec
-    reason: str
-
-
-def check_configs(params: dict[str, Any], configs: Path, experiments: Iterable[str]) -> list[str]:
-    """The experiments whose resolved file is missing or differs from ``params.yaml`` (run ``dvc repro resolve``)."""
+def check_configs(params: dict[str, Any], configs: Path, experiments: Iterable[str],
+                  classifiers: Iterable[str] = ()) -> list[str]:
+    """The experiments and classifiers whose resolved file is missing or differs from ``params.yaml`` (run ``dvc
+    repro resolve``)."""
     stale = []
     for exp_id in experiments:
         exp, cfg = resolve(params, exp_id)
@@ -104,6 +42,12 @@ def check_configs(params: dict[str, Any], configs: Path, experiments: Iterable[s
         doc = yaml.safe_load(path.read_text()) if path.is_file() else None
         if doc is None or doc.get("run") != to_dict(cfg) or doc["experiment"]["seeds"] != list(exp.seeds):
             stale.append(exp_id)
+    for cls_id in classifiers:
+        resolved = yaml.safe_load(yaml.safe_dump(resolve_classifier(params, cls_id)))  # as the file holds it
+        path = Outputs(configs=configs).classifier_config(resolved["dataset"], cls_id)
+        doc = yaml.safe_load(path.read_text()) if path.is_file() else None
+        if doc is None or any(doc.get(key) != value for key, value in resolved.items()):
+            stale.append(cls_id)
     return stale
 
 

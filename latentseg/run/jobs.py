@@ -16,11 +16,11 @@ belong to the stage: they end when it ends, however it ends (``_worker_init``).
 
 from __future__ import annotations
 
-import ctypes
 import multiprocessing
 import os
 import signal
-import sys
+import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -41,6 +41,10 @@ from latentseg.run.progress_file import FILE as PROGRESS_FILE
 from latentseg.train import distributed
 from latentseg.train.identity import identity, resume_step
 from latentseg.train.trainer import train
+from latentseg.util.progress import configure_logging
+
+_PROC = Path("/proc")
+_WATCH_S = 0.5  # how often a worker looks whether its stage still runs
 
 __all__ = ["RunJob", "RunOutcome", "finished", "run_all", "run_label", "train_and_evaluate", "with_seed"]
 
@@ -177,7 +181,8 @@ def run_all(jobs: list[Job], parallel: int, threads: int | None = None) -> Itera
         return
     processes = min(parallel, len(todo))
     threads = threads or max(1, (os.cpu_count() or 1) // processes)
-    with _belonging_to_this_process(), _process_context().Pool(processes, _worker_init, (threads,)) as pool:
+    context = _process_context()
+    with _belonging_to_this_process(), context.Pool(processes, _worker_init, (threads, os.getpid())) as pool:
         yield from pool.imap_unordered(_in_worker, todo)
 
 
@@ -186,17 +191,37 @@ def _in_worker(job: Job) -> Any:
     return job.for_worker()()
 
 
-def _worker_init(threads: int) -> None:
-    """A worker dies with the stage: the kernel sends it SIGTERM when its parent dies (even by SIGKILL), and
-    SIGTERM, SIGINT or SIGHUP end it through Python, so an atomic write in progress removes its temporary file."""
+def _worker_init(threads: int, stage: int) -> None:
+    """A worker belongs to the stage (pid ``stage``). SIGTERM, SIGINT or SIGHUP end it through Python, so an
+    atomic write in progress removes its temporary file; and so does the stage's end, however it ends (SIGKILL
+    too), which a thread watches for. Not the kernel's parent-death signal: a fork server's worker (CUDA) is the
+    child of the fork server, which outlives the stage while its workers live."""
     torch.set_num_threads(threads)
-    if sys.platform.startswith("linux"):
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    parent = os.getppid()
+    configure_logging()  # a fork server's worker inherits no logging: its runs' progress lines would be lost
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(sig, _exit_on_signal)
-    if parent == 1:  # the stage died before the line above took effect
-        raise SystemExit(1)
+    threading.Thread(target=_end_with, args=(stage,), name="end-with-stage", daemon=True).start()
+
+
+def _end_with(stage: int) -> None:
+    """Wait for process ``stage`` to end, then end this one as SIGTERM would."""
+    while _running(stage):
+        time.sleep(_WATCH_S)
+    os.kill(os.getpid(), signal.SIGTERM)
+
+
+def _running(pid: int) -> bool:
+    """Whether process ``pid`` runs; a zombie (ended, its parent not yet told) does not."""
+    if not _PROC.is_dir():  # no /proc (macOS): a zombie counts as running until its parent reaps it
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        return True
+    try:
+        return (_PROC / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
 
 
 def _exit_on_signal(signum: int, frame: object) -> None:

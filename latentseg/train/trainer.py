@@ -28,7 +28,7 @@ from latentseg.data.layout import TrainData
 from latentseg.losses import SplitBatch
 from latentseg.models.deeplab import DeepLabV2
 from latentseg.models.init import load_init
-from latentseg.train import distributed
+from latentseg.train import distributed, stopping
 from latentseg.train.checkpoint import save_run, unwrap
 from latentseg.train.identity import identity, resumable_state
 from latentseg.train.runtime import StepSpeed, first_step_with_fallback
@@ -79,24 +79,28 @@ def train(cfg: RunConfig, checkpoint: str | Path, data: TrainData, init: Path | 
     batches = streams(cfg, data, s.start, s.device.type == "cuda", rank, world)
     progress = Progress(name, s.start, total, cfg.optim.batch_size * batches.images_per_batch)
     last, compiled = {}, s.speed.compile
-    for step, (img, mask, unl, real) in enumerate(batches, s.start):
-        batch = Batch(*(None if x is None else s.speed.to_device(x, s.device) for x in (img, mask, unl, *real)))
-        update = functools.partial(one_update, s.nets, batch, step, s.sgd, s.adam, autocast)
-        if s.speed.compile and step == s.start:  # torch.compile compiles here; eager if that fails
-            parts, compiled = first_step_with_fallback(s.nets, "model", s.eager, update)
-        else:
-            parts = update()
-        done = step + 1
-        if done % rt.log_every == 0 or done == total:
-            last = {**_mean_losses(parts), "lr": s.sgd.param_groups[0]["lr"]}  # every process takes part
-            if rank == 0:
-                progress.report(done, last)
-                if log is not None:
-                    log(last, done)
-        if rank == 0 and (done == total or done % rt.checkpoint_every == 0):
-            save_run(path, cfg, ident, s.nets, s.sgd, s.adam, done)
-        if validate and rank == 0 and rt.eval_every and done % rt.eval_every == 0 and done != total:
-            _validate_now(s, validate, log, done)
+    with stopping.training():  # a stop asked by a signal waits for the end of the step in progress
+        for step, (img, mask, unl, real) in enumerate(batches, s.start):
+            batch = Batch(*(None if x is None else s.speed.to_device(x, s.device) for x in (img, mask, unl, *real)))
+            update = functools.partial(one_update, s.nets, batch, step, s.sgd, s.adam, autocast)
+            if s.speed.compile and step == s.start:  # torch.compile compiles here; eager if that fails
+                parts, compiled = first_step_with_fallback(s.nets, "model", s.eager, update)
+            else:
+                parts = update()
+            done = step + 1
+            if done % rt.log_every == 0 or done == total:
+                last = {**_mean_losses(parts), "lr": s.sgd.param_groups[0]["lr"]}  # every process takes part
+                if rank == 0:
+                    progress.report(done, last)
+                    if log is not None:
+                        log(last, done)
+            stop = stopping.requested()  # only ever on rank 0 (cluster/runs.py): the others are ended with the job
+            if rank == 0 and (done == total or done % rt.checkpoint_every == 0 or stop):
+                save_run(path, cfg, ident, s.nets, s.sgd, s.adam, done)
+            if stop:
+                stopping.handle_now()  # on the cluster: requeue the job and exit
+            if validate and rank == 0 and rt.eval_every and done % rt.eval_every == 0 and done != total:
+                _validate_now(s, validate, log, done)
     seconds = time.perf_counter() - progress.t0
     images = (total - s.start) * cfg.optim.batch_size * batches.images_per_batch
     return TrainSummary(path, s.start, total - s.start, seconds, images / seconds if seconds > 0 else 0.0, last,

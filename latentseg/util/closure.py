@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]  # the package folder
 HELPERS = ("latentseg.util.progress", "latentseg.util.files", "latentseg.util.devices", "latentseg.util.closure",
            "latentseg.registry.params")
 # and, for a run's training (train/identity.py) and a classifier's, reading and writing checkpoints too
-NOT_COMPUTATION = (*HELPERS, "latentseg.train.checkpoint", "latentseg.train.identity")
+NOT_COMPUTATION = (*HELPERS, "latentseg.train.checkpoint", "latentseg.train.identity", "latentseg.train.stopping")
 # registries that import their modules by discovery (pkgutil)
 PLUGIN_PACKAGES = ("latentseg.methods", "latentseg.datasets", "latentseg.prepare.standins")
 

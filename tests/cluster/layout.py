@@ -1,5 +1,6 @@
 """A pipeline's files for one experiment, as the stages lay them out, without DVC: the resolved configuration,
-a prepared data set, its split, a weights folder; and waiting for a cluster's jobs."""
+a prepared data set, its split, a weights folder (and a classifier's resolved file); and waiting for a cluster's
+jobs."""
 
 from __future__ import annotations
 
@@ -12,10 +13,11 @@ from pathlib import Path
 
 import yaml
 
-from latentseg.cluster.pending import Layout
+from latentseg.cluster.layout import Layout
 from latentseg.config import RunConfig, to_dict
 from latentseg.data.layout import TrainData, split_folder, write_list
 from latentseg.models.init import MANIFEST
+from latentseg.registry.experiments import resolve_classifier
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -42,6 +44,14 @@ def make_layout(root: Path, exp_id: str, cfg: RunConfig, data: TrainData, fracti
     path.parent.mkdir(parents=True)
     path.write_text(yaml.safe_dump(doc, sort_keys=False))
     return layout
+
+
+def write_classifier(layout: Layout, params: dict, classifier: str) -> None:
+    """The resolved file of ``classifier`` of ``params``, as stage resolve writes it."""
+    doc = {"profile": params["profile"], **resolve_classifier(params, classifier)}
+    path = layout.outputs.classifier_config(doc["dataset"], classifier)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
 
 
 def wait_for(condition: Callable[[], bool], timeout: float, what: str, logs: Callable[[], str] = str,

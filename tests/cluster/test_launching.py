@@ -10,10 +10,11 @@ import pytest
 import torch
 
 from latentseg import cli
-from latentseg.cluster.pending import RunSpec, changed_keys, why_pending
+from latentseg.cluster.pending import changed_keys, why_pending
+from latentseg.cluster.runs import RunSpec
 from latentseg.cluster.settings import cluster_settings, executor_parameters
-from latentseg.cluster.status import status_table
-from latentseg.cluster.submit import Submitted, read_record, record
+from latentseg.cluster.status import accounting_states, status_table
+from latentseg.cluster.submit import Submitted, after_ok, read_record, record
 from latentseg.config import SettingsError, to_dict
 from latentseg.registry.experiments import resolve
 from latentseg.registry.params import load_params
@@ -25,7 +26,7 @@ from latentseg.run.progress_file import FILE as PROGRESS_FILE
 from latentseg.train import identity as identity_module
 from latentseg.train.identity import identity
 from latentseg.train.rendezvous import adopt_slurm_rendezvous, first_host, slurm_rendezvous
-from tests.cluster.layout import REPO, make_layout
+from tests.cluster.layout import REPO, make_layout, write_classifier
 from tests.train.speed_fixtures import make_data, one_thread, tiny_config
 
 PARAMS = load_params(REPO / "params.yaml")
@@ -135,28 +136,54 @@ def test_changed_keys_are_dotted():
     assert changed_keys({"a": {"b": 1, "c": 2}, "d": 3}, {"a": {"b": 1, "c": 5}, "d": 3, "e": 0}) == ["a.c", "e"]
 
 
-def test_status_table_reads_progress_files_and_shows_a_failed_job_log(tmp_path):
-    running, done, failed = (tmp_path / name for name in ("running", "done", "failed"))
+def test_status_table_reads_progress_files_and_tells_failed_from_cancelled(tmp_path):
+    running, done, failed, cancelled = (tmp_path / name for name in ("running", "done", "failed", "cancelled"))
     ProgressFile(running / PROGRESS_FILE, 100).report({"total": 1.0}, 20)
     eta = ProgressFile(running / PROGRESS_FILE, 100)
     eta.first = (20, 0.0)
     eta.report({"val/miou": 41.234}, 60)  # 40 steps since time 0
     ProgressFile(done / PROGRESS_FILE, 100).finished(100, 55.5)
-    ProgressFile(failed / PROGRESS_FILE, 100).report({"total": 1.0}, 10)
+    for folder in (failed, cancelled):
+        ProgressFile(folder / PROGRESS_FILE, 100).report({"total": 1.0}, 10)
     log = tmp_path / "7_0_log.err"
-    log.write_text("Traceback (most recent call last):\n  ...\nRuntimeError: CUDA out of memory\n\n")
+    requeue = "slurmstepd: error: *** JOB 8 ON vm CANCELLED AT 2026-12-02T10:00:00 DUE TO JOB REQUEUE ***\n"
+    log.write_text(requeue + "Traceback (most recent call last):\n  ...\nRuntimeError: CUDA out of memory\n\n")
+    scancelled, timed_out = tmp_path / "7_3_log.err", tmp_path / "7_4_log.err"
+    scancelled.write_text("slurmstepd: error: *** JOB 11 ON vm CANCELLED AT 2026-12-02T10:00:00 ***\n")
+    timed_out.write_text(requeue + "slurmstepd: error: *** JOB 12 ON vm CANCELLED AT 2026-12-02T11:00:00 DUE TO "
+                                   "TIME LIMIT ***\n")
     subs = [Submitted("a/seed-1", "7_1", "", "", str(running), 0.0),
             Submitted("a/seed-2", "7_2", "", "", str(done), 0.0),
-            Submitted("b/seed-1", "7_0", "", str(log), str(failed), 0.0)]
+            Submitted("b/seed-1", "7_0", "", str(log), str(failed), 0.0),
+            Submitted("b/seed-2", "7_3", "", str(scancelled), str(cancelled), 0.0),
+            Submitted("c/seed-1", "7_4", "", str(timed_out), str(cancelled), 0.0),
+            Submitted("c/seed-2", "7_5", "", str(log), str(cancelled), 0.0)]
     record(tmp_path, subs[:2])
     record(tmp_path, subs[2:])
     assert read_record(tmp_path) == subs
-    table = status_table(subs, lambda: {"7_1": "RUNNING"})
-    rows = {line.split()[0]: line.split() for line in table.splitlines() if "/seed-" in line and "failed" not in line}
+    asked = []
+
+    def accounting(job_ids):  # sacct: it knows the jobs that left the queue long ago
+        asked.extend(job_ids)
+        return {"7_5": "CANCELLED"}
+
+    table = status_table(subs, lambda: {"7_1": "RUNNING"}, accounting)
+    assert asked == ["7_2", "7_0", "7_3", "7_4", "7_5"]  # not the job squeue knows
+    rows = {line.split()[0]: line.split() for line in table.split("\n\n")[0].splitlines() if "/seed-" in line}
     assert rows["a/seed-1"][1:4] == ["7_1", "RUNNING", "60/100"] and rows["a/seed-1"][-1] == "41.23"
     assert rows["a/seed-2"][1:4] == ["7_2", "COMPLETED", "100/100"] and rows["a/seed-2"][-1] == "55.50"
-    assert rows["b/seed-1"][1:4] == ["7_0", "FAILED", "10/100"]
-    assert f"b/seed-1 (job 7_0) failed:\n  log: {log}" in table and "RuntimeError: CUDA out of memory" in table
+    assert rows["b/seed-1"][1:4] == ["7_0", "FAILED", "10/100"]  # requeued, then failed
+    assert rows["b/seed-2"][2] == "CANCELLED" and rows["c/seed-1"][2] == "TIMEOUT"  # from the logs
+    assert rows["c/seed-2"][2] == "CANCELLED"  # from sacct
+    assert f"b/seed-1 (job 7_0):\n  FAILED; log: {log}" in table and "RuntimeError: CUDA out of memory" in table
+    assert f"b/seed-2 (job 7_3):\n  cancelled (scancel, or a run it waits for failed); log: {scancelled}" in table
+    assert "a/seed-2 (job" not in table and "a/seed-1 (job" not in table
+    assert accounting_states([]) == {}
+
+
+def test_a_classifier_job_waits_for_the_jobs_of_its_runs():
+    assert after_ok(["12_0", "12_3"]) == {"dependency": "afterok:12_0:12_3", "kill-on-invalid-dep": "yes"}
+    assert after_ok([]) == {}
 
 
 def test_curves_of_a_requeued_job_drop_the_points_trained_again(tmp_path):
@@ -171,17 +198,21 @@ def test_curves_of_a_requeued_job_drop_the_points_trained_again(tmp_path):
     assert CurvesFile(path, 0).points == []  # a fresh start keeps none
 
 
-def test_a_classifier_is_a_cluster_run_pending_until_its_identity_is_saved(tmp_path, one_thread):
-    """Mittal et al.'s classifiers are submitted too: pending when missing or changed; the job's callable trains
-    and saves what stage `classifier` then loads (same identity), and a second call trains nothing."""
+def test_a_classifier_is_a_cluster_run_pending_until_it_and_its_filtered_evaluations_are_saved(tmp_path, one_thread):
+    """Mittal et al.'s classifiers are submitted too: pending when missing or changed, or when a run they filter,
+    evaluated or submitted now, has no current filtered evaluation. The job's callable trains and saves what the
+    training stage then loads (same identity), filters the runs that are evaluated and records what the stage then
+    reuses (same key); a second call trains nothing."""
     import yaml
 
     from latentseg.classifier import load_classifier
     from latentseg.cluster.classifiers import classifier_specs, pending_classifiers
     from latentseg.config import DataConfig
+    from latentseg.run.classifiers import read_classifiers
+    from latentseg.run.stage import Inputs, build_jobs, classifier_jobs, filter_jobs, read_experiments
 
     data = make_data(tmp_path / "data" / "voc")
-    layout = make_layout(tmp_path, "voc-1_8-ce", tiny_config(), data, "1/8", [0])
+    layout = make_layout(tmp_path, "voc-1_8-ce", tiny_config(optim={"iterations": 2}), data, "1/8", [0])
     demo = PARAMS["profiles"]["demo"]["classifier"]
     cfg = {**PARAMS["classifier"], **demo, "epochs": 2, "steps_per_epoch": 2, "burn_in_epochs": 1}
     doc = {"profile": "demo", "classifier": "voc-1_8", "dataset": "voc", "fraction": "1/8", "filters": ["voc-1_8-ce"],
@@ -191,33 +222,54 @@ def test_a_classifier_is_a_cluster_run_pending_until_its_identity_is_saved(tmp_p
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(yaml.safe_dump(doc, sort_keys=False))
 
-    pending = pending_classifiers(layout, {"voc-1_8": "voc"})
-    assert [(p.spec.name, p.reason) for p in pending] == [("classifier-voc-1_8/seed-0", "missing: no classifier"),
-                                                          ("classifier-voc-1_8/seed-1", "missing: no classifier")]
+    def pending(submitted: frozenset[str] = frozenset()) -> list[tuple[str, str]]:
+        return [(p.spec.name, p.reason) for p in pending_classifiers(layout, {"voc-1_8": "voc"}, submitted)]
+
+    assert pending() == [("classifier-voc-1_8/seed-0", "missing: no classifier"),
+                         ("classifier-voc-1_8/seed-1", "missing: no classifier")]
     spec = classifier_specs(layout, {"voc-1_8": "voc"})[0]
-    spec.task(max_requeues=2)()
-    assert load_classifier(spec.path, spec.identity()) is not None  # what the stage looks for
+    assert [run.name for run in spec.runs()] == ["voc-1_8-ce/seed-0"]  # seed 1: no run of that seed to filter
+    assert spec.task(max_requeues=2)() == {"classifier": spec.name, "filtered": {}}  # the run is not evaluated
+    assert load_classifier(spec.path, spec.job().identity()) is not None  # what the stage looks for
     assert read_progress(spec.folder / PROGRESS_FILE)["state"] == "evaluated"
-    assert [p.spec.name for p in pending_classifiers(layout, {"voc-1_8": "voc"})] == ["classifier-voc-1_8/seed-1"]
+    assert pending() == [("classifier-voc-1_8/seed-1", "missing: no classifier")]  # seed 0: nothing to filter yet
+    assert pending(frozenset({"voc-1_8-ce/seed-0"}))[0] == ("classifier-voc-1_8/seed-0",
+                                                            "filters voc-1_8-ce/seed-0, submitted now")
+    train_and_evaluate(RunSpec("voc-1_8-ce", "voc", 0, layout).job())
+    assert pending()[0] == ("classifier-voc-1_8/seed-0", "not filtered: voc-1_8-ce/seed-0 (no current filtered "
+                                                         "evaluation)")
     saved = spec.path.stat().st_mtime_ns
-    spec.task(max_requeues=2)()  # found: not trained again
-    assert spec.path.stat().st_mtime_ns == saved
+    filtered = spec.task(max_requeues=2)()["filtered"]  # found, not trained again; the run filtered
+    assert spec.path.stat().st_mtime_ns == saved and list(filtered) == ["voc-1_8-ce/seed-0"]
+    assert [name for name, _ in pending()] == ["classifier-voc-1_8/seed-1"]
+
+    # the training stage finds the classifier and the filtered evaluation: it evaluates nothing
+    inputs = Inputs(layout.data / "voc", layout.splits / "voc", layout.weights)
+    runs = build_jobs(read_experiments(layout.configs, "voc"), inputs, layout.outputs)
+    classifiers = classifier_jobs(read_classifiers(layout.configs, "voc"), inputs, layout.outputs)
+    (stage_filter,) = filter_jobs(classifiers[:1], runs)
+    assert classifiers[0].finished() is not None and stage_filter.finished().metrics["miou"] == filtered[
+        "voc-1_8-ce/seed-0"]
 
     doc["config"] = {**cfg, "lr": 0.5}
-    path = layout.outputs.classifier_config("voc", "voc-1_8")
-    path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(yaml.safe_dump(doc, sort_keys=False))
-    assert pending_classifiers(layout, {"voc-1_8": "voc"})[0].reason.startswith("changed")
+    assert pending()[0][1].startswith("changed")
 
 
 @pytest.mark.parametrize("missing", [("sbatch", "squeue"), ("squeue",)])
 def test_a_dry_run_says_when_slurm_is_missing(missing, tmp_path, monkeypatch, capsys):
+    """... and lists the classifier that filters the experiment, once stage resolve has written its file."""
     exp, cfg = resolve(PARAMS, "voc-1_8-proposed")
     layout = make_layout(tmp_path, exp.id, cfg, make_data(tmp_path / "data" / "voc"), exp.fraction, list(exp.seeds))
     monkeypatch.setattr("shutil.which", lambda name, *args, **kw: None if name in missing else f"/usr/bin/{name}")
-    code = cli.main(["submit", "--dry-run", "--params", str(REPO / "params.yaml"), "--experiments", exp.id,
-                     "--configs", str(layout.configs), "--data", str(layout.data), "--splits", str(layout.splits),
-                     "--weights", str(layout.weights), "--runs", str(layout.runs)])
+    args = ["submit", "--dry-run", "--params", str(REPO / "params.yaml"), "--experiments", exp.id,
+            "--configs", str(layout.configs), "--data", str(layout.data), "--splits", str(layout.splits),
+            "--weights", str(layout.weights), "--runs", str(layout.runs)]
+    assert cli.main(args) == 2  # no resolved file of the classifier yet
+    assert "older than" in (err := capsys.readouterr().err) and "for voc-1_8: run `dvc repro resolve`" in err, err
+    write_classifier(layout, PARAMS, "voc-1_8")
+    code = cli.main(args)
     out = capsys.readouterr().out
     assert code == 0 and "missing: no checkpoint" in out
+    assert f"classifier-voc-1_8/seed-{exp.seeds[0]}  missing: no classifier" in out, out
     assert f"{' and '.join(missing)} not found" in out.splitlines()[-1], out

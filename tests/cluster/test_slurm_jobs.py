@@ -1,21 +1,27 @@
-"""Runs trained as jobs of a real (one-machine) Slurm cluster: requeued mid-run, and on a 2-task group.
+"""Runs trained as jobs of a real (one-machine) Slurm cluster: signalled mid-run (they save their step and requeue),
+on a 2-task group, and failing (the classifier waiting for them is cancelled).
 
-Each job is a ``latentseg.cluster.job.TrainRun`` submitted by ``latentseg.cluster.submit`` (submitit), on the CPU,
+Each job is a ``latentseg.cluster.runs.TrainRun`` submitted by ``latentseg.cluster.submit`` (submitit), on the CPU,
 one thread a task, from the files a pipeline would hold (``layout.make_layout``).
 """
 
 from __future__ import annotations
 
 import re
+import shutil
 import subprocess
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
 import torch
+import yaml
 
-from latentseg.cluster.pending import RunSpec, why_pending
+from latentseg.cluster.classifiers import ClassifierSpec
+from latentseg.cluster.pending import why_pending
+from latentseg.cluster.runs import RunSpec
 from latentseg.cluster.settings import cluster_settings
+from latentseg.cluster.status import status_table
 from latentseg.cluster.submit import submit
 from latentseg.models.init import load_init
 from latentseg.registry.params import load_params
@@ -58,25 +64,29 @@ def networks(path: Path) -> dict[str, torch.Tensor]:
     return ckpt.load(path)["networks"]
 
 
-def test_a_requeued_job_resumes_from_its_checkpoint_and_ends_as_an_uninterrupted_run(tmp_path, slurm, monkeypatch):
+def test_a_signalled_job_saves_its_step_requeues_and_trains_no_step_twice(tmp_path, slurm, monkeypatch):
+    """Slurm's warning signal (submitit's USR2, as ``--signal`` sends it before a time limit) mid-run: the job ends
+    the step in progress, saves it (no periodic checkpoint falls before the end), requeues itself, and the requeued
+    job resumes from that step: every step is logged once, and the run ends as an uninterrupted one."""
     job_env(slurm, monkeypatch)
     data = make_data(tmp_path / "data" / "voc")
-    total = 100  # long enough to be caught mid-run on a fast machine (~40 ms a step)
-    cfg = tiny_config(optim={"iterations": total}, runtime={"log_every": 2, "checkpoint_every": 4})
+    total = 60  # long enough to be signalled mid-run on a fast machine (~40 ms a step)
+    cfg = tiny_config(optim={"iterations": total}, runtime={"log_every": 1, "checkpoint_every": 1000})
     layout = make_layout(tmp_path, "tiny-requeue", cfg, data, "1/2", [1234])
-    spec = RunSpec("tiny-requeue", 1234, layout)
+    spec = RunSpec("tiny-requeue", "voc", 1234, layout)
     (job,) = submit([spec], cpu_cluster(tmp_path / "logs", max_requeues=2))
+    def step() -> int:
+        return (read_progress(spec.folder / PROGRESS_FILE) or {}).get("step", 0)
 
-    def mid_run() -> bool:
-        step = (read_progress(spec.folder / PROGRESS_FILE) or {}).get("step", 0)
-        return step >= 8 and (spec.folder / "checkpoint.pt").is_file()
-
-    wait_for(mid_run, 120, "the job to pass step 8", lambda: logs(tmp_path / "logs") + queued(slurm.env), every=0.1)
-    assert ckpt.load(spec.folder / "checkpoint.pt")["step"] < total
-    subprocess.run(["scontrol", "requeue", job.job_id], env=slurm.env, check=True, capture_output=True)
+    wait_for(lambda: step() >= 8, 120, "the job to pass step 8", lambda: logs(tmp_path / "logs") + queued(slurm.env),
+             every=0.1)
+    assert not (spec.folder / "checkpoint.pt").is_file()  # no checkpoint yet: the signal's is the first
+    subprocess.run(["scancel", "--signal=USR2", job.job_id], env=slurm.env, check=True, capture_output=True)
     # Slurm holds a requeued job back for two minutes (its begin time); a test need not wait for it
-    wait_for(lambda: f"{job.job_id} PENDING" in queued(slurm.env), 60, "the job to be requeued",
-             lambda: queued(slurm.env) + slurm.logs())
+    wait_for(lambda: f"{job.job_id} PENDING" in queued(slurm.env), 60, "the job to requeue itself",
+             lambda: logs(tmp_path / "logs") + queued(slurm.env) + slurm.logs())
+    stopped = ckpt.load(spec.folder / "checkpoint.pt")["step"]
+    assert 8 <= stopped < total
     subprocess.run(["scontrol", "update", f"JobId={job.job_id}", "StartTime=now"], env=slurm.env, check=True,
                    capture_output=True)
     wait_for(lambda: finished(spec, job.job_id, slurm.env), 180, "the requeued job to finish",
@@ -84,8 +94,9 @@ def test_a_requeued_job_resumes_from_its_checkpoint_and_ends_as_an_uninterrupted
 
     out = Path(job.stdout).read_text() + Path(job.stderr).read_text()
     assert "restart 1" in out, out[-3000:]  # the job ran again, as Slurm's first requeue
-    starts = [int(s) for s in re.findall(r"seed-1234: \d+ steps \(from (\d+)\)", out)]
-    assert starts and starts[-1] > 0, out[-3000:]  # it resumed from its checkpoint, not from scratch
+    assert f"seed-1234: {total - stopped} steps (from {stopped})" in out, out[-3000:]
+    logged = [int(s) for s in re.findall(rf"seed-1234 step (\d+)/{total}", out)]
+    assert logged == list(range(1, total + 1)), logged  # each step trained (and logged) once
     assert why_pending(spec.job()) is None  # finished and evaluated
 
     straight = trainer.train(spec.job().cfg, tmp_path / "straight.pt", spec.job().data)
@@ -108,7 +119,7 @@ def test_a_run_on_a_two_task_job_equals_the_one_process_run(tmp_path, slurm, mon
     cfg = tiny_config()
     init = calibrated_init(cfg, data, tmp_path / "init.pt")
     layout = make_layout(tmp_path, "tiny-2-tasks", cfg, data, "1/2", [1234], init)
-    spec = RunSpec("tiny-2-tasks", 1234, layout)
+    spec = RunSpec("tiny-2-tasks", "voc", 1234, layout)
     (job,) = submit([spec], cpu_cluster(tmp_path / "logs", tasks_per_node=2))
     wait_for(lambda: finished(spec, job.job_id, slurm.env), 180, "the 2-task job to finish",
              lambda: logs(tmp_path / "logs") + queued(slurm.env) + slurm.logs())
@@ -129,3 +140,25 @@ def test_a_run_on_a_two_task_job_equals_the_one_process_run(tmp_path, slurm, mon
         ddp, single = _change(two["networks"], initial, prefix), _change(one["networks"], initial, prefix)
         assert single.norm() > 1e-3  # the weights moved
         assert (ddp - single).norm() <= 1e-3 * single.norm(), f"{prefix}: the two-task update differs"
+
+
+def test_a_classifier_job_whose_run_fails_is_cancelled_and_status_tells_them_apart(tmp_path, slurm, monkeypatch):
+    """A run's job that fails (its split is gone) cancels the classifier job waiting for it (``afterok``,
+    ``--kill-on-invalid-dep``): ``--status`` says FAILED for one, CANCELLED for the other (squeue knows ended jobs
+    for ``MinJobAge``; this cluster keeps no accounts for sacct)."""
+    job_env(slurm, monkeypatch)
+    layout = make_layout(tmp_path, "tiny-fails", tiny_config(), make_data(tmp_path / "data" / "voc"), "1/2", [1234])
+    path = layout.outputs.classifier_config("voc", "voc-1_2")
+    path.parent.mkdir(parents=True)
+    path.write_text(yaml.safe_dump({"classifier": "voc-1_2", "filters": ["tiny-fails"], "seeds": [1234]}))
+    shutil.rmtree(layout.splits)  # what the run's job reads first
+    run, classifier = RunSpec("tiny-fails", "voc", 1234, layout), ClassifierSpec("voc-1_2", "voc", 1234, layout)
+    submitted = submit([run, classifier], cpu_cluster(tmp_path / "logs"))
+    ended = {"FAILED", "CANCELLED"}
+
+    def states() -> dict[str, str]:
+        table = status_table(submitted).split("\n\n")[0]  # then the logs of those that ended badly
+        return {row.split()[0]: row.split()[2] for row in table.splitlines() if "seed-" in row}
+
+    wait_for(lambda: set(states().values()) <= ended, 60, "both jobs to end", lambda: logs(tmp_path / "logs"))
+    assert states() == {run.name: "FAILED", classifier.name: "CANCELLED"}

@@ -1,16 +1,19 @@
-"""``latentseg submit`` trains two demo runs as Slurm jobs; ``dvc repro`` then reuses them.
+"""``latentseg submit`` trains a data set's runs and its classifier as Slurm jobs; ``dvc repro`` then reuses them.
 
-On a copy of the repository whose demo profile is shrunk (a small embedded VOC, 4 steps of 2 images, no initial
-weights to make) and whose registry trains one experiment of two seeds: the runs the cluster trained and evaluated
-are neither trained nor evaluated again by the training stage, and its metrics are those of a local run of the
-same seeds.
+On a copy of the repository whose demo profile is shrunk (a small embedded VOC, 4 steps of 2 images, a classifier of
+4 steps, no initial weights to make) and whose registry holds the two experiments Mittal et al.'s classifier
+``voc-1_8`` filters, of two seeds each: each classifier job waits for the jobs of the runs it filters (``afterok``),
+then filters them; the training stage then trains, evaluates and filters nothing, and its metrics are those of a
+local run of the same seeds.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import runpy
 import shlex
+import subprocess
 import sys
 from pathlib import Path
 from unittest.mock import patch
@@ -20,6 +23,8 @@ import torch
 import yaml
 
 from latentseg.cli import main
+from latentseg.cluster.submit import read_record
+from latentseg.run.outputs import Outputs
 from latentseg.run.progress_file import FILE as PROGRESS_FILE
 from latentseg.run.progress_file import read_progress
 from tests.cluster.layout import queued, wait_for
@@ -43,6 +48,7 @@ def shrink_demo(params: dict) -> dict:
     demo["repeats"] = {"seeds": SEEDS, "experiments": "all"}
     params["experiments"] = {e: params["experiments"][e] for e in (EXP, "voc-1_8-s4gan")}  # the classifier's two
     params["classifiers"] = {"voc-1_8": params["classifiers"]["voc-1_8"]}
+    demo["classifier"] = {**demo["classifier"], "epochs": 2, "steps_per_epoch": 2}
     params["figures"] = {"fig3_voc_k20": EXP}
     params["figure1"]["runs"] = {"voc": EXP}
     return params
@@ -66,7 +72,9 @@ def run_stage(repo: Path, name: str, **paths: Path) -> None:
         torch.set_num_threads(threads)
 
 
-def test_submitted_runs_are_reused_by_dvc_repro(tmp_path, slurm, monkeypatch, capsys):
+def prepared_copy(tmp_path: Path, slurm, monkeypatch) -> tuple[Path, dict]:
+    """A copy of the repository, its demo shrunk, its stages before training run and recorded, as the current
+    folder, with the test cluster's site settings in the environment; and its parameters."""
     repo = copy_repository(tmp_path / "repo")
     params = shrink_demo(yaml.safe_load((repo / "params.yaml").read_text()))
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
@@ -85,6 +93,11 @@ def test_submitted_runs_are_reused_by_dvc_repro(tmp_path, slurm, monkeypatch, ca
            "LATENTSEG_CLUSTER_TIME_MIN": "10"}
     for key, value in env.items():
         monkeypatch.setenv(key, value)
+    return repo, params
+
+
+def test_submitted_runs_and_classifiers_are_reused_by_dvc_repro(tmp_path, slurm, monkeypatch, capsys):
+    repo, params = prepared_copy(tmp_path, slurm, monkeypatch)
 
     def submit(*args: str) -> str:
         capsys.readouterr()
@@ -92,44 +105,75 @@ def test_submitted_runs_are_reused_by_dvc_repro(tmp_path, slurm, monkeypatch, ca
         return capsys.readouterr().out
 
     dry = submit("--dry-run")
-    classifiers = dry.count("missing: no classifier")  # Mittal et al.'s classifiers are runs too
-    assert classifiers == sum(f"classifier-{c}/" in dry for c in params["classifiers"]) * len(SEEDS), dry
-    assert dry.count("missing: no checkpoint") == 4 and f"{4 + classifiers} run(s) would be submitted" in dry, dry
+    assert dry.count("missing: no checkpoint") == 4 and dry.count("missing: no classifier") == len(SEEDS), dry
+    assert f"{4 + len(SEEDS)} run(s) would be submitted" in dry, dry
     assert queued(slurm.env).strip() == ""  # a dry run submits nothing
-    out = submit("--experiments", EXP)
-    assert "submitted 2 job(s)" in out, out
+    out = submit()
+    assert f"submitted {4 + len(SEEDS)} job(s)" in out, out
+    jobs = {s.run: s.job_id for s in read_record(repo / params["cluster"]["log_folder"])}
+    for seed in SEEDS:  # each classifier job waits for the jobs of its seed's runs, and only those
+        waits = waiting_for(jobs[f"classifier-voc-1_8/seed-{seed}"], slurm.env)
+        assert waits == {jobs[f"{exp}/seed-{seed}"] for exp in params["experiments"]}, (waits, jobs)
 
     # meanwhile, the same runs trained locally by the training stage's own command, on one thread as the jobs
-    run_stage(repo, f"train@{EXP}", runs=tmp_path / "local" / "runs", results=tmp_path / "local" / "results")
+    run_stage(repo, "train@voc", runs=tmp_path / "local" / "runs", results=tmp_path / "local" / "results")
 
-    def evaluated(seed: int) -> bool:
-        doc = read_progress(repo / "runs" / EXP / f"seed-{seed}" / PROGRESS_FILE) or {}
-        return doc.get("state") == "evaluated"
+    def evaluated(folder: Path) -> bool:
+        return (read_progress(folder / PROGRESS_FILE) or {}).get("state") == "evaluated"
 
-    wait_for(lambda: all(map(evaluated, SEEDS)) and queued(slurm.env).strip() == "", 240, "both jobs to finish",
+    folders = [repo / "runs" / "voc" / name for name in jobs]
+    wait_for(lambda: queued(slurm.env).strip() == "", 240, "every job to leave the queue",
              lambda: submit("--status") + slurm.logs())
     table = submit("--status")
-    for seed in SEEDS:
-        line = next(row for row in table.splitlines() if f"{EXP}/seed-{seed}" in row)
-        assert "COMPLETED" in line and "4/4" in line, table
+    assert all(map(evaluated, folders)), table + slurm.logs()
+    for name in jobs:
+        line = next(row for row in table.splitlines() if row.startswith(name))
+        assert "COMPLETED" in line, table
+    for seed in SEEDS:  # the classifier jobs recorded the filtered evaluations the stage looks for
+        classifier = repo / "runs" / "voc" / "classifier-voc-1_8" / f"seed-{seed}"
+        assert sorted(p.name for p in classifier.glob("filtered-*.json")) == [
+            f"filtered-{exp}.json" for exp in sorted(params["experiments"])]
 
-    repro = dvc(repo, "repro", f"train@{EXP}", check=False)
+    repro = dvc(repo, "repro", "train@voc", check=False)
     assert repro.returncode == 0, repro.stdout[-3000:] + repro.stderr[-3000:]
-    for seed in SEEDS:  # no step trained twice, no evaluation redone
-        assert f"seed-{seed}: 0 steps (from 4)" in repro.stdout, repro.stdout
-    assert repro.stdout.count("evaluation reused") == 2 and ", evaluated," not in repro.stdout, repro.stdout
-    ours = json.loads((repo / "results" / EXP / "metrics.json").read_text())
-    theirs = json.loads((tmp_path / "local" / "results" / "metrics.json").read_text())
-    assert list(ours["runs"]) == [f"seed-{s}" for s in SEEDS]
-    assert ours == theirs  # the same metrics as the local runs of the same seeds
+    assert_nothing_done(repro.stdout, list(params["experiments"]))
+    assert_same_results(Outputs(results=repo / "results"), Outputs(results=tmp_path / "local" / "results"),
+                        list(params["experiments"]))
+    assert "nothing to submit" in submit("--dry-run")
+
+
+def assert_nothing_done(out: str, experiments: list[str]) -> None:
+    """The training stage's output: every run and classifier found, every evaluation and filtered one reused."""
+    for exp in experiments:
+        for seed in SEEDS:  # found finished and evaluated: no step trained again, no evaluation redone
+            assert f"{exp}/seed-{seed}: finished, evaluation reused" in out, out
+    assert out.count("evaluation reused") == 4 and ", evaluated," not in out, out
+    assert out.count("trained, reused") == len(SEEDS) and ": trained\n" not in out, out
+    assert out.count("filtered reused") == 4 and "filtered evaluated" not in out, out
+
+
+def assert_same_results(ours: Outputs, theirs: Outputs, experiments: list[str]) -> None:
+    """The stage's results from the cluster's runs are those from the local runs of the same seeds."""
+    for exp in experiments:
+        metrics = json.loads(ours.metrics_file("voc", exp).read_text())
+        assert list(metrics["runs"]) == [f"seed-{s}" for s in sorted(SEEDS)]
+        assert metrics == json.loads(theirs.metrics_file("voc", exp).read_text())
+    assert ours.classifier_file("voc", "voc-1_8").read_text() == theirs.classifier_file("voc", "voc-1_8").read_text()
     for seed in SEEDS:
-        name = f"latent/seed-{seed}.csv"
-        assert (repo / "results" / EXP / name).read_text() == (tmp_path / "local" / "results" / name).read_text()
+        latent = [out.latent_folder("voc", EXP) / f"seed-{seed}.csv" for out in (ours, theirs)]
+        assert latent[0].read_text() == latent[1].read_text()
         for curve in ("train/total", "val/miou"):  # the jobs' curves, replayed into the stage's logger
-            ours_curve = curve_points(repo / "results" / EXP / "live" / f"seed-{seed}", curve)
-            assert ours_curve and ours_curve == curve_points(tmp_path / "local" / "results" / "live" / f"seed-{seed}",
+            ours_curve = curve_points(ours.curves_folder("voc", EXP) / f"seed-{seed}", curve)
+            assert ours_curve and ours_curve == curve_points(theirs.curves_folder("voc", EXP) / f"seed-{seed}",
                                                              curve), curve
-    assert "nothing to submit" in submit("--experiments", EXP, "--dry-run")
+
+
+def waiting_for(job_id: str, env: dict[str, str]) -> set[str]:
+    """The jobs a pending job waits for (squeue's dependency column: ``afterok:12_0(unfulfilled),...``)."""
+    out = subprocess.run(["squeue", "-h", "-j", job_id, "-o", "%T|%r|%E"], env=env, capture_output=True, text=True)
+    state, reason, dependency = out.stdout.strip().split("|")
+    assert (state, reason) == ("PENDING", "Dependency"), out.stdout
+    return set(re.findall(r"afterok:([\d_]+)", dependency))
 
 
 def curve_points(live: Path, name: str) -> list[tuple[str, str]]:

@@ -1,16 +1,22 @@
-"""The training loop: resume, identity (never reuse a run of other settings, code, data or weights), every
-method's objective, the "full" split's unlabeled stream, validation curves, Table 5's twin heads."""
+"""The training loop: resume (after a kill, or a stop signal deferred to the end of a step), identity (never reuse
+a run of other settings, code, data or weights), every method's objective, the "full" split's unlabeled stream,
+validation curves, Table 5's twin heads."""
+
+import os
+import signal
+import time
 
 import pytest
 import torch
 
 from latentseg.models.init import load_init, save_init
-from latentseg.train import identity, trainer
+from latentseg.train import identity, stopping, trainer
 from latentseg.train.checkpoint import load_trained
 from latentseg.train.identity import resume_step
 from latentseg.train.step import build_networks
 from latentseg.train.trainer import train
 from tests.helpers import tiny_config, tiny_data
+from tests.train.speed_fixtures import one_thread
 
 MANUAL = {"target": "manual", "groups": {"bg": ["background"], "rest": [
     "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow", "diningtable", "dog",
@@ -165,3 +171,48 @@ def test_one_s4gan_step_changes_the_weights_of_both_networks():
         moved = [k for k, v in net.state_dict().items()
                  if v.is_floating_point() and not torch.equal(v, before[name][k])]
         assert moved, f"the {name} network did not move"
+
+
+class Requeued(Exception):
+    pass
+
+
+@pytest.mark.usefixtures(one_thread.__name__)
+def test_a_stop_signal_waits_for_the_step_in_progress_and_the_resumed_run_ends_as_an_uninterrupted_one(
+        tmp_path, monkeypatch):
+    """Slurm's warning signal, deferred (``train.stopping``, as a cluster job does): sent halfway into step 2's
+    update, it lets the update end, the trainer saves step 2 (before its first checkpoint, of step 3) and then runs
+    the handler of before (submitit's requeues; here it raises); resumed, the run trains steps 3 and 4 alone."""
+    data = tiny_data(tmp_path / "data")
+    cfg = tiny_config(optim={"iterations": 4})  # a checkpoint every 3
+    train(cfg, tmp_path / "straight.pt", data)
+    update = trainer.one_update
+
+    def signalled_midway(nets, batch, step, *args):
+        if step == 1:  # the update of the second step
+            os.kill(os.getpid(), signal.SIGUSR2)
+            assert stopping.requested()  # the handler has run, and only marked the request
+        return update(nets, batch, step, *args)
+
+    def requeue(signum, frame):
+        raise Requeued
+
+    monkeypatch.setattr(trainer, "one_update", signalled_midway)
+    previous = signal.signal(signal.SIGUSR2, requeue)
+    try:
+        with stopping.deferred(signal.SIGUSR2), pytest.raises(Requeued):
+            train(cfg, tmp_path / "stopped.pt", data)
+        with stopping.deferred(signal.SIGUSR2), pytest.raises(Requeued):
+            os.kill(os.getpid(), signal.SIGUSR2)  # outside the loop: handled at once
+            time.sleep(1)
+    finally:
+        signal.signal(signal.SIGUSR2, previous)
+    assert resume_step(tmp_path / "stopped.pt", cfg, data, None) == 2
+    monkeypatch.setattr(trainer, "one_update", update)
+    summary = train(cfg, tmp_path / "stopped.pt", data)
+    assert (summary.resumed_from, summary.steps_run) == (2, 2)
+    straight, resumed = _weights(tmp_path / "straight.pt"), _weights(tmp_path / "stopped.pt")
+    for key, value in straight[0].items():
+        assert torch.equal(value, resumed[0][key]), key
+    for key, value in straight[1]["networks"].items():
+        assert torch.equal(value, resumed[1]["networks"][key]), key
