@@ -2,7 +2,7 @@
 
 The paper's Figure 1 shows images beside their ground truth, the semantic prediction and the latent classes. The
 predictions need torch; drawing them must not (the report stages import no torch), so stage ``figure1`` writes
-the arrays to ``results/<experiment>/figure1.npz`` and stage ``figures`` draws them (``reports/figure1.py``).
+the arrays to ``results/figure1/<dataset>.npz`` and stage ``figures`` draws them (``reports/figure1.py``).
 
 The npz holds no pickled objects (strings are numpy unicode arrays); ``i`` runs over ``range(N)``:
 

@@ -1,6 +1,6 @@
 """A trained run on images of any size: its semantic and latent-class maps, as evaluation computes them.
 
-    predictor = Predictor.from_checkpoint("runs/voc-1_8-proposed/seed-1234/checkpoint.pt")
+    predictor = Predictor.from_checkpoint("runs/voc/voc-1_8-proposed/seed-1234/checkpoint.pt")
     out = predictor.predict(read_image("photo.jpg"))  # out.semantic (H, W), out.latent (H, W) or None
 
 An image goes through the run's evaluation transform (``data.augment.eval_transform``: resized where the data set
@@ -41,7 +41,7 @@ CLASSIFIER_FORMAT = "latentseg-classifier"
 # What each of the package's file formats is, for the error that meets one where another is expected.
 FORMATS = {RUN_FORMAT: "a trained run's checkpoint", "latentseg-init": "an initial-weights file (stage weights)",
            CLASSIFIER_FORMAT: "an image classifier (stage classifier)"}
-RUN_FIX = "pass --run runs/<experiment> or --checkpoint runs/<experiment>/seed-<n>/checkpoint.pt"
+RUN_FIX = "pass --run runs/<dataset>/<experiment> or --checkpoint runs/<dataset>/<experiment>/seed-<n>/checkpoint.pt"
 
 
 class PredictError(ValueError):

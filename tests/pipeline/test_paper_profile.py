@@ -25,6 +25,7 @@ import yaml
 
 from latentseg.models.deeplab import DeepLabV2
 from latentseg.prepare.mock_release import make_cityscapes_zips, make_sbd_tgz, make_voc_tar
+from latentseg.run.outputs import Outputs
 from tests.layouts import hung_coco_state, torchvision_resnet_state
 from tests.pipeline.repository import changed_stages, copy_repository, dvc
 from tests.prepare.iit_release import make_iit_folder, zip_folder
@@ -141,13 +142,16 @@ def test_the_paper_profile_runs_end_to_end(tmp_path, warm_stages):
     assert manifest["weights"]["coco"]["made_by"] == "published deeplab_coco"
     assert manifest["weights"]["imagenet"]["made_by"] == "published torchvision_resnet101"
 
+    out = Outputs(configs=repo / "configs", runs=repo / "runs", results=repo / "results")
     for exp in RUNS:
-        runs = json.loads((repo / "results" / exp / "metrics.json").read_text())["runs"]
+        runs = json.loads(out.metrics_file(exp.split("-")[0], exp).read_text())["runs"]
         assert list(runs) == ["seed-1234"] and runs["seed-1234"]["steps"] == 2, exp
-    for exp in ("voc-1_8-proposed", "voc-1_8-s4gan"):
-        assert "seed-1234" in json.loads((repo / "results" / exp / "classifier.json").read_text())["runs"]
+    filtered = json.loads(out.classifier_file("voc", "voc-1_8").read_text())["filtered"]
+    assert {exp: list(f["runs"]) for exp, f in filtered.items()} == {
+        "voc-1_8-proposed": ["seed-1234"], "voc-1_8-s4gan": ["seed-1234"]}
 
-    saved = torch.load(repo / "runs/voc-1_8-hung/seed-1234/checkpoint.pt", map_location="cpu", weights_only=True)
+    saved = torch.load(out.run_folder("voc", "voc-1_8-hung", 1234) / "checkpoint.pt", map_location="cpu",
+                       weights_only=True)
     config = saved["config"]  # the paper's recipe, not the demo's
     assert config["model"] == {"backbone": "resnet101", "aspp_branches": 2, "freeze_bn_stats": False}
     assert (config["data"]["random_scale"], config["data"]["mirror"]) == (False, False)
