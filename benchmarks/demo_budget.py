@@ -66,7 +66,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         repo, sock, log = Path(tmp) / "repo", Path(tmp) / "warm.sock", Path(tmp) / "warm.log"
         subprocess.run(["git", "clone", "--quiet", "--local", str(ROOT), str(repo)], check=True)
-        env = {**os.environ, "PYTHONPATH": str(repo), ENV: str(sock)}
+        # the stages' `python` is this interpreter's, as make demo puts .venv/bin first on PATH
+        path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+        env = {**os.environ, "PATH": path, "PYTHONPATH": str(repo), ENV: str(sock)}
         with started(sock, idle_timeout=600, env=env, log=log):
             stages, total = run_dvc(repo, args.targets, env)
         commands = [float(m.group(1)) for m in SERVED.finditer(log.read_text())]

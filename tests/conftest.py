@@ -1,4 +1,4 @@
-"""Shared fixtures: torch on 2 threads, the `gpu` marker, a local HTTP file server for download tests, a warm
+"""Shared fixtures: torch on 2 threads (1 in each of `make test`'s pytest-xdist workers), the `gpu` marker, a local HTTP file server for download tests, a warm
 interpreter for tests that run pipeline stages."""
 
 from __future__ import annotations
@@ -19,10 +19,18 @@ from latentseg.prepare.download import Remote, file_digest
 from latentseg.util.warm import ENV as WARM_ENV
 from latentseg.util.warm import started
 
-torch.set_num_threads(min(2, os.cpu_count() or 1))
+# Under pytest-xdist (make test: a worker per core) each worker takes one core's share, as the runs of a stage do.
+WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+torch.set_num_threads(max(1, min(2, os.cpu_count() or 1) // WORKERS))
 
 
 def pytest_collection_modifyitems(config, items):
+    # The longest first (the Slurm group, then the other slow tests): with a worker per core, the short ones fill
+    # the gaps at the end instead of one long test running alone after them.
+    items.sort(key=lambda item: ("slurm" not in item.keywords, "slow" not in item.keywords))
+    for item in items:
+        if "slurm" in item.keywords:  # one worker starts the one-machine cluster, and runs every job on it
+            item.add_marker(pytest.mark.xdist_group("slurm"))
     if torch.cuda.is_available():
         return
     skip = pytest.mark.skip(reason="needs a CUDA device")

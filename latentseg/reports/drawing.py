@@ -47,10 +47,11 @@ def figure1(settings: dict[str, Any], arrays_file: Path, dataset: str, exp_id: s
 
 
 def curves(settings: dict[str, Any], out: Outputs, name: str, folder: Path) -> Path:
-    """``<folder>/curves_<name>.png``: the training curves of table ``name``'s experiments."""
-    layout = settings["tables"][name]
-    found = {e: experiment_curves(out.curves_folder(settings["experiments"][e]["dataset"], e))
-             for e in experiments_of(layout)}
+    """``<folder>/curves_<name>.png``: the training curves of table ``name``'s experiments (those of the
+    registry: a trimmed ``params.yaml`` leaves some out)."""
+    layout, registry = settings["tables"][name], settings["experiments"]
+    found = {e: experiment_curves(out.curves_folder(registry[e]["dataset"], e))
+             for e in experiments_of(layout) if e in registry}
     return plot_curves(found, layout.get("title", name), folder / f"curves_{name}.png")
 
 

@@ -55,8 +55,10 @@ RunsReader = Callable[[CellRef], "dict[str, float]"]
 
 
 def results_reader(results_dir: str | Path, settings: Mapping[str, Any]) -> RunsReader:
-    """``read(ref)``: ``{run label: value}`` of that cell, in seed order; ``{}`` when its file is missing, or when
-    it holds the results of another profile (a demo result left in the workspace is no paper result).
+    """``read(ref)``: ``{run label: value}`` of that cell, in seed order; ``{}`` (not run) when its experiment, or
+    the classifier that filters it, is not in the registry (a trimmed ``params.yaml``, as a variant or a test
+    may have), when its file is missing, or when it holds the results of another profile (a demo result left in
+    the workspace is no paper result).
     ``settings``: the report settings (``configs/reports.yaml``), which say each experiment's data set and which
     classifier filters it."""
     out = Outputs(results=Path(results_dir))
@@ -64,13 +66,10 @@ def results_reader(results_dir: str | Path, settings: Mapping[str, Any]) -> Runs
 
     def read(ref: CellRef) -> dict[str, float]:
         if ref.experiment not in settings["experiments"]:
-            raise KeyError(f"a table names experiment {ref.experiment!r}, which params.yaml does not define")
+            return {}
         path = (classifier_file(out, settings, ref.experiment) if ref.classifier
                 else metrics_file(out, settings, ref.experiment))
-        if path is None:
-            raise KeyError(f"a table names {ref.experiment}{CLASSIFIER}, but no classifier of params.yaml filters "
-                           f"{ref.experiment}")
-        if not path.is_file():
+        if path is None or not path.is_file():
             return {}
         doc = json.loads(path.read_text())
         if profile is not None and doc.get("profile") != profile:

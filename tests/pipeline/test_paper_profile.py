@@ -4,7 +4,8 @@ key layouts.
 
 What is shrunk, only through the profile's patch of params.yaml (``profiles.paper.optim``, ``.methods``,
 ``.datasets.*.run``):
-the schedules (2 iterations of 2 images), the crops (65x65; Cityscapes 32x64 of its 64x128 images), the
+the schedules (2 iterations of 2 images), the crops (33x33, the smallest the trunk and discriminators take;
+Cityscapes 32x64 of its 64x128 images), the
 evaluation padding, the device (CPU) and the registry (one run of each kind the stages need, and one IIT
 Affordances run). Everything else is
 the paper profile as it stands: the real ResNet-101 trunk, its recipe (2 ASPP branches, batch statistics, no
@@ -35,6 +36,7 @@ from tests.prepare.iit_release import make_iit_folder, zip_folder
 RUNS = ["voc-1_8-hung", "voc-1_8-proposed", "voc-1_8-s4gan", "cityscapes-1_8-proposed-imagenet", "iit-1_8-proposed"]
 TABLE1_ROWS = ["Hung et al.", "Mittal et al.", "Proposed", "Proposed + Classifier"]  # each one's 1/8 cell ran
 
+THREADS = torch.get_num_threads()  # tests/conftest.py: 2, or 1 per pytest-xdist worker
 VOC_SIZE = (50, 40)  # (W, H) of every VOC / SBD image
 VOC_TRAIN = [f"2007_{i:06d}" for i in range(0, 24, 2)]  # 12
 VOC_VAL = [f"2007_{i:06d}" for i in range(1, 9, 2)]  # 4
@@ -81,7 +83,7 @@ def shrink_paper_profile(params: dict, releases: dict[str, Path], weights: dict[
     # a re-packed copy (the layouts, tensor names and shapes are still checked).
     paper["datasets"] = {
         "voc": {"source": str(releases["voc"]), "sbd_source": str(releases["sbd"]), "verify_checksum": False,
-                "run": {"data": {"eval_pad": 96}}},  # 505 for VOC's images of up to 500x500
+                "run": {"data": {"eval_pad": 56}}},  # 505 for VOC's images of up to 500x500; these are 50x40
         "cityscapes": {"source": str(releases["cityscapes"]), "verify_checksum": False,  # the folder of its 2 zips
                        "run": {"data": {"resize": [64, 128], "crop_size": [32, 64]}}},  # 1/8 of 512x1024, 256x512
         # the zip; no checksum is published, so the first preparation records it (verify_checksum stays true)
@@ -93,10 +95,11 @@ def shrink_paper_profile(params: dict, releases: dict[str, Path], weights: dict[
     }
     paper.update({
         "optim": {"iterations": 2, "batch_size": 2},
-        "data": {"crop_size": [65, 65], "workers": 0},
-        "runtime": {"device": "cpu", "log_every": 1, "checkpoint_every": 1000, "eval_every": 0},
+        "data": {"crop_size": [33, 33], "workers": 0},  # the smallest the trunk and discriminators take
+        # a core's share: one under make test's worker per core
+        "runtime": {"device": "cpu", "log_every": 1, "checkpoint_every": 1000, "eval_every": 0, "threads": THREADS},
         "classifier": {"epochs": 1, "steps_per_epoch": 2, "batch_size_labeled": 2, "batch_size_unlabeled": 2,
-                       "input_size": 65},
+                       "input_size": 33},
     })
     for s4gan in ("s4gan", "s4gan-cityscapes"):
         paper["methods"][s4gan]["optim"] = {"iterations": 2, "batch_size": 2}  # its own 40,000 of 8
