@@ -1,5 +1,6 @@
-"""Shared fixtures: torch on 2 threads (1 in each of `make test`'s pytest-xdist workers), the `gpu` marker, a local HTTP file server for download tests, a warm
-interpreter for tests that run pipeline stages."""
+"""Shared fixtures: torch on 2 threads (1 in each of `make test`'s pytest-xdist workers), the `gpu` marker, the
+longest tests first, a local HTTP file server for download tests, a warm interpreter for tests that run pipeline
+stages."""
 
 from __future__ import annotations
 
