@@ -194,7 +194,7 @@ def test_missing_and_unreadable_images(voc_run, images, tmp_path, capsys):
 
 def test_a_photo_larger_than_the_padding_is_scaled_to_fit_it_in_one_bounded_forward(voc_run, tmp_path, capsys):
     """Issue 26: a VOC run refused any image over its 505-pixel padding, and one such image stopped the batch.
-    Now the image is scaled down to fit the padding (README, decisions): one forward pass of the padding's size,
+    Now the image is scaled down to fit the padding (docs/decisions.md): one forward pass of the padding's size,
     its logits brought back to the image's size."""
     sizes = {"strip": (30, 200), "small": (27, 35), "tall": (150, 90)}  # (H, W); the padding is VOC_PAD = 64
     paths = write_images(tmp_path / "img", sizes)

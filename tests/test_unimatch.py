@@ -257,7 +257,7 @@ def test_one_iteration_matches_a_replica_of_their_statements(monkeypatch):
     ours = obj.generator(model.segment, None, Batch(img_x, mask_x, img_u_w), step=0)
     grads = torch.autograd.grad(ours.total, list(model.parameters()))
 
-    no_pad = torch.zeros(n, h, w, dtype=torch.long)  # our unlabeled stream has no padding (the README)
+    no_pad = torch.zeros(n, h, w, dtype=torch.long)  # our unlabeled stream has no padding (docs/decisions.md)
     roll = views.mix_source  # the mix batch: the same batch, shifted by one (their issue #34)
     terms, total = their_iteration(model, img_x, mask_x, img_u_w, s1, s2, no_pad, box1, box2, roll(img_u_w),
                                    roll(s1), roll(s2), roll(no_pad), thresh)

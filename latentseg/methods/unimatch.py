@@ -247,7 +247,7 @@ class UniMatchObjective(Objective):
 
     def targets(self, weak_logits: Tensor, size: tuple[int, int]) -> Targets:
         """The weak view's detached pseudo-labels (argmax) and confidence (max softmax), in float32. Every
-        pixel is valid: the unlabeled stream carries no padding mask (the README's decision)."""
+        pixel is valid: the unlabeled stream carries no padding mask (docs/decisions.md)."""
         prob = upsample(weak_logits.detach().float(), size).softmax(1)
         confidence, pseudo = prob.max(1)
         return Targets(pseudo, confidence, torch.ones_like(pseudo, dtype=torch.bool))

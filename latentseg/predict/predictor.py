@@ -7,7 +7,7 @@ An image goes through the run's evaluation transform (``data.augment.eval_transf
 is evaluated resized, as Cityscapes is; the Caffe mean subtracted; padded to ``data.eval_pad``, VOC's 505x505),
 then one forward pass on the whole of it; the logits are upsampled to the padded size as ``evaluate.evaluate``
 does, cropped to the image, and, for a resized image, upsampled to the image's own size. An image larger than
-the padding is first scaled down to fit it (README, decisions), so any photo takes one forward pass of at most
+the padding is first scaled down to fit it (docs/decisions.md), so any photo takes one forward pass of at most
 the padding's size. The semantic map is
 the argmax of the softmax, or, with Mittal et al.'s image classifier, of the logits it filters (``evaluate.
 filter_by_classifier``; the classifier reads the image its own way, ``ImageClassifier.preprocess``).
@@ -168,7 +168,7 @@ class Predictor:
     def input_size(self, height: int, width: int) -> tuple[int, int]:
         """Where the image lies in the network's input: the data set's evaluation size where it is evaluated
         resized (Cityscapes), else the image's own, scaled down to fit the evaluation padding when it is larger
-        (README, decisions: a photo larger than VOC's 505 pixels is resized, not cut into windows)."""
+        (docs/decisions.md: a photo larger than VOC's 505 pixels is resized, not cut into windows)."""
         if self.cfg.data.resize:
             return self.cfg.data.resize
         pad = self.cfg.data.eval_pad

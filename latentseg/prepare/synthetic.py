@@ -31,8 +31,8 @@ as a striped blob of the same stripe, an orange-lit vehicle as an animal). The l
 groups, each with ~6x more labeled examples in many colours, whose one reliable cue is the silhouette: on unlabeled
 images its group is more often right, and eq. (9) pulls the semantic prediction's group mass (eq. 6) towards it.
 The split is random, so the shift between labeled and unlabeled images is not planted by the generator: it comes
-from per-image appearance and the small labeled sample. This is the design's hypothesis; the demo's tables say
-whether it holds (README).
+from per-image appearance and the small labeled sample. This is the design's hypothesis; the mechanism study says
+whether it holds (benchmarks/README.md: the demo's 30 steps are too few to tell).
 
 Two stand-ins are written in the prepared layout of ``data/layout.py`` (and IIT's, ``standins/iit.py``):
 

@@ -182,8 +182,16 @@ def run_all(jobs: list[Job], parallel: int, threads: int | None = None) -> Itera
     processes = min(parallel, len(todo))
     threads = threads or max(1, (os.cpu_count() or 1) // processes)
     context = _process_context()
-    with _belonging_to_this_process(), context.Pool(processes, _worker_init, (threads, os.getpid())) as pool:
-        yield from pool.imap_unordered(_in_worker, todo)
+    with _belonging_to_this_process():
+        pool = context.Pool(processes, _worker_init, (threads, os.getpid()))
+        try:
+            yield from pool.imap_unordered(_in_worker, todo)
+            pool.close()  # idle workers end on their own: no signal meets one waiting for a task
+        except BaseException:  # the stage is ending (a signal, an error, the caller stopped early)
+            pool.terminate()
+            raise
+        finally:
+            pool.join()
 
 
 def _in_worker(job: Job) -> Any:
@@ -204,10 +212,14 @@ def _worker_init(threads: int, stage: int) -> None:
 
 
 def _end_with(stage: int) -> None:
-    """Wait for process ``stage`` to end, then end this one as SIGTERM would."""
+    """Wait for process ``stage`` to end, then end this one as SIGTERM would.
+
+    This thread takes none of the stage's signals: a signal the kernel gave it would not wake the main thread where
+    that waits in a lock (an idle pool worker), and the worker would never end. Its own goes to the main thread."""
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT, signal.SIGHUP})
     while _running(stage):
         time.sleep(_WATCH_S)
-    os.kill(os.getpid(), signal.SIGTERM)
+    signal.pthread_kill(threading.main_thread().ident, signal.SIGTERM)
 
 
 def _running(pid: int) -> bool:

@@ -10,7 +10,7 @@ evaluation padding, the device (CPU) and the registry (one run of each kind the 
 Affordances run). Everything else is
 the paper profile as it stands: the real ResNet-101 trunk, its recipe (2 ASPP branches, batch statistics, no
 random scale or mirror, the discriminator's separate draw), the published-weights conversion, every stage.
-86–112 s on 2 cores (README, Measured); the files are large (each ResNet-101 file ~170 MB, each run checkpoint
+about 135 s on 2 cores alone (docs/measured.md); the files are large (each ResNet-101 file ~170 MB, each run checkpoint
 ~350 MB), and a passing run removes them.
 """
 
