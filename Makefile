@@ -20,7 +20,7 @@ demo: $(VENV)/.installed  ## the main job: every table and figure of the current
 	LATENTSEG_WARM=$$sock dvc repro; status=$$?; kill $$warm 2>/dev/null; exit $$status
 
 test: $(VENV)/.installed  ## the test suite (CPU, a few minutes; a pytest-xdist worker per core, at most 4)
-	$(PY) -m pytest -q --numprocesses=auto --maxprocesses=4 --dist=loadgroup --durations=15
+	$(PY) -m pytest -q --durations=15
 
 # the claims come from reference/claims.yaml, evaluated on the same all.csv: no separate claims file to pass
 check: $(VENV)/.installed  ## the built tables against the profile's reference; non-zero naming every cell out of tolerance and every must-hold claim that fails
