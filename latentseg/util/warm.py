@@ -64,7 +64,8 @@ def hand_over() -> None:
     except OSError:
         conn.close()
         return  # no server: run here
-    request = {"python": sys.executable, "argv": sys.argv, "cwd": os.getcwd(), "env": dict(os.environ)}
+    request = {"python": sys.executable, "environment": _environment(), "argv": sys.argv, "cwd": os.getcwd(),
+               "env": dict(os.environ)}
     with conn:
         try:
             _send(conn, request, fds=[0, 1, 2])
@@ -203,7 +204,7 @@ def _start(conn: socket.socket, base_env: dict[str, str], others: list[socket.so
         conn.close()
         return None
     why = None
-    if request["python"] != sys.executable:
+    if request.get("environment") != _environment():
         why = f"it serves {sys.executable}, this stage runs {request['python']}"
     elif import_time_env(request["env"]) != base_env:
         differ = sorted({k for k, _ in set(import_time_env(request["env"]).items()) ^ set(base_env.items())})
@@ -310,3 +311,8 @@ def _signal_group(pid: int, sig: int) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pid, sig)
 
+
+def _environment() -> list[str]:
+    """The interpreter and its environment (a venv's prefix), links resolved: ``.venv`` linked to another checkout's
+    is the same environment, a venv made apart from the same Python is not."""
+    return [os.path.realpath(sys.executable), os.path.realpath(sys.prefix)]  # a list, as JSON brings it back
