@@ -39,10 +39,10 @@ def main() -> None:
     parser.add_argument("--reference", type=Path, required=True,
                         help="folder holding <profile>.yaml and claims.yaml")
     parser.add_argument("--write", action="store_true", help="record the built tables as the profile's reference")
-    parser.add_argument("--vary", type=Path, nargs="*", default=[], metavar="ALL_CSV",
+    parser.add_argument("--vary", type=Path, nargs="+", action="extend", default=[], metavar="ALL_CSV",
                         help="with --write: all.csv of variants of the demo run (other COCO-pretraining and "
                              "training seeds): the tolerances cover their spread, and a must-hold claim holds in each")
-    parser.add_argument("--hold-also", type=Path, nargs="*", default=[], metavar="CLAIMS_CSV",
+    parser.add_argument("--hold-also", type=Path, nargs="+", action="extend", default=[], metavar="CLAIMS_CSV",
                         help="with --write: must-hold claims are those that also hold in each of these claims.csv")
     parser.add_argument("--report", type=Path, help="write the findings here and exit 0")
     args = parser.parse_args()

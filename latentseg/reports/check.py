@@ -3,19 +3,23 @@
 - The paper profile is checked against ``reference/paper.yaml``: each cell's mean within a fixed tolerance per kind
   (mIoU points, latent classes) of the paper's number.
 - The demo profile is checked against its own recorded results (``reference/demo.yaml``): each cell's mean within a
-  tolerance derived from measured spread, ``3 · σ · sqrt(2 / n)``, with ``n`` the cell's run count and ``σ`` the
-  larger of the pooled within-cell std of the cell's kind and the cell's own std. Both are measured over the
-  recorded run and its variants (``--vary``: the demo run again with other COCO-pretraining and training seeds).
-  Another machine rounds differently, and a difference in the last bit of the COCO weights grows through every run
-  that starts from them: a variant of the seeds moves every cell as far as another CPU does, so the reference
-  derived from variants holds on other machines. The difference of two means of ``n`` runs has std
-  ``σ · sqrt(2 / n)``. The reference also lists the claims that held when it was recorded (``claims_must_hold``);
-  each must still hold.
+  tolerance derived from measured spread, ``3 · σ · sqrt(2 / n)``, with ``n`` the cell's run count in a build and
+  ``σ`` the larger of the pooled within-cell std of the cell's kind and the cell's own std. The reference is the
+  recorded run and its variants (``--vary``: the demo run again with other COCO-pretraining and training seeds, or
+  on another machine), each cell's mean and std over all of them. Another machine rounds differently, and a
+  difference in the last bit of the COCO weights grows through every run that starts from them: another CPU moves
+  a cell as a variant of the seeds does, so a new build is one more draw of the same spread. Centring on the mean
+  of all the values, not the recorded run's, keeps a recorded run at an edge of the spread from shifting the check.
+  The width stays that of the difference of two means of ``n`` runs (``σ · sqrt(2 / n)``), not the narrower
+  ``σ · sqrt(1 / n + 1 / N)`` of a mean of ``N`` values: the spread is heavy-tailed (a lucky COCO initialisation
+  lifts every VOC cell, an effective count jumps by whole classes) and a handful of variants under-states it; held
+  out one at a time, 6 of the 7 recorded runs pass this width and 3 of 7 the narrower one (docs/measured.md). The
+  reference also lists the claims that held when it was recorded (``claims_must_hold``); each must still hold.
 
 A reference file for the demo profile reads::
 
     noise: {miou: {sigma: 0.8, from: pooled over 12 cell(s) with >= 2 runs}, effective: {...}}
-    tables: {table1: {Proposed: {"1/8": {mean: 30.9, n: 3, tolerance: 1.96}, ...}, ...}, ...}
+    tables: {table1: {Proposed: {"1/8": {mean: 30.9, n: 3, values: 3, tolerance: 1.96}, ...}, ...}, ...}
     claims_must_hold: [t3-latent-adds-to-ce, ...]
 """
 
@@ -111,18 +115,20 @@ def with_variants(runs: pd.DataFrame, variants: list[pd.DataFrame]) -> pd.DataFr
 
 def record_reference(runs: pd.DataFrame, noise: Mapping[str, Noise], verdicts: pd.DataFrame,
                      spread: pd.DataFrame | None = None) -> dict[str, Any]:
-    """The demo reference of built results: each cell's mean (of ``runs``) and derived tolerance, and the claims
-    that hold. ``spread``: ``runs`` with its variants (``with_variants``); a cell of three or more values there
-    takes its own std where it exceeds its kind's pooled ``noise``."""
+    """The demo reference of built results: each cell's mean and derived tolerance, and the claims that hold.
+    ``spread``: ``runs`` with its variants (``with_variants``), each a draw of the spread another machine brings:
+    a cell's mean is then over all its values there (the recorded run alone may lie at an edge of that spread),
+    and a cell of three or more values takes its own std where it exceeds its kind's pooled ``noise``."""
     own = cell_stats(spread) if spread is not None else {}
     tables: dict[str, Any] = {}
     for key, cell in cell_stats(runs).items():
         table, row, column = key
-        wider = own.get(key)
-        sigma = max(noise[kind_of(cell["source"])].sigma,
-                    wider["std"] if wider is not None and wider["n"] >= 3 and wider["std"] is not None else 0.0)
+        pooled = own.get(key, cell)
+        sigma = noise[kind_of(cell["source"])].sigma
+        if key in own and pooled["n"] >= 3 and pooled["std"] is not None:
+            sigma = max(sigma, pooled["std"])
         tables.setdefault(table, {}).setdefault(row, {})[column] = {
-            "mean": round(cell["mean"], 3), "n": cell["n"],
+            "mean": round(pooled["mean"], 3), "n": cell["n"], "values": pooled["n"],
             "tolerance": round(derived_tolerance(sigma, cell["n"]), 3)}
     return {"noise": {kind: {"sigma": round(n.sigma, 4), "from": n.origin} for kind, n in noise.items()},
             "tables": tables,

@@ -29,8 +29,9 @@ HEADER = """\
 #       --write{vary_args}
 # CI checks every new run against them. noise: the pooled within-cell std of each kind over the cells with >= 2
 # values, over the recorded run{vary_text}, else claims.yaml's default_noise. tables: each cell's
-# mean over its n runs (of the recorded run) and its tolerance 3 * sigma * sqrt(2 / n), sigma the larger of its
-# kind's and its own std over the runs and variants (a run on another machine behaves like a variant).
+# mean over its values in the recorded run and its variants (a run on another machine behaves like a variant),
+# n its runs in one build, and its tolerance 3 * sigma * sqrt(2 / n), sigma the larger of its kind's and its own
+# std over those values.
 # claims_must_hold: the claims of claims.yaml whose verdict was `holds` when this was recorded{also}.
 """
 
@@ -61,9 +62,10 @@ class ReferenceCheck:
         for frame in frames + [pd.read_csv(p) for p in hold_also]:  # hold_also: other data seeds' claims
             held = set(frame.loc[frame["verdict"] == "holds", "id"].astype(str))
             doc["claims_must_hold"] = [c for c in doc["claims_must_hold"] if c in held]
-        header = HEADER.format(profile=self.profile, vary_args="".join(f" \\\n#       --vary {p}" for p in vary),
+        vary_args = (" --vary" if vary else "") + "".join(f" \\\n#       {p}" for p in vary)
+        header = HEADER.format(profile=self.profile, vary_args=vary_args,
                                vary_text=f" and its {len(vary)} variant(s)" if vary else "",
-                               also="".join(f"\\n#   and in {p}" for p in hold_also)
+                               also="".join(f"\n#   and in {p}" for p in hold_also)
                                + (" and in every variant" if vary else ""))
         cells = {"noise": doc["noise"], "tables": doc["tables"]}  # one line per cell, one per claim
         atomic_write_text(self.path, header + yaml.safe_dump(cells, sort_keys=False, allow_unicode=True, width=120,
