@@ -13,7 +13,7 @@
   The width stays that of the difference of two means of ``n`` runs (``σ · sqrt(2 / n)``), not the narrower
   ``σ · sqrt(1 / n + 1 / N)`` of a mean of ``N`` values: the spread is heavy-tailed (a lucky COCO initialisation
   lifts every VOC cell, an effective count jumps by whole classes) and a handful of variants under-states it; held
-  out one at a time, 6 of the 7 recorded runs pass this width and 3 of 7 the narrower one (docs/measured.md). The
+  out one at a time, 6 of the 7 recorded runs pass this width and 2 of 7 the narrower one (docs/decisions.md). The
   reference also lists the claims that held when it was recorded (``claims_must_hold``); each must still hold.
 
 A reference file for the demo profile reads::
