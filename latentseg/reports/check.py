@@ -123,12 +123,12 @@ def record_reference(runs: pd.DataFrame, noise: Mapping[str, Noise], verdicts: p
     tables: dict[str, Any] = {}
     for key, cell in cell_stats(runs).items():
         table, row, column = key
-        pooled = own.get(key, cell)
+        drawn = own.get(key, cell)  # the recorded run and its variants, else the recorded run
         sigma = noise[kind_of(cell["source"])].sigma
-        if key in own and pooled["n"] >= 3 and pooled["std"] is not None:
-            sigma = max(sigma, pooled["std"])
+        if key in own and drawn["n"] >= 3 and drawn["std"] is not None:
+            sigma = max(sigma, drawn["std"])
         tables.setdefault(table, {}).setdefault(row, {})[column] = {
-            "mean": round(pooled["mean"], 3), "n": cell["n"], "values": pooled["n"],
+            "mean": round(drawn["mean"], 3), "n": cell["n"], "values": drawn["n"],
             "tolerance": round(derived_tolerance(sigma, cell["n"]), 3)}
     return {"noise": {kind: {"sigma": round(n.sigma, 4), "from": n.origin} for kind, n in noise.items()},
             "tables": tables,
