@@ -5,13 +5,12 @@ key layouts.
 What is shrunk, only through the profile's patch of params.yaml (``profiles.paper.optim``, ``.methods``,
 ``.datasets.*.run``):
 the schedules (2 iterations of 2 images), the crops (33x33, the smallest the trunk and discriminators take;
-Cityscapes 32x64 of its 64x128 images), the
-evaluation padding, the device (CPU) and the registry (one run of each kind the stages need, and one IIT
-Affordances run). Everything else is
-the paper profile as it stands: the real ResNet-101 trunk, its recipe (2 ASPP branches, batch statistics, no
-random scale or mirror, the discriminator's separate draw), the published-weights conversion, every stage.
-about 135 s on 2 cores alone (docs/measured.md); the files are large (each ResNet-101 file ~170 MB, each run checkpoint
-~350 MB), and a passing run removes them.
+Cityscapes 32x64 of its 64x128 images), the evaluation padding, the device (CPU) and the registry (one run of each
+kind the stages need, and one IIT Affordances run). Everything else is the paper profile as it stands: the real
+ResNet-101 trunk, its recipe (2 ASPP branches, batch statistics, no random scale or mirror, the discriminator's
+separate draw), the published-weights conversion, every stage. In make test it takes 102-115 s on a 2-core AMD EPYC
+VM and 188 s on a 2-core Intel Xeon VM (docs/measured.md); the files are large (each ResNet-101 file ~170 MB, each
+run checkpoint ~350 MB), and a passing run removes them.
 """
 
 from __future__ import annotations
